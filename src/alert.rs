@@ -1,0 +1,180 @@
+//! The normalized [`Alert`]: the one shape every route, dedupe rule and target works from.
+//!
+//! Sentry speaks in a dozen payload shapes (issues, issue alerts, metric alerts, errors, comments,
+//! the legacy plugin, and whatever it adds next year). Everything downstream of the intake sees only
+//! this struct, so a target never needs to know which of those shapes a message came from.
+//! The raw payload is kept verbatim beside the normalized fields, so nothing Sentry said is lost
+//! and a later template can reach for a field this model does not lift out.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::fmt;
+
+/// Where a callback came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Sentry's integration platform (internal or public integration), signed.
+    Sentry,
+    /// The legacy "WebHooks" plugin of older self-hosted Sentry, authenticated by a URL token.
+    SentryLegacyPlugin,
+}
+
+/// Sentry's event levels, ordered from least to most severe so routes can say "at least error".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Fatal,
+}
+
+impl Level {
+    pub const ALL: [Level; 5] = [
+        Level::Debug,
+        Level::Info,
+        Level::Warning,
+        Level::Error,
+        Level::Fatal,
+    ];
+
+    /// Reads Sentry's spelling of a level; `warn` and `critical` are aliases some SDKs send.
+    pub fn parse(text: &str) -> Option<Level> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "debug" | "trace" => Some(Level::Debug),
+            "info" | "log" | "sample" => Some(Level::Info),
+            "warning" | "warn" => Some(Level::Warning),
+            "error" => Some(Level::Error),
+            "fatal" | "critical" => Some(Level::Fatal),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+            Level::Fatal => "fatal",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who an issue was assigned to (`issue.assigned`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignee {
+    /// `user` or `team`.
+    pub kind: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// A metric alert's incident, as Sentry reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricAlert {
+    /// The incident id (`data.metric_alert.id`): stable across critical → warning → resolved.
+    pub incident_id: Option<String>,
+    pub rule_id: Option<String>,
+    pub rule_name: Option<String>,
+    pub status: MetricStatus,
+    pub description_title: Option<String>,
+    pub description_text: Option<String>,
+}
+
+/// A metric alert's state. Sentry sends it twice: as the webhook action and as a numeric
+/// `status` (20 critical, 10 warning, 2 closed); the action wins when both are present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricStatus {
+    Critical,
+    Warning,
+    Resolved,
+    Open,
+    Unknown,
+}
+
+/// A comment on a Sentry issue (`comment.*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comment {
+    pub id: Option<String>,
+    pub text: Option<String>,
+    pub author: Option<String>,
+}
+
+/// One stack frame of the application's own code (`in_app`), without its variables: frame
+/// variables can hold secrets and personal data, so they are never lifted out of the raw payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame {
+    pub function: Option<String>,
+    pub module: Option<String>,
+    pub filename: Option<String>,
+    pub lineno: Option<u64>,
+}
+
+/// One Sentry callback, normalized.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Alert {
+    pub source: Source,
+    /// `issue`, `event_alert`, `metric_alert`, `error`, `comment`, `installation`, or any newer one.
+    pub resource: String,
+    /// `created`, `resolved`, `triggered`, `critical`, … as Sentry named it.
+    pub action: String,
+    /// `installation.uuid`: scopes dedupe keys, since issue ids are only unique per Sentry instance.
+    pub installation: Option<String>,
+    /// Project slug.
+    pub project: Option<String>,
+    pub environment: Option<String>,
+    pub release: Option<String>,
+    pub level: Option<Level>,
+    pub title: String,
+    pub culprit: Option<String>,
+    pub issue_id: Option<String>,
+    pub short_id: Option<String>,
+    /// The page a person should open in Sentry.
+    pub link: Option<String>,
+    pub event_id: Option<String>,
+    pub event_count: Option<u64>,
+    pub user_count: Option<u64>,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Event tags, in Sentry's order.
+    pub tags: Vec<(String, String)>,
+    /// The issue alert rule that fired (`event_alert.triggered`, legacy plugin).
+    pub triggered_rule: Option<String>,
+    pub assignee: Option<Assignee>,
+    /// `issue.resolved` carries how: `now`, `in_release`, `in_next_release`, …
+    pub resolution_type: Option<String>,
+    pub metric_alert: Option<MetricAlert>,
+    pub comment: Option<Comment>,
+    /// In-app frames, innermost last, as Sentry orders them.
+    pub frames: Vec<Frame>,
+    /// Whether herald knows this resource and action. Unknown ones are stored and answered 2xx
+    /// (Sentry adds new ones every year), and only routed where a route asks for them by name.
+    pub recognized: bool,
+    /// What makes two callbacks "the same thing said twice" (REFERENCE.md §1), scoped by installation.
+    pub dedupe_key: String,
+    /// The payload exactly as received.
+    pub raw: Box<RawValue>,
+}
+
+impl Alert {
+    /// `resource.action`, the name operators see in logs and metrics.
+    pub fn event_name(&self) -> String {
+        format!("{}.{}", self.resource, self.action)
+    }
+
+    /// The top in-app frame (the innermost one), which is usually where the bug is.
+    pub fn top_frame(&self) -> Option<&Frame> {
+        self.frames.last()
+    }
+}

@@ -1,0 +1,799 @@
+//! herald's configuration: one TOML file, `${VAR}` / `${VAR:-default}` in any string, and
+//! validation that refuses a bad file with one sentence naming the key.
+//!
+//! Loading happens in three steps, each with its own kind of error:
+//! 1. TOML syntax (the error names the line and column);
+//! 2. environment interpolation over every string value (the error names the key and the variable);
+//! 3. typed deserialisation and cross-checks: unknown keys, unknown target kinds, duplicate target
+//!    names, routes naming unknown targets (the error names the key path).
+//!
+//! Interpolation runs on parsed values, not on the file's text, so a secret containing a quote or a
+//! newline can never change the structure of the file.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::alert::Level;
+use crate::secret::Secret;
+use crate::targets::TargetSettings;
+
+/// A config that cannot be used, as one sentence for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} line {line}, column {column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: `{key}` {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    pub sentry: SentryConfig,
+    #[serde(default)]
+    pub dedupe: DedupeConfig,
+    #[serde(default, skip_deserializing)]
+    pub targets: Vec<TargetConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "ServerConfig::default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "ServerConfig::default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Bearer token of the admin API; without it the admin API is off.
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
+    /// Largest request body accepted on the hooks; larger ones are answered 413.
+    #[serde(default = "ServerConfig::default_body_limit", with = "byte_size")]
+    pub body_limit: u64,
+}
+
+impl ServerConfig {
+    fn default_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    fn default_data_dir() -> PathBuf {
+        PathBuf::from("./data")
+    }
+    fn default_body_limit() -> u64 {
+        1024 * 1024
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: Self::default_listen(),
+            data_dir: Self::default_data_dir(),
+            admin_token: None,
+            body_limit: Self::default_body_limit(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentryConfig {
+    /// Client secrets of the Sentry integration; several during a rotation.
+    #[serde(default)]
+    pub client_secrets: Vec<Secret>,
+    /// Tokens for `POST /hooks/sentry/legacy/{token}` (the legacy WebHooks plugin).
+    #[serde(default)]
+    pub legacy_tokens: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupeConfig {
+    /// Repeated alerts of one Sentry issue within this window are folded into one message.
+    #[serde(default = "DedupeConfig::default_window", with = "duration")]
+    pub window: Duration,
+}
+
+impl DedupeConfig {
+    fn default_window() -> Duration {
+        Duration::from_secs(600)
+    }
+}
+
+impl Default for DedupeConfig {
+    fn default() -> Self {
+        DedupeConfig {
+            window: Self::default_window(),
+        }
+    }
+}
+
+/// One `[[targets]]` entry: the settings every kind shares, and the kind's own.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetConfig {
+    pub name: String,
+    /// Per-request timeout.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// The backoff schedule, overriding the default one.
+    #[serde(with = "optional_durations", skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Vec<Duration>>,
+    /// A template file overriding the kind's default template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<PathBuf>,
+    #[serde(flatten)]
+    pub settings: TargetSettings,
+}
+
+/// The keys every target kind takes; the rest of a `[[targets]]` table belongs to its kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommonTargetKeys {
+    name: String,
+    kind: String,
+    #[serde(default = "default_target_timeout", with = "duration")]
+    timeout: Duration,
+    #[serde(default, with = "optional_durations")]
+    retry: Option<Vec<Duration>>,
+    #[serde(default)]
+    template: Option<PathBuf>,
+}
+
+const COMMON_TARGET_KEYS: [&str; 5] = ["name", "kind", "timeout", "retry", "template"];
+
+fn default_target_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// One `[[routes]]` entry: alerts that match go to `targets`; `continue` lets later routes match too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub targets: Vec<String>,
+    #[serde(default, rename = "match")]
+    pub matcher: RouteMatch,
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+}
+
+/// What a route matches. Each list, when not empty, must contain the alert's value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub action: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub project: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environment: Vec<String>,
+    /// Exactly one of these levels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub level: Vec<Level>,
+    /// This level or a more severe one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_level: Option<Level>,
+}
+
+impl Config {
+    /// Reads, interpolates and validates the file at `path` against the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses `text` (named `path` in errors), looking variables up with `lookup`.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        let mut document: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_and_column(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim_end_matches('\n').to_string(),
+            }
+        })?;
+        for (key, value) in document.iter_mut() {
+            interpolate(value, key, &lookup).map_err(|(key, message)| invalid(key, message))?;
+        }
+
+        let raw_targets = document.remove("targets");
+        let mut config: Config = typed(toml::Value::Table(document), "")
+            .map_err(|(key, message)| invalid(key, message))?;
+        config.targets = match raw_targets {
+            None => Vec::new(),
+            Some(toml::Value::Array(entries)) => entries
+                .into_iter()
+                .enumerate()
+                .map(|(index, entry)| target_config(index, entry))
+                .collect::<Result<_, _>>()
+                .map_err(|(key, message)| invalid(key, message))?,
+            Some(_) => {
+                return Err(invalid(
+                    "targets".into(),
+                    "must be a list of [[targets]] tables".into(),
+                ))
+            }
+        };
+        config
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
+        Ok(config)
+    }
+
+    /// The checks that span keys: names, references, and values serde cannot judge alone.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let sentry = &self.sentry;
+        if sentry.client_secrets.is_empty() && sentry.legacy_tokens.is_empty() {
+            return Err((
+                "sentry.client_secrets".into(),
+                "is empty (and so is sentry.legacy_tokens): herald could not verify any callback; \
+                 set the Client Secret of your Sentry integration"
+                    .into(),
+            ));
+        }
+        for (index, secret) in sentry.client_secrets.iter().enumerate() {
+            if secret.expose().trim().is_empty() {
+                return Err((format!("sentry.client_secrets[{index}]"), "is empty".into()));
+            }
+        }
+        for (index, token) in sentry.legacy_tokens.iter().enumerate() {
+            let token = token.expose();
+            if token.len() < 16
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+            {
+                return Err((
+                    format!("sentry.legacy_tokens[{index}]"),
+                    "must be at least 16 characters of A-Z, a-z, 0-9, '-', '_', '.', '~' \
+                     (it is part of a URL and is the only thing protecting it)"
+                        .into(),
+                ));
+            }
+        }
+        if self.server.body_limit == 0 {
+            return Err((
+                "server.body_limit".into(),
+                "must be more than 0 bytes".into(),
+            ));
+        }
+        if self.targets.is_empty() {
+            return Err((
+                "targets".into(),
+                "is empty: add at least one [[targets]] (kind = \"console\" prints to stdout)"
+                    .into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        for (index, target) in self.targets.iter().enumerate() {
+            let key = format!("targets[{index}].name");
+            if target.name.is_empty()
+                || !target
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err((
+                    key,
+                    format!(
+                        "{:?} must be non-empty and use only A-Z, a-z, 0-9, '-', '_', '.'",
+                        target.name
+                    ),
+                ));
+            }
+            if !names.insert(target.name.as_str()) {
+                return Err((
+                    key,
+                    format!(
+                        "{:?} names a second target: target names must be unique",
+                        target.name
+                    ),
+                ));
+            }
+            if target.timeout.is_zero() {
+                return Err((
+                    format!("targets[{index}].timeout"),
+                    "must be more than 0".into(),
+                ));
+            }
+        }
+        for (index, route) in self.routes.iter().enumerate() {
+            if route.targets.is_empty() {
+                return Err((format!("routes[{index}].targets"), "is empty".into()));
+            }
+            if let Some(unknown) = route.targets.iter().find(|t| !names.contains(t.as_str())) {
+                return Err((
+                    format!("routes[{index}].targets"),
+                    format!("names {unknown:?}, which is not a configured target"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The target called `name`.
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// The effective configuration as TOML, every secret written as `***`.
+    pub fn to_masked_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print the config: {e}\n"))
+    }
+}
+
+/// What `herald check-config` prints: a verdict, the effective config (secrets masked) and the
+/// routing in words.
+pub fn describe(path: &Path, config: &Config) -> String {
+    let mut out = format!(
+        "# {}: OK
+",
+        path.display()
+    );
+    out.push_str(&config.to_masked_toml());
+    out.push_str(
+        "
+# Routing
+",
+    );
+    if config.routes.is_empty() {
+        out.push_str(&format!(
+            "# no [[routes]]: every target receives {} alerts
+",
+            crate::route::ROUTED_BY_DEFAULT.join(", ")
+        ));
+    }
+    for (index, route) in config.routes.iter().enumerate() {
+        let matcher = toml::to_string(&route.matcher).unwrap_or_default();
+        let matcher = matcher.trim().replace('\n', ", ");
+        out.push_str(&format!(
+            "# route {index}: {} -> {}{}\n",
+            if matcher.is_empty() {
+                "every alert".to_string()
+            } else {
+                matcher
+            },
+            route.targets.join(", "),
+            if route.continue_matching {
+                " (continue)"
+            } else {
+                ""
+            }
+        ));
+    }
+    out
+}
+
+/// Splits a `[[targets]]` table into the shared keys and the kind's own, each deserialised strictly.
+fn target_config(index: usize, entry: toml::Value) -> Result<TargetConfig, (String, String)> {
+    let prefix = format!("targets[{index}]");
+    let toml::Value::Table(mut table) = entry else {
+        return Err((prefix, "must be a table".into()));
+    };
+    let mut common = toml::Table::new();
+    for key in COMMON_TARGET_KEYS {
+        if let Some(value) = table.remove(key) {
+            common.insert(key.to_string(), value);
+        }
+    }
+    let common: CommonTargetKeys = typed(toml::Value::Table(common), &prefix)?;
+    let settings = TargetSettings::from_table(&common.kind, table)
+        .map_err(|(key, message)| (join_key(&prefix, &key), message))?;
+    Ok(TargetConfig {
+        name: common.name,
+        timeout: common.timeout,
+        retry: common.retry,
+        template: common.template,
+        settings,
+    })
+}
+
+/// Deserialises `value` strictly, reporting the failing key path under `prefix`.
+pub(crate) fn typed<T: DeserializeOwned>(
+    value: toml::Value,
+    prefix: &str,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.inner().to_string();
+        let path = e.path().to_string();
+        let (key, message) = match unknown_field(&inner) {
+            // The path already ends with the unknown key when serde got that far.
+            Some(field) if path.ends_with(field.as_str()) => {
+                (path, "is not a known key".to_string())
+            }
+            Some(field) => (join_key(&path, &field), "is not a known key".to_string()),
+            None => (path, inner),
+        };
+        let key = join_key(prefix, &key);
+        (
+            if key.is_empty() {
+                "(top level)".into()
+            } else {
+                key
+            },
+            message,
+        )
+    })
+}
+
+/// serde says "unknown field `x`, expected …"; herald names the key instead.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    match (prefix.is_empty(), key.is_empty() || key == ".") {
+        (_, true) => prefix.to_string(),
+        (true, false) => key.to_string(),
+        (false, false) if key.starts_with('[') => format!("{prefix}{key}"),
+        (false, false) => format!("{prefix}.{key}"),
+    }
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in every string under `value`; `$${` is a literal `${`.
+fn interpolate(
+    value: &mut toml::Value,
+    key: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    match value {
+        toml::Value::String(text) => {
+            *text =
+                interpolate_string(text, lookup).map_err(|message| (key.to_string(), message))?;
+        }
+        toml::Value::Array(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                interpolate(item, &format!("{key}[{index}]"), lookup)?;
+            }
+        }
+        toml::Value::Table(table) => {
+            for (child, item) in table.iter_mut() {
+                interpolate(item, &join_key(key, child), lookup)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub(crate) fn interpolate_string(
+    text: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('$') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        if let Some(literal) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = literal;
+        } else if let Some(body) = after.strip_prefix("${") {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("has an unclosed ${{ in {text:?}"))?;
+            let expression = &body[..end];
+            let (name, default) = match expression.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (expression, None),
+            };
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("has an invalid variable name {name:?} in ${{…}}"));
+            }
+            match (lookup(name), default) {
+                (Some(value), _) => out.push_str(&value),
+                (None, Some(default)) => out.push_str(default),
+                (None, None) => {
+                    return Err(format!(
+                        "uses the environment variable {name}, which is not set \
+                         (set it, or write ${{{name}:-default}})"
+                    ))
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Durations as humans write them: `"500ms"`, `"10s"`, `"10m"`, `"2h"`.
+pub(crate) mod duration {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write e.g. \"30s\", \"10m\", \"2h\""
+            ))
+        })
+    }
+}
+
+pub(crate) mod optional_durations {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    struct Wrapped(#[serde(with = "duration")] Duration);
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Vec<Duration>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let wrapped: Option<Vec<Wrapped>> = value
+            .as_ref()
+            .map(|list| list.iter().copied().map(Wrapped).collect());
+        wrapped.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<Duration>>, D::Error> {
+        let wrapped = Option::<Vec<Wrapped>>::deserialize(deserializer)?;
+        Ok(wrapped.map(|list| list.into_iter().map(|w| w.0).collect()))
+    }
+}
+
+/// Byte sizes: a number of bytes, or a string such as `"1MiB"`, `"512KiB"`, `"2MB"`.
+mod byte_size {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(*value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        match Written::deserialize(deserializer)? {
+            Written::Bytes(bytes) => Ok(bytes),
+            Written::Text(text) => parse(&text).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a size; write e.g. 1048576, \"1MiB\" or \"512KiB\""
+                ))
+            }),
+        }
+    }
+
+    pub(super) fn parse(text: &str) -> Option<u64> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().ok()?;
+        let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "kib" | "k" => 1 << 10,
+            "mb" => 1_000_000,
+            "mib" | "m" => 1 << 20,
+            "gb" => 1_000_000_000,
+            "gib" | "g" => 1 << 30,
+            _ => return None,
+        };
+        number.checked_mul(multiplier)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[sentry]
+client_secrets = ["s3cret"]
+
+[[targets]]
+name = "stdout"
+kind = "console"
+"#;
+
+    fn parse_with(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::parse(Path::new("herald.toml"), text, move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    fn error_of(text: &str) -> String {
+        parse_with(text, &[]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = parse_with(MINIMAL, &[]).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.body_limit, 1 << 20);
+        assert_eq!(config.dedupe.window, Duration::from_secs(600));
+        assert_eq!(config.targets[0].name, "stdout");
+        assert_eq!(config.targets[0].timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn interpolation_with_and_without_defaults() {
+        let text = MINIMAL.replace(
+            "\"s3cret\"",
+            "\"${SECRET}\", \"${OTHER:-fallback}\", \"$${LITERAL}\"",
+        );
+        let config = parse_with(&text, &[("SECRET", "from-env")]).unwrap();
+        let secrets: Vec<&str> = config
+            .sentry
+            .client_secrets
+            .iter()
+            .map(|s| s.expose())
+            .collect();
+        assert_eq!(secrets, ["from-env", "fallback", "${LITERAL}"]);
+    }
+
+    #[test]
+    fn interpolated_values_cannot_change_structure() {
+        let text = MINIMAL.replace("\"s3cret\"", "\"${SECRET}\"");
+        let config = parse_with(
+            &text,
+            &[("SECRET", "a\"\n[server]\nlisten = \"0.0.0.0:1\"")],
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn missing_variable_names_key_and_variable() {
+        let message = error_of(&MINIMAL.replace("\"s3cret\"", "\"${SENTRY_CLIENT_SECRET}\""));
+        assert!(message.contains("sentry.client_secrets[0]"), "{message}");
+        assert!(message.contains("SENTRY_CLIENT_SECRET"), "{message}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let message = error_of("[sentry]\nclient_secrets = [\"a\"\n\n[[targets]]\n");
+        assert!(message.starts_with("herald.toml line "), "{message}");
+        let message = error_of("[server]\nlisten = \n");
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let message = error_of(&format!("{MINIMAL}\n[server]\nlisten_on = \"x\"\n"));
+        assert!(
+            message.contains("`server.listen_on` is not a known key"),
+            "{message}"
+        );
+        let message = error_of(&format!("{MINIMAL}color = \"blue\"\n"));
+        assert!(
+            message.contains("`targets[0].color` is not a known key"),
+            "{message}"
+        );
+        let message = error_of(&format!(
+            "{MINIMAL}\n[[routes]]\ntargets = [\"stdout\"]\nmatch = {{ levle = [\"error\"] }}\n"
+        ));
+        assert!(
+            message.contains("`routes[0].match.levle` is not a known key"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_duplicate_name_and_unknown_route_target() {
+        let message = error_of(&MINIMAL.replace("\"console\"", "\"slack\""));
+        assert!(message.contains("targets[0].kind"), "{message}");
+        assert!(message.contains("slack"), "{message}");
+
+        let message = error_of(&format!(
+            "{MINIMAL}\n[[targets]]\nname = \"stdout\"\nkind = \"console\"\n"
+        ));
+        assert!(message.contains("`targets[1].name`"), "{message}");
+        assert!(message.contains("unique"), "{message}");
+
+        let message = error_of(&format!("{MINIMAL}\n[[routes]]\ntargets = [\"nobody\"]\n"));
+        assert!(message.contains("`routes[0].targets`"), "{message}");
+        assert!(message.contains("\"nobody\""), "{message}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let message = error_of(&format!("{MINIMAL}timeout = \"soon\"\n"));
+        assert!(message.contains("targets[0].timeout"), "{message}");
+        let message = error_of(&format!("[server]\nlisten = \"nowhere\"\n{MINIMAL}"));
+        assert!(message.contains("server.listen"), "{message}");
+        let message = error_of(&format!("[server]\nbody_limit = \"lots\"\n{MINIMAL}"));
+        assert!(message.contains("server.body_limit"), "{message}");
+        let message = error_of(&MINIMAL.replace("\"s3cret\"", "\"\""));
+        assert!(
+            message.contains("sentry.client_secrets[0]` is empty"),
+            "{message}"
+        );
+        let message = error_of(&MINIMAL.replace(
+            "client_secrets = [\"s3cret\"]",
+            "legacy_tokens = [\"short\"]",
+        ));
+        assert!(message.contains("sentry.legacy_tokens[0]"), "{message}");
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(byte_size::parse("1MiB"), Some(1 << 20));
+        assert_eq!(byte_size::parse("512 KiB"), Some(512 << 10));
+        assert_eq!(byte_size::parse("2MB"), Some(2_000_000));
+        assert_eq!(byte_size::parse("12"), Some(12));
+        assert_eq!(byte_size::parse("1 parsec"), None);
+        assert_eq!(byte_size::parse("99999999999999999999G"), None);
+    }
+
+    #[test]
+    fn masked_output_hides_every_secret() {
+        let text = format!(
+            "[server]\nadmin_token = \"admin-xyz\"\n{}",
+            MINIMAL.replace("\"s3cret\"", "\"s3cret\", \"other-s3cret\"")
+        );
+        let printed = parse_with(&text, &[]).unwrap().to_masked_toml();
+        assert!(
+            !printed.contains("s3cret") && !printed.contains("admin-xyz"),
+            "{printed}"
+        );
+        assert!(printed.contains("***"), "{printed}");
+        assert!(printed.contains("kind = \"console\""), "{printed}");
+    }
+}

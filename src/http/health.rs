@@ -1,0 +1,32 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (it can accept callbacks).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::AppState;
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready while the store is open and herald is not shutting down. The body carries the counts an
+/// operator looks at first.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    let store = &state.store;
+    let shutting_down = state.shutting_down.load(Ordering::Relaxed);
+    let status = if shutting_down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "status": if shutting_down { "shutting_down" } else { "ready" },
+        "alerts": store.alert_count(),
+        "queued_jobs": store.queued_job_count(),
+    });
+    (status, Json(body))
+}

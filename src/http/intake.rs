@@ -1,0 +1,180 @@
+//! The front door: `POST /hooks/sentry` and `POST /hooks/sentry/legacy/{token}`.
+//!
+//! Order of checks: size (413), authenticity (401), then shape (400). An unauthenticated caller
+//! learns nothing about what herald would have accepted. The handler does no network I/O: it
+//! stores the alert and its delivery jobs, waits for them to be on disk, and answers 202.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, AppState};
+use crate::alert::{Alert, Level};
+use crate::sentry::{parse_integration_payload, parse_legacy_payload, PayloadError};
+
+const SIGNATURE_HEADER: &str = "sentry-hook-signature";
+const RESOURCE_HEADER: &str = "sentry-hook-resource";
+
+/// The answer to an accepted callback: what herald understood, and where it will go.
+#[derive(Debug, Serialize)]
+pub struct IntakeReceipt {
+    pub status: &'static str,
+    pub duplicate: bool,
+    pub alert_id: String,
+    pub resource: String,
+    pub action: String,
+    pub recognized: bool,
+    pub issue_id: Option<String>,
+    pub level: Option<Level>,
+    pub title: String,
+    pub link: Option<String>,
+    pub targets: Vec<String>,
+}
+
+pub async fn sentry_hook(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
+    let resource = header_text(&headers, RESOURCE_HEADER);
+    let result = async {
+        refuse_if_shutting_down(&state)?;
+        let body = read_limited(&headers, body, state.body_limit).await?;
+        let signature = header_text(&headers, SIGNATURE_HEADER).ok_or(ApiError::Unauthorized(
+            "missing Sentry-Hook-Signature header",
+        ))?;
+        if !state.verifier.verify(&body, signature) {
+            return Err(ApiError::Unauthorized(
+                "Sentry-Hook-Signature does not match the body under any configured client secret",
+            ));
+        }
+        let resource = resource
+            .ok_or_else(|| ApiError::BadRequest("missing Sentry-Hook-Resource header".into()))?;
+        if resource.is_empty()
+            || resource.len() > 64
+            || !resource
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ApiError::BadRequest(format!(
+                "Sentry-Hook-Resource {resource:?} is not a resource name"
+            )));
+        }
+        let alert = parse_integration_payload(resource, &body).map_err(payload_error)?;
+        accept(&state, alert).await
+    }
+    .await;
+    log_outcome(resource.unwrap_or("-"), &result);
+    result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
+}
+
+pub async fn legacy_hook(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
+    let result = async {
+        refuse_if_shutting_down(&state)?;
+        let body = read_limited(&headers, body, state.body_limit).await?;
+        // Every token is compared, so the time taken does not reveal which one (if any) matched.
+        let known = state.legacy_tokens.iter().fold(false, |found, candidate| {
+            bool::from(candidate.expose().as_bytes().ct_eq(token.as_bytes())) | found
+        });
+        if !known {
+            return Err(ApiError::Unauthorized("unknown legacy webhook token"));
+        }
+        let alert = parse_legacy_payload(&body).map_err(payload_error)?;
+        accept(&state, alert).await
+    }
+    .await;
+    log_outcome("legacy", &result);
+    result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
+}
+
+/// Routes, stores and flushes: after this returns `Ok`, the alert and its jobs are on disk.
+async fn accept(state: &AppState, alert: Alert) -> Result<IntakeReceipt, ApiError> {
+    let targets = state.router.targets_for(&alert);
+    let accepted = state.store.accept(&alert, &targets).await?;
+    Ok(IntakeReceipt {
+        status: "accepted",
+        duplicate: false,
+        alert_id: accepted.alert_id.to_string(),
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+        resource: alert.resource,
+        action: alert.action,
+        recognized: alert.recognized,
+        issue_id: alert.issue_id,
+        level: alert.level,
+        title: alert.title,
+        link: alert.link,
+    })
+}
+
+fn refuse_if_shutting_down(state: &AppState) -> Result<(), ApiError> {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        Err(ApiError::ShuttingDown)
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads the whole body, refusing it (413) as soon as it is known to exceed `limit`: from
+/// `Content-Length` before reading, or while reading a chunked body.
+async fn read_limited(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    let declared =
+        header_text(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    axum::body::to_bytes(body, limit_usize)
+        .await
+        .map_err(|error| {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::BadRequest(format!("the body could not be read: {error}"))
+            }
+        })
+}
+
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+}
+
+fn payload_error(error: PayloadError) -> ApiError {
+    ApiError::BadRequest(error.to_string())
+}
+
+/// One log line per callback, whatever became of it.
+fn log_outcome(resource: &str, result: &Result<IntakeReceipt, ApiError>) {
+    match result {
+        Ok(receipt) => tracing::info!(
+            resource = %receipt.resource,
+            action = %receipt.action,
+            issue_id = receipt.issue_id.as_deref().unwrap_or("-"),
+            alert_id = %receipt.alert_id,
+            targets = receipt.targets.len(),
+            outcome = "accepted",
+            "callback"
+        ),
+        Err(error) => tracing::warn!(
+            resource = ?resource,
+            outcome = error.outcome(),
+            status = error.status().as_u16(),
+            reason = %error,
+            "callback refused"
+        ),
+    }
+}

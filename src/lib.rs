@@ -1,0 +1,12 @@
+//! herald: a durable bridge from Sentry's webhooks to the places a team reads.
+
+pub mod alert;
+pub mod config;
+pub mod http;
+pub mod queue;
+pub mod route;
+pub mod secret;
+pub mod sentry;
+pub mod server;
+pub mod store;
+pub mod targets;

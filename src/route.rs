@@ -1,0 +1,142 @@
+//! Routing: which targets an alert goes to.
+//!
+//! Routes are tried in order; the first that matches decides, unless it says `continue`, in which
+//! case later routes may add targets too (Alertmanager's semantics). Without any route, every
+//! target receives every alert of the resources people expect to hear about.
+//!
+//! Resources that are not alerts about errors (comments, installations, Seer, build artifacts,
+//! and whatever Sentry adds next) are stored but reach a target only through a route that names
+//! their resource: nobody wants a chat group to fill with installation notices by default.
+
+use crate::alert::Alert;
+use crate::config::{Config, RouteConfig};
+
+/// Resources routed without being named in a route's `resource` list.
+pub const ROUTED_BY_DEFAULT: [&str; 4] = ["issue", "event_alert", "metric_alert", "error"];
+
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<RouteConfig>,
+    all_targets: Vec<String>,
+}
+
+impl Router {
+    pub fn new(config: &Config) -> Self {
+        Router {
+            routes: config.routes.clone(),
+            all_targets: config.targets.iter().map(|t| t.name.clone()).collect(),
+        }
+    }
+
+    /// The targets `alert` goes to, each once, in configuration order of first mention.
+    pub fn targets_for(&self, alert: &Alert) -> Vec<&str> {
+        if self.routes.is_empty() {
+            return if routed_by_default(alert) {
+                self.all_targets.iter().map(String::as_str).collect()
+            } else {
+                Vec::new()
+            };
+        }
+        let mut chosen: Vec<&str> = Vec::new();
+        for route in &self.routes {
+            if !matches(route, alert) {
+                continue;
+            }
+            for target in &route.targets {
+                if !chosen.contains(&target.as_str()) {
+                    chosen.push(target);
+                }
+            }
+            if !route.continue_matching {
+                break;
+            }
+        }
+        chosen
+    }
+}
+
+fn routed_by_default(alert: &Alert) -> bool {
+    ROUTED_BY_DEFAULT.contains(&alert.resource.as_str())
+}
+
+fn matches(route: &RouteConfig, alert: &Alert) -> bool {
+    let m = &route.matcher;
+    let listed = |list: &[String], value: Option<&str>| {
+        list.is_empty() || value.is_some_and(|v| list.iter().any(|item| item == v))
+    };
+    let resource_ok = if m.resource.is_empty() {
+        routed_by_default(alert)
+    } else {
+        m.resource.contains(&alert.resource)
+    };
+    resource_ok
+        && listed(&m.action, Some(&alert.action))
+        && listed(&m.project, alert.project.as_deref())
+        && listed(&m.environment, alert.environment.as_deref())
+        && (m.level.is_empty() || alert.level.is_some_and(|l| m.level.contains(&l)))
+        && m.min_level
+            .is_none_or(|min| alert.level.is_some_and(|l| l >= min))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sentry::parse_integration_payload;
+    use std::path::Path;
+
+    fn router(routes: &str) -> Router {
+        let text = format!(
+            "[sentry]\nclient_secrets = [\"s\"]\n\
+             [[targets]]\nname = \"a\"\nkind = \"console\"\n\
+             [[targets]]\nname = \"b\"\nkind = \"console\"\n\
+             [[targets]]\nname = \"c\"\nkind = \"console\"\n{routes}"
+        );
+        Router::new(&Config::parse(Path::new("t.toml"), &text, |_| None).unwrap())
+    }
+
+    fn issue(level: &str, project: &str) -> Alert {
+        let body = format!(
+            r#"{{"action":"created","data":{{"issue":{{"id":"1","level":"{level}","project":{{"slug":"{project}"}}}}}}}}"#
+        );
+        parse_integration_payload("issue", body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn without_routes_every_target_hears_about_errors_but_not_comments() {
+        let router = router("");
+        assert_eq!(router.targets_for(&issue("error", "web")), ["a", "b", "c"]);
+        let comment =
+            parse_integration_payload("comment", br#"{"action":"created","data":{}}"#).unwrap();
+        assert!(router.targets_for(&comment).is_empty());
+    }
+
+    #[test]
+    fn first_match_wins_unless_continue() {
+        let router = router(
+            "[[routes]]\ntargets = [\"a\"]\nmatch = { min_level = \"error\" }\ncontinue = true\n\
+             [[routes]]\ntargets = [\"b\"]\nmatch = { project = [\"web\"] }\n\
+             [[routes]]\ntargets = [\"c\"]\n",
+        );
+        assert_eq!(router.targets_for(&issue("fatal", "web")), ["a", "b"]);
+        assert_eq!(router.targets_for(&issue("warning", "web")), ["b"]);
+        assert_eq!(router.targets_for(&issue("warning", "api")), ["c"]);
+        assert_eq!(router.targets_for(&issue("error", "api")), ["a", "c"]);
+    }
+
+    #[test]
+    fn other_resources_only_when_named() {
+        let router =
+            router("[[routes]]\ntargets = [\"c\"]\nmatch = { resource = [\"comment\"] }\n");
+        let comment =
+            parse_integration_payload("comment", br#"{"action":"created","data":{}}"#).unwrap();
+        assert_eq!(router.targets_for(&comment), ["c"]);
+        assert!(router.targets_for(&issue("error", "web")).is_empty());
+    }
+
+    #[test]
+    fn exact_levels() {
+        let router = router("[[routes]]\ntargets = [\"a\"]\nmatch = { level = [\"warning\"] }\n");
+        assert_eq!(router.targets_for(&issue("warning", "x")), ["a"]);
+        assert!(router.targets_for(&issue("error", "x")).is_empty());
+    }
+}

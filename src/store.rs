@@ -1,0 +1,357 @@
+//! Every sled tree herald keeps, and its key layout, in one place.
+//!
+//! | tree     | key                                              | value                   |
+//! |----------|--------------------------------------------------|-------------------------|
+//! | `meta`   | `b"schema"`                                      | schema version, u32 BE  |
+//! | `alerts` | alert id, u64 BE                                 | [`StoredAlert`] as JSON |
+//! | `jobs`   | target name, `0x00`, due time in ms u64 BE, job id u64 BE | [`DeliveryJob`] as JSON |
+//!
+//! Integers are big-endian so that key order is numeric order: a prefix scan of `jobs` over one
+//! target yields its jobs by due time. Target names cannot contain `0x00` (config validation).
+//!
+//! Durability: sled makes writes durable only on flush. [`Store::accept`] writes an alert and its
+//! jobs and then waits for a flush that began after those writes. Concurrent callers share one
+//! flush (group commit), so the cost of an fsync is paid once per batch, not once per callback.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::alert::Alert;
+use crate::queue::{AlertId, DeliveryJob, JobId};
+
+const SCHEMA_KEY: &[u8] = b"schema";
+const SCHEMA_VERSION: u32 = 1;
+/// Upper bound of sled's page cache. sled's default (1 GiB) would let an idle herald grow far
+/// past what a sidecar should use; alerts are written once and read once, so a small cache loses little.
+const CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("a stored record could not be encoded or decoded: {0}")]
+    Codec(#[from] serde_json::Error),
+    #[error("the store at {path} was written by a newer herald (schema {found}, this one knows {SCHEMA_VERSION})")]
+    NewerSchema { path: PathBuf, found: u32 },
+}
+
+/// An alert as stored: the normalized alert (raw payload included) and when it arrived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredAlert {
+    pub id: AlertId,
+    pub received_at: DateTime<Utc>,
+    pub alert: Alert,
+}
+
+/// What [`Store::accept`] stored.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub alert_id: AlertId,
+    pub job_ids: Vec<JobId>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    alerts: sled::Tree,
+    jobs: sled::Tree,
+    commits: GroupCommit,
+    alert_count: AtomicU64,
+    queued_job_count: AtomicU64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. A store sled reports as corrupt is moved aside to
+    /// `<dir>.corrupt-<time>` and a fresh one is started, with an error in the log; any other
+    /// failure (a second herald holding the lock, permissions) is returned, never papered over.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = match open_db(dir) {
+            Err(sled::Error::Corruption { .. }) => {
+                let aside = PathBuf::from(format!(
+                    "{}.corrupt-{}",
+                    dir.display(),
+                    Utc::now().format("%Y%m%dT%H%M%SZ")
+                ));
+                tracing::error!(
+                    store = %dir.display(),
+                    moved_to = %aside.display(),
+                    "THE STORE IS CORRUPT: it was moved aside and herald starts with an empty one; \
+                     jobs queued in it are not delivered"
+                );
+                std::fs::rename(dir, &aside).map_err(|e| StoreError::Sled(e.into()))?;
+                open_db(dir)?
+            }
+            other => other?,
+        };
+        let meta = db.open_tree("meta")?;
+        match meta.get(SCHEMA_KEY)? {
+            None => {
+                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            }
+            Some(found) => {
+                let found = u32::from_be_bytes(found.as_ref().try_into().unwrap_or([0xff; 4]));
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        path: dir.to_path_buf(),
+                        found,
+                    });
+                }
+            }
+        }
+        let alerts = db.open_tree("alerts")?;
+        let jobs = db.open_tree("jobs")?;
+        let alert_count = alerts.len() as u64;
+        let queued_job_count = jobs.len() as u64;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: dir.to_path_buf(),
+                commits: GroupCommit::new(db.clone()),
+                db,
+                alerts,
+                jobs,
+                alert_count: AtomicU64::new(alert_count),
+                queued_job_count: AtomicU64::new(queued_job_count),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Stores `alert` and one job per target, and returns once all of it is on disk.
+    pub async fn accept(&self, alert: &Alert, targets: &[&str]) -> Result<Accepted, StoreError> {
+        let accepted = self.write_alert_and_jobs(alert, targets)?;
+        self.inner.commits.commit().await?;
+        Ok(accepted)
+    }
+
+    /// The writes of [`Store::accept`], not yet durable. The alert goes first: sled recovers a
+    /// prefix of its log, so after a crash a job never exists without its alert.
+    fn write_alert_and_jobs(
+        &self,
+        alert: &Alert,
+        targets: &[&str],
+    ) -> Result<Accepted, StoreError> {
+        let inner = &self.inner;
+        let now = Utc::now();
+        let alert_id = inner.db.generate_id()?;
+        let stored = StoredAlert {
+            id: alert_id,
+            received_at: now,
+            alert: alert.clone(),
+        };
+        inner
+            .alerts
+            .insert(alert_id.to_be_bytes(), serde_json::to_vec(&stored)?)?;
+        inner.alert_count.fetch_add(1, Ordering::Relaxed);
+
+        let mut job_ids = Vec::with_capacity(targets.len());
+        for target in targets {
+            let job = DeliveryJob {
+                id: inner.db.generate_id()?,
+                alert_id,
+                target: target.to_string(),
+                created_at: now,
+                due_at: now,
+                attempts: Vec::new(),
+            };
+            inner
+                .jobs
+                .insert(job_key(&job), serde_json::to_vec(&job)?)?;
+            inner.queued_job_count.fetch_add(1, Ordering::Relaxed);
+            job_ids.push(job.id);
+        }
+        Ok(Accepted { alert_id, job_ids })
+    }
+
+    pub fn alert(&self, id: AlertId) -> Result<Option<StoredAlert>, StoreError> {
+        match self.inner.alerts.get(id.to_be_bytes())? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every stored alert, oldest first.
+    pub fn alerts(&self) -> impl Iterator<Item = Result<StoredAlert, StoreError>> + '_ {
+        self.inner
+            .alerts
+            .iter()
+            .map(|entry| Ok(serde_json::from_slice(&entry?.1)?))
+    }
+
+    /// Every queued job, grouped by target and ordered by due time within a target.
+    pub fn queued_jobs(&self) -> impl Iterator<Item = Result<DeliveryJob, StoreError>> + '_ {
+        self.inner
+            .jobs
+            .iter()
+            .map(|entry| Ok(serde_json::from_slice(&entry?.1)?))
+    }
+
+    pub fn alert_count(&self) -> u64 {
+        self.inner.alert_count.load(Ordering::Relaxed)
+    }
+
+    pub fn queued_job_count(&self) -> u64 {
+        self.inner.queued_job_count.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the store takes on disk, as sled counts them.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+
+    /// Waits until everything written so far is on disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.commits.commit().await
+    }
+}
+
+fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_CAPACITY_BYTES)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+}
+
+/// `jobs` key: target name, 0x00, due time (ms, BE), job id (BE).
+fn job_key(job: &DeliveryJob) -> Vec<u8> {
+    let mut key = Vec::with_capacity(job.target.len() + 17);
+    key.extend_from_slice(job.target.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&(job.due_at.timestamp_millis().max(0) as u64).to_be_bytes());
+    key.extend_from_slice(&job.id.to_be_bytes());
+    key
+}
+
+/// Group commit over sled's flush.
+///
+/// Each caller takes a ticket after its writes, then waits its turn for the flush lock. Whoever
+/// holds the lock flushes on behalf of every ticket issued before the flush began; callers whose
+/// ticket a finished flush already covers return without flushing. Under load one fsync thus
+/// answers a whole batch of callbacks, and with one caller it costs nothing extra.
+struct GroupCommit {
+    db: sled::Db,
+    tickets_issued: AtomicU64,
+    tickets_flushed: AtomicU64,
+    /// Held while a flush runs; tokio's mutex is fair, so waiters are served in order.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+impl GroupCommit {
+    fn new(db: sled::Db) -> Self {
+        GroupCommit {
+            db,
+            tickets_issued: AtomicU64::new(0),
+            tickets_flushed: AtomicU64::new(0),
+            flushing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    async fn commit(&self) -> Result<(), StoreError> {
+        let ticket = self.tickets_issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let _turn = self.flushing.lock().await;
+        if self.tickets_flushed.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        let covered = self.tickets_issued.load(Ordering::SeqCst);
+        self.db.flush_async().await?;
+        self.tickets_flushed.fetch_max(covered, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sentry::parse_integration_payload;
+
+    fn sample_alert(issue: u32) -> Alert {
+        let body = format!(
+            r#"{{"action":"created","data":{{"issue":{{"id":"{issue}","title":"boom"}}}}}}"#
+        );
+        parse_integration_payload("issue", body.as_bytes()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn accepted_alerts_and_jobs_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let first_ids = {
+            let store = Store::open(&path).unwrap();
+            let accepted = store.accept(&sample_alert(1), &["a", "b"]).await.unwrap();
+            assert_eq!(accepted.job_ids.len(), 2);
+            accepted
+        };
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.alert_count(), 1);
+        assert_eq!(store.queued_job_count(), 2);
+        let stored = store.alert(first_ids.alert_id).unwrap().unwrap();
+        assert_eq!(stored.alert.issue_id.as_deref(), Some("1"));
+        assert_eq!(
+            stored.alert.raw.get(),
+            r#"{"action":"created","data":{"issue":{"id":"1","title":"boom"}}}"#
+        );
+        let targets: Vec<String> = store.queued_jobs().map(|j| j.unwrap().target).collect();
+        assert_eq!(targets, ["a", "b"]);
+        // Ids keep growing after a restart.
+        let second = store.accept(&sample_alert(2), &["a"]).await.unwrap();
+        assert!(second.alert_id > first_ids.alert_id);
+    }
+
+    #[tokio::test]
+    async fn concurrent_commits_all_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .accept(&sample_alert(i), &["t"])
+                        .await
+                        .map(|a| a.alert_id)
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for task in tasks {
+            ids.push(task.await.unwrap().unwrap());
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 64);
+        assert_eq!(store.queued_job_count(), 64);
+    }
+
+    #[test]
+    fn job_keys_sort_by_target_then_due_time() {
+        let job = |target: &str, due_ms: i64, id: u64| DeliveryJob {
+            id,
+            alert_id: 1,
+            target: target.into(),
+            created_at: Utc::now(),
+            due_at: DateTime::from_timestamp_millis(due_ms).unwrap(),
+            attempts: vec![],
+        };
+        let mut keys = vec![
+            job_key(&job("b", 1, 1)),
+            job_key(&job("a", 300, 2)),
+            job_key(&job("a", 20, 3)),
+            job_key(&job("ab", 1, 4)),
+        ];
+        keys.sort();
+        assert_eq!(keys[0], job_key(&job("a", 20, 3)));
+        assert_eq!(keys[1], job_key(&job("a", 300, 2)));
+        assert_eq!(keys[2], job_key(&job("ab", 1, 4)));
+    }
+}
