@@ -339,8 +339,8 @@ fn read_comment(alert: &mut Alert, data: &Value, envelope: &Value) {
 fn read_installation(alert: &mut Alert, data: &Value) {
     let organization = text(at(data, &["installation", "organization", "slug"]));
     alert.title = match organization {
-        Some(org) => format!("herald's Sentry integration {} for {org}", alert.action),
-        None => format!("herald's Sentry integration {}", alert.action),
+        Some(org) => format!("Sentry integration {} for {org}", alert.action),
+        None => format!("Sentry integration {}", alert.action),
     };
 }
 

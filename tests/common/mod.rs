@@ -1,0 +1,193 @@
+//! The harness every black-box test uses: the real `herald` binary, started on an ephemeral
+//! loopback port with its own temporary data folder, and helpers to sign and send callbacks.
+#![allow(dead_code)]
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+pub const SECRET: &str = "integration-test-secret";
+pub const LEGACY_TOKEN: &str = "legacy-token-0123456789";
+
+/// A signature computed here, independently of herald's own code.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sentry")
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// The config every test starts from: one console target, the test secret and legacy token.
+pub fn base_config(data_dir: &Path) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{}"
+body_limit = "64KiB"
+
+[sentry]
+client_secrets = ["another-secret-in-rotation", "{SECRET}"]
+legacy_tokens = ["{LEGACY_TOKEN}"]
+
+[[targets]]
+name = "stdout"
+kind = "console"
+"#,
+        data_dir.display()
+    )
+}
+
+pub struct Herald {
+    child: Child,
+    pub address: SocketAddr,
+    pub dir: Arc<tempfile::TempDir>,
+    pub config_path: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+    client: reqwest::Client,
+}
+
+impl Herald {
+    /// Starts herald on the base config in a fresh temporary folder.
+    pub fn start() -> Herald {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let config = base_config(&dir.path().join("data"));
+        Herald::start_with(dir, &config)
+    }
+
+    /// Starts herald with `config` (written into `dir`).
+    pub fn start_with(dir: Arc<tempfile::TempDir>, config: &str) -> Herald {
+        let config_path = dir.path().join("herald.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("herald starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (address_tx, address_rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("herald listening on http://").nth(1) {
+                    let address = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = address_tx.send(address);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let address = match address_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(address) => address.parse().expect("a socket address in the log"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("herald did not start; its log:\n{}", logs.lock().unwrap().join("\n"));
+            }
+        };
+        Herald {
+            child,
+            address,
+            dir,
+            config_path,
+            logs,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts herald again on the same folder and config.
+    pub fn restart(&self) -> Herald {
+        let config = std::fs::read_to_string(&self.config_path).unwrap();
+        Herald::start_with(self.dir.clone(), &config)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("herald did not stop within 10 s of SIGTERM");
+    }
+
+    /// Posts `body` to `/hooks/sentry`, signed with the test secret, with `resource` in its header.
+    pub async fn post_sentry(&self, resource: &str, body: &[u8]) -> reqwest::Response {
+        self.client
+            .post(self.url("/hooks/sentry"))
+            .header("Content-Type", "application/json")
+            .header("Sentry-Hook-Resource", resource)
+            .header("Sentry-Hook-Timestamp", "1700000000")
+            .header("Sentry-Hook-Signature", sign(SECRET, body))
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("herald answers")
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub async fn readiness(&self) -> serde_json::Value {
+        self.client
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The resource a fixture file is for: its name up to the first `-`.
+pub fn resource_of(fixture_name: &str) -> &str {
+    fixture_name.split('-').next().unwrap()
+}
