@@ -90,14 +90,28 @@ async fn every_fixture_is_accepted_and_stored_as_the_right_alert() {
         let receipt: Value = response.json().await.unwrap();
         assert_eq!(receipt["duplicate"], false, "{name}");
         assert_eq!(receipt["issue_id"].as_str(), *issue_id, "{name}");
-        assert_eq!(receipt["level"].as_str(), level.map(|l| l.as_str()), "{name}");
+        assert_eq!(
+            receipt["level"].as_str(),
+            level.map(|l| l.as_str()),
+            "{name}"
+        );
         assert_eq!(receipt["title"].as_str(), Some(*title), "{name}");
         assert_eq!(receipt["link"].as_str(), *link, "{name}");
         let routed = ["issue", "event_alert", "metric_alert", "error"].contains(&resource_of(name))
             || name.starts_with("legacy");
         let expected_targets: &[&str] = if routed { &["stdout"] } else { &[] };
-        assert_eq!(receipt["targets"], serde_json::json!(expected_targets), "{name}");
-        stored_ids.push(receipt["alert_id"].as_str().unwrap().parse::<u64>().unwrap());
+        assert_eq!(
+            receipt["targets"],
+            serde_json::json!(expected_targets),
+            "{name}"
+        );
+        stored_ids.push(
+            receipt["alert_id"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
     }
 
     // What the receipt said is what is on disk, raw payload included.
@@ -105,16 +119,25 @@ async fn every_fixture_is_accepted_and_stored_as_the_right_alert() {
     let store = Store::open(&herald.data_dir()).unwrap();
     assert_eq!(store.alert_count(), EXPECTED.len() as u64);
     for ((name, issue_id, level, title, link), id) in EXPECTED.iter().zip(stored_ids) {
-        let stored = store.alert(id).unwrap().unwrap_or_else(|| panic!("{name} is stored"));
+        let stored = store
+            .alert(id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name} is stored"));
         assert_eq!(stored.alert.issue_id.as_deref(), *issue_id, "{name}");
         assert_eq!(stored.alert.level, *level, "{name}");
         assert_eq!(stored.alert.title, *title, "{name}");
         assert_eq!(stored.alert.link.as_deref(), *link, "{name}");
         // Verbatim, but for the whitespace around the JSON value, which is not part of it.
         let sent = String::from_utf8(body_for(name)).unwrap();
-        assert!(stored.alert.raw.get() == sent.trim(), "{name}: the raw payload differs");
+        assert!(
+            stored.alert.raw.get() == sent.trim(),
+            "{name}: the raw payload differs"
+        );
     }
-    let routed_jobs = store.queued_jobs().filter(|j| j.as_ref().unwrap().target == "stdout").count();
+    let routed_jobs = store
+        .queued_jobs()
+        .filter(|j| j.as_ref().unwrap().target == "stdout")
+        .count();
     assert_eq!(routed_jobs as u64, store.queued_job_count());
     // issue ×7, event_alert ×3, error ×1, metric_alert ×5, legacy ×1: one job each for "stdout".
     assert_eq!(routed_jobs, 17);
@@ -133,21 +156,52 @@ async fn normalized_fields_beyond_the_basics() {
         "comment-created.json",
         "event_alert-triggered.with-alert-rule-action.ipe-mock.json",
     ] {
-        let receipt: Value = herald.post_sentry(resource_of(name), &body_for(name)).await.json().await.unwrap();
-        ids.insert(name, receipt["alert_id"].as_str().unwrap().parse::<u64>().unwrap());
+        let receipt: Value = herald
+            .post_sentry(resource_of(name), &body_for(name))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.insert(
+            name,
+            receipt["alert_id"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
     }
     assert!(herald.terminate().success());
     let store = Store::open(&herald.data_dir()).unwrap();
     let alert = |name: &str| store.alert(ids[name]).unwrap().unwrap().alert;
 
     let event = alert("event_alert-triggered.json");
-    assert_eq!(event.installation.as_deref(), Some("a8e5d37a-696c-4c54-adb5-b3f28d64c7de"));
+    assert_eq!(
+        event.installation.as_deref(),
+        Some("a8e5d37a-696c-4c54-adb5-b3f28d64c7de")
+    );
     assert_eq!(event.project.as_deref(), Some("front-end"));
-    assert_eq!(event.event_id.as_deref(), Some("e4874d664c3540c1a32eab185f12c5ab"));
-    assert_eq!(event.triggered_rule.as_deref(), Some("Very Important Alert Rule!"));
+    assert_eq!(
+        event.event_id.as_deref(),
+        Some("e4874d664c3540c1a32eab185f12c5ab")
+    );
+    assert_eq!(
+        event.triggered_rule.as_deref(),
+        Some("Very Important Alert Rule!")
+    );
     assert_eq!(event.culprit.as_deref(), Some("?(<anonymous>)"));
-    assert_eq!(event.tags.iter().find(|(k, _)| k == "browser").map(|(_, v)| v.as_str()), Some("Chrome 75.0.3770"));
-    assert_eq!(event.last_seen.unwrap().to_rfc3339(), "2019-08-19T21:06:17.677+00:00");
+    assert_eq!(
+        event
+            .tags
+            .iter()
+            .find(|(k, _)| k == "browser")
+            .map(|(_, v)| v.as_str()),
+        Some("Chrome 75.0.3770")
+    );
+    assert_eq!(
+        event.last_seen.unwrap().to_rfc3339(),
+        "2019-08-19T21:06:17.677+00:00"
+    );
     assert!(event.frames.is_empty(), "no frame of this event is in_app");
 
     let with_env = alert("event_alert-triggered.with-alert-rule-action.ipe-mock.json");
@@ -159,20 +213,38 @@ async fn normalized_fields_beyond_the_basics() {
     assert_eq!(incident.incident_id.as_deref(), Some("4"));
     assert_eq!(incident.rule_name.as_deref(), Some("Too many errors"));
     assert_eq!(incident.status, herald::alert::MetricStatus::Resolved);
-    assert_eq!(incident.description_text.as_deref(), Some("1000 events in the last 10 minutes\\nFilter: level:error"));
+    assert_eq!(
+        incident.description_text.as_deref(),
+        Some("1000 events in the last 10 minutes\\nFilter: level:error")
+    );
     assert_eq!(metric.project.as_deref(), Some("bar"));
 
     let assigned = alert("issue-assigned.json").assignee.unwrap();
-    assert_eq!((assigned.kind.as_str(), assigned.name.as_deref()), ("user", Some("Hemanth V. Alluri")));
+    assert_eq!(
+        (assigned.kind.as_str(), assigned.name.as_deref()),
+        ("user", Some("Hemanth V. Alluri"))
+    );
 
     let created = alert("issue-created.json");
     assert_eq!(created.short_id.as_deref(), Some("PYTHON-Y"));
     assert_eq!(created.project.as_deref(), Some("python"));
-    assert_eq!((created.event_count, created.user_count), (Some(3), Some(3)));
-    assert_eq!(created.first_seen.unwrap().to_rfc3339(), "2025-11-10T20:56:00.679+00:00");
-    assert_eq!(created.culprit.as_deref(), Some("test-transaction-0-41e49cd3-7252-441f-8d27-63a9ad697b0a"));
+    assert_eq!(
+        (created.event_count, created.user_count),
+        (Some(3), Some(3))
+    );
+    assert_eq!(
+        created.first_seen.unwrap().to_rfc3339(),
+        "2025-11-10T20:56:00.679+00:00"
+    );
+    assert_eq!(
+        created.culprit.as_deref(),
+        Some("test-transaction-0-41e49cd3-7252-441f-8d27-63a9ad697b0a")
+    );
 
-    assert_eq!(alert("issue-resolved.json").resolution_type.as_deref(), Some("now"));
+    assert_eq!(
+        alert("issue-resolved.json").resolution_type.as_deref(),
+        Some("now")
+    );
     let comment = alert("comment-created.json").comment.unwrap();
     assert_eq!(comment.text.as_deref(), Some("adding a comment"));
     assert_eq!(comment.id.as_deref(), Some("1234"));
@@ -184,7 +256,13 @@ async fn reference_signature_vector_is_accepted_and_empty_body_reaches_the_json_
     let body = r#"{"action":"created","installation":{"uuid":"eac5a0ae-60ec-418f-9318-46dc5e7e52ec"},"data":{"comment_id":1234,"issue_id":100,"project_slug":"sentry","timestamp":"2022-03-02T21:51:44.118160Z","comment":"adding a comment \u00e9"},"actor":{"type":"user","id":1,"name":"colleen"}}"#;
     let vector_signature = "7b43f45edbad4f5a5c3da52621542199875b69c99d26c0084f9f65409ee19112";
     let herald = start_with_secret("test-client-secret");
-    let response = post_raw(&herald, Some("comment"), Some(vector_signature), body.as_bytes().to_vec()).await;
+    let response = post_raw(
+        &herald,
+        Some("comment"),
+        Some(vector_signature),
+        body.as_bytes().to_vec(),
+    )
+    .await;
     assert_eq!(response.status(), 202);
     let receipt: Value = response.json().await.unwrap();
     assert_eq!(receipt["issue_id"], "100");
@@ -194,11 +272,20 @@ async fn reference_signature_vector_is_accepted_and_empty_body_reaches_the_json_
     let response = post_raw(&herald, Some("comment"), Some(empty_signature), Vec::new()).await;
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
-    assert!(error["error"].as_str().unwrap().contains("not valid JSON"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("not valid JSON"),
+        "{error}"
+    );
 
     // Sentry's ASCII escapes re-encoded as UTF-8 are different bytes: the signature no longer holds.
     let re_encoded = body.replace(r"\u00e9", "é");
-    let response = post_raw(&herald, Some("comment"), Some(vector_signature), re_encoded.into_bytes()).await;
+    let response = post_raw(
+        &herald,
+        Some("comment"),
+        Some(vector_signature),
+        re_encoded.into_bytes(),
+    )
+    .await;
     assert_eq!(response.status(), 401);
     assert_eq!(herald.readiness().await["alerts"], 1);
 }
@@ -209,7 +296,12 @@ fn start_with_secret(secret: &str) -> Herald {
     Herald::start_with(dir, &config)
 }
 
-async fn post_raw(herald: &Herald, resource: Option<&str>, signature: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+async fn post_raw(
+    herald: &Herald,
+    resource: Option<&str>,
+    signature: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
     let mut request = herald.client().post(herald.url("/hooks/sentry")).body(body);
     if let Some(resource) = resource {
         request = request.header("Sentry-Hook-Resource", resource);
@@ -235,15 +327,78 @@ async fn bad_inputs_get_their_status_and_store_nothing() {
     let not_object = b"[1,2,3]".to_vec();
 
     let cases: Vec<(&str, Option<&str>, Option<String>, Vec<u8>, u16, &str)> = vec![
-        ("no signature", Some("issue"), None, good.clone(), 401, "missing Sentry-Hook-Signature"),
-        ("wrong signature", Some("issue"), Some(sign("wrong-secret", &good)), good.clone(), 401, "does not match"),
-        ("garbage signature", Some("issue"), Some("sha256=zzz".into()), good.clone(), 401, "does not match"),
-        ("signature of another body", Some("issue"), Some(signature.clone()), fixture("issue-resolved.json"), 401, "does not match"),
-        ("no resource", None, Some(signature.clone()), good.clone(), 400, "missing Sentry-Hook-Resource"),
-        ("odd resource", Some("issue/../x"), Some(signature.clone()), good.clone(), 400, "not a resource name"),
-        ("malformed JSON", Some("issue"), Some(sign(SECRET, &malformed)), malformed.clone(), 400, "not valid JSON: EOF while parsing"),
-        ("not an object", Some("issue"), Some(sign(SECRET, &not_object)), not_object.clone(), 400, "not an object"),
-        ("too large", Some("issue"), Some(sign(SECRET, &oversized)), oversized.clone(), 413, "larger than the limit of 65536 bytes"),
+        (
+            "no signature",
+            Some("issue"),
+            None,
+            good.clone(),
+            401,
+            "missing Sentry-Hook-Signature",
+        ),
+        (
+            "wrong signature",
+            Some("issue"),
+            Some(sign("wrong-secret", &good)),
+            good.clone(),
+            401,
+            "does not match",
+        ),
+        (
+            "garbage signature",
+            Some("issue"),
+            Some("sha256=zzz".into()),
+            good.clone(),
+            401,
+            "does not match",
+        ),
+        (
+            "signature of another body",
+            Some("issue"),
+            Some(signature.clone()),
+            fixture("issue-resolved.json"),
+            401,
+            "does not match",
+        ),
+        (
+            "no resource",
+            None,
+            Some(signature.clone()),
+            good.clone(),
+            400,
+            "missing Sentry-Hook-Resource",
+        ),
+        (
+            "odd resource",
+            Some("issue/../x"),
+            Some(signature.clone()),
+            good.clone(),
+            400,
+            "not a resource name",
+        ),
+        (
+            "malformed JSON",
+            Some("issue"),
+            Some(sign(SECRET, &malformed)),
+            malformed.clone(),
+            400,
+            "not valid JSON: EOF while parsing",
+        ),
+        (
+            "not an object",
+            Some("issue"),
+            Some(sign(SECRET, &not_object)),
+            not_object.clone(),
+            400,
+            "not an object",
+        ),
+        (
+            "too large",
+            Some("issue"),
+            Some(sign(SECRET, &oversized)),
+            oversized.clone(),
+            413,
+            "larger than the limit of 65536 bytes",
+        ),
     ];
     for (what, resource, signature, body, status, message) in cases {
         let response = post_raw(&herald, resource, signature.as_deref(), body).await;
@@ -257,9 +412,21 @@ async fn bad_inputs_get_their_status_and_store_nothing() {
     assert_eq!(post_chunked(&herald, &oversized).await, 413);
 
     // Legacy plugin: unknown token, and malformed JSON behind a good one.
-    let response = herald.client().post(herald.url("/hooks/sentry/legacy/not-the-token-at-all")).body(fixture("legacy-webhook.json")).send().await.unwrap();
+    let response = herald
+        .client()
+        .post(herald.url("/hooks/sentry/legacy/not-the-token-at-all"))
+        .body(fixture("legacy-webhook.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
-    let response = herald.client().post(herald.url(&format!("/hooks/sentry/legacy/{LEGACY_TOKEN}"))).body("{").send().await.unwrap();
+    let response = herald
+        .client()
+        .post(herald.url(&format!("/hooks/sentry/legacy/{LEGACY_TOKEN}")))
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
 
     let ready = herald.readiness().await;
@@ -273,7 +440,9 @@ async fn bad_inputs_get_their_status_and_store_nothing() {
 /// Sends `body` with `Transfer-Encoding: chunked` over a plain socket and returns the status.
 async fn post_chunked(herald: &Herald, body: &[u8]) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(herald.address).await.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(herald.address)
+        .await
+        .unwrap();
     let head = format!(
         "POST /hooks/sentry HTTP/1.1\r\nHost: {}\r\nSentry-Hook-Resource: issue\r\n\
          Sentry-Hook-Signature: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
@@ -291,7 +460,11 @@ async fn post_chunked(herald: &Herald, body: &[u8]) -> u16 {
     let mut answer = Vec::new();
     let _ = socket.read_to_end(&mut answer).await;
     let answer = String::from_utf8_lossy(&answer);
-    answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -305,10 +478,22 @@ async fn unknown_resources_and_actions_are_accepted_and_recorded() {
     assert_eq!(receipt["title"], "brand_new_resource.exploded");
     assert_eq!(receipt["targets"], serde_json::json!([]));
 
-    let body = br#"{"action":"teleported","data":{"issue":{"id":"9","title":"t","level":"error"}}}"#;
-    let receipt: Value = herald.post_sentry("issue", body).await.json().await.unwrap();
+    let body =
+        br#"{"action":"teleported","data":{"issue":{"id":"9","title":"t","level":"error"}}}"#;
+    let receipt: Value = herald
+        .post_sentry("issue", body)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(receipt["recognized"], false);
     assert_eq!(receipt["issue_id"], "9");
     assert_eq!(herald.readiness().await["alerts"], 2);
-    assert!(herald.logs().contains("resource=brand_new_resource action=exploded"), "{}", herald.logs());
+    assert!(
+        herald
+            .logs()
+            .contains("resource=brand_new_resource action=exploded"),
+        "{}",
+        herald.logs()
+    );
 }

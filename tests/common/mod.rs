@@ -87,7 +87,11 @@ impl Herald {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("herald listening on http://").nth(1) {
-                    let address = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let address = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
                     let _ = address_tx.send(address);
                 }
                 sink.lock().unwrap().push(line);
@@ -97,7 +101,10 @@ impl Herald {
             Ok(address) => address.parse().expect("a socket address in the log"),
             Err(_) => {
                 let _ = child.kill();
-                panic!("herald did not start; its log:\n{}", logs.lock().unwrap().join("\n"));
+                panic!(
+                    "herald did not start; its log:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
             }
         };
         Herald {

@@ -1,0 +1,166 @@
+//! The command line as users meet it: `check-config` and `serve` on good and bad configs.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn herald(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command
+        .args(args)
+        .env_remove("SENTRY_CLIENT_SECRET")
+        .env_remove("HERALD_CONFIG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn example_config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config.example.toml")
+        .display()
+        .to_string()
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+const GOOD: &str = "[sentry]\nclient_secrets = [\"${HERALD_TEST_SECRET}\"]\n\n[[targets]]\nname = \"stdout\"\nkind = \"console\"\n";
+
+#[test]
+fn example_config_checks_without_any_environment() {
+    let output = herald(&["check-config", "--config", &example_config()], &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(": OK"), "{stdout}");
+    assert!(stdout.contains("kind = \"console\""), "{stdout}");
+    assert!(!stdout.contains("quickstart-secret"), "{stdout}");
+}
+
+#[test]
+fn check_config_masks_secrets_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &format!("[server]\nadmin_token = \"admin-token-value\"\n{GOOD}"),
+    );
+    let output = herald(
+        &["check-config", "--config", &path],
+        &[("HERALD_TEST_SECRET", "very-secret-value")],
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{all}");
+    assert!(
+        !all.contains("very-secret-value") && !all.contains("admin-token-value"),
+        "{all}"
+    );
+    assert!(all.contains("client_secrets = [\"***\"]"), "{all}");
+}
+
+#[test]
+fn bad_configs_exit_1_with_one_sentence_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = GOOD.replace("${HERALD_TEST_SECRET}", "literal-secret");
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "missing variable",
+            GOOD,
+            &["sentry.client_secrets[0]", "HERALD_TEST_SECRET", "not set"],
+        ),
+        ("syntax", "[sentry]\nclient_secrets = [\"a\"\n", &["line 2"]),
+        (
+            "unknown key",
+            &format!("{good}colour = \"red\"\n"),
+            &["targets[0].colour", "not a known key"],
+        ),
+        (
+            "unknown kind",
+            &good.replace("\"console\"", "\"pager\""),
+            &["targets[0].kind", "\"pager\"", "not a known target kind"],
+        ),
+        (
+            "duplicate target",
+            &format!("{good}\n[[targets]]\nname = \"stdout\"\nkind = \"console\"\n"),
+            &["targets[1].name", "\"stdout\"", "unique"],
+        ),
+        (
+            "unknown route target",
+            &format!("{good}\n[[routes]]\ntargets = [\"oncall\"]\n"),
+            &["routes[0].targets", "\"oncall\""],
+        ),
+    ];
+    for (what, text, expected) in cases {
+        let path = write_config(&dir, text);
+        for command in ["check-config", "serve"] {
+            let output = herald(&[command, "--config", &path], &[]);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(1),
+                "{what} / {command}: {stderr}"
+            );
+            for needle in *expected {
+                assert!(
+                    stderr.contains(needle),
+                    "{what} / {command}: {needle:?} not in {stderr}"
+                );
+            }
+            assert_eq!(
+                stderr.trim().lines().count(),
+                1,
+                "{what} / {command}: one sentence: {stderr}"
+            );
+        }
+    }
+    let output = herald(&["check-config", "--config", "/no/such/herald.toml"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such/herald.toml"));
+}
+
+/// The README's quick start: `herald serve --config config.example.toml` starts with no variable set.
+#[test]
+fn example_config_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--config", &example_config()])
+        .env_remove("SENTRY_CLIENT_SECRET")
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .env("HERALD_DATA_DIR", dir.path().join("data"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        let listening = line.contains("herald listening on http://127.0.0.1:");
+        seen.push(line);
+        if listening || Instant::now() > deadline {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.iter().any(|l| l.contains("herald listening on")),
+        "{}",
+        seen.join("\n")
+    );
+    assert!(dir.path().join("data").exists());
+}
