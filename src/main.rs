@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
-            init_logging();
+            let _log_writer = init_logging();
             let config = match Config::load(&config) {
                 Ok(config) => config,
                 Err(error) => return refuse_config(&error),
@@ -75,12 +75,20 @@ fn refuse_config(error: &herald::config::ConfigError) -> ExitCode {
 }
 
 /// Logs go to stderr (stdout belongs to the console target), filtered by `RUST_LOG`.
-fn init_logging() {
+///
+/// A background thread does the writing, so a request never waits on the terminal or a log
+/// collector's pipe. It is not lossy: when its buffer is full, callers wait rather than drop lines.
+/// The returned guard flushes what is buffered when `main` returns.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    guard
 }

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Intake benchmark: distinct, signed Sentry callbacks at 32 connections against herald pinned to
+# one core (the load generator gets the other). Every 2xx is durable (flushed to disk) before it is
+# sent. Prints accepted/s, p50/p99 latency, RSS idle and after the load, and checks that herald
+# stored exactly as many alerts as it answered 2xx.
+#
+#   bench/intake.sh            # 20 s run
+#   DURATION=60 bench/intake.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-20}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-2}
+HERALD_CPU=${HERALD_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+POOL_SIZE=${POOL_SIZE:-$((DURATION * 25000))}
+SECRET=bench-secret
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need wrk || ! need python3 || ! need taskset || ! need curl; then
+  echo "installing wrk, python3, util-linux, curl from Debian's packages" >&2
+  SUDO=$(need sudo && [ "$(id -u)" != 0 ] && echo sudo || true)
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk python3 util-linux curl >/dev/null
+fi
+
+cargo build --release --quiet
+work=$(mktemp -d)
+trap 'kill $herald_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+
+echo "generating $POOL_SIZE distinct signed callbacks..." >&2
+python3 bench/make_callbacks.py tests/fixtures/sentry/issue-created.json "$SECRET" "$work/pool" "$POOL_SIZE" "$THREADS"
+
+cat > "$work/herald.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+data_dir = "$work/data"
+
+[sentry]
+client_secrets = ["$SECRET"]
+
+[[targets]]
+name = "stdout"
+kind = "console"
+TOML
+
+RUST_LOG="${RUST_LOG:-info},herald::server=info" taskset -c "$HERALD_CPU" target/release/herald serve --config "$work/herald.toml" \
+  >/dev/null 2>"$work/herald.log" &
+herald_pid=$!
+for _ in $(seq 100); do
+  address=$(grep -o 'listening on http://[0-9.:]*' "$work/herald.log" | sed 's|listening on http://||' || true)
+  [ -n "$address" ] && break
+  sleep 0.1
+done
+[ -n "$address" ] || { cat "$work/herald.log"; exit 1; }
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$herald_pid/status"; }
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$herald_pid/status"; }
+sleep 1
+idle_rss=$(rss_kib)
+
+result=$(HERALD_BENCH_POOL="$work/pool" taskset -c "$LOAD_CPU" \
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s -s bench/sentry.lua "http://$address" | grep '^RESULT')
+loaded_rss=$(rss_kib)
+peak_rss=$(hwm_kib)
+stored=$(curl -s "http://$address/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["alerts"])')
+disk=$(du -sk "$work/data" | cut -f1)
+
+eval "$(echo "$result" | sed 's/^RESULT //; s/ /\n/g')"
+accepted=$((requests - errors_status))
+echo
+echo "herald intake: ${DURATION}s, $CONNECTIONS connections, herald on CPU $HERALD_CPU, wrk on CPU $LOAD_CPU"
+echo "  accepted/s      $rate   ($accepted accepted, $errors_status non-2xx, $errors_other socket errors)"
+echo "  latency         p50 ${p50_ms} ms   p99 ${p99_ms} ms   max ${max_ms} ms"
+echo "  RSS             idle $((idle_rss / 1024)) MiB   after load $((loaded_rss / 1024)) MiB   peak $((peak_rss / 1024)) MiB"
+echo "  stored alerts   $stored   data folder $((disk / 1024)) MiB"
+[ "$pool_wraps" = 0 ] || echo "  note: the pool of $POOL_SIZE callbacks wrapped $pool_wraps times; raise POOL_SIZE for all-distinct callbacks"
+# wrk counts only the answers it read before it stopped; requests still in flight then (at most one
+# per connection) may be stored without being counted. Fewer stored than accepted is a lost callback.
+if [ "$stored" -lt "$accepted" ] || [ "$stored" -gt $((accepted + CONNECTIONS)) ]; then
+  echo "MISMATCH: herald answered 2xx to $accepted callbacks but stored $stored" >&2
+  exit 1
+fi
