@@ -343,7 +343,7 @@ mod tests {
             due_at: DateTime::from_timestamp_millis(due_ms).unwrap(),
             attempts: vec![],
         };
-        let mut keys = vec![
+        let mut keys = [
             job_key(&job("b", 1, 1)),
             job_key(&job("a", 300, 2)),
             job_key(&job("a", 20, 3)),

@@ -8,8 +8,16 @@ use herald::alert::Level;
 use herald::store::Store;
 use serde_json::Value;
 
-/// What each fixture must normalize to: (file, issue id, level, title, link).
-const EXPECTED: &[(&str, Option<&str>, Option<Level>, &str, Option<&str>)] = &[
+/// What one fixture must normalize to: (file, issue id, level, title, link).
+type Expected = (
+    &'static str,
+    Option<&'static str>,
+    Option<Level>,
+    &'static str,
+    Option<&'static str>,
+);
+
+const EXPECTED: &[Expected] = &[
     ("activity_alert-triggered.json", Some("43"), Some(Level::Warning), "TypeError: you aren't my type", Some("https://sentry.io/organizations/acme/issues/43/")),
     ("comment-created.json", Some("100"), None, "New comment by colleen on issue 100", None),
     ("comment-deleted.ipe-mock.json", Some("123"), None, "Comment deleted by name on issue 123", None),
@@ -326,7 +334,16 @@ async fn bad_inputs_get_their_status_and_store_nothing() {
     let malformed = br#"{"action":"created","data":{"issue":"#.to_vec();
     let not_object = b"[1,2,3]".to_vec();
 
-    let cases: Vec<(&str, Option<&str>, Option<String>, Vec<u8>, u16, &str)> = vec![
+    // (what, resource header, signature header, body, status, words of the error)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<String>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "no signature",
             Some("issue"),

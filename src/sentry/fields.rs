@@ -47,7 +47,7 @@ pub fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
         }
         Value::Number(n) => {
             let seconds = n.as_f64()?;
-            if !seconds.is_finite() || seconds < 0.0 || seconds > 1.0e11 {
+            if !(0.0..=1.0e11).contains(&seconds) {
                 return None;
             }
             let whole = seconds.trunc() as i64;
