@@ -209,6 +209,11 @@ impl Store {
         Ok(self.inner.db.size_on_disk()?)
     }
 
+    /// How many flushes the store has done since it was opened (each answers a batch of commits).
+    pub fn flush_count(&self) -> u64 {
+        self.inner.commits.flushes.load(Ordering::Relaxed)
+    }
+
     /// Waits until everything written so far is on disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.inner.commits.commit().await
@@ -243,6 +248,7 @@ struct GroupCommit {
     db: sled::Db,
     tickets_issued: AtomicU64,
     tickets_flushed: AtomicU64,
+    flushes: AtomicU64,
     /// Held while a flush runs; tokio's mutex is fair, so waiters are served in order.
     flushing: tokio::sync::Mutex<()>,
 }
@@ -253,6 +259,7 @@ impl GroupCommit {
             db,
             tickets_issued: AtomicU64::new(0),
             tickets_flushed: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
             flushing: tokio::sync::Mutex::new(()),
         }
     }
@@ -265,6 +272,7 @@ impl GroupCommit {
         }
         let covered = self.tickets_issued.load(Ordering::SeqCst);
         self.db.flush_async().await?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
         self.tickets_flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
@@ -308,8 +316,8 @@ mod tests {
         assert!(second.alert_id > first_ids.alert_id);
     }
 
-    #[tokio::test]
-    async fn concurrent_commits_all_complete() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_commits_all_complete_and_share_flushes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let tasks: Vec<_> = (0..64)
@@ -331,6 +339,12 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), 64);
         assert_eq!(store.queued_job_count(), 64);
+        // 64 concurrent commits were answered by fewer flushes: they were grouped.
+        let flushes = store.flush_count();
+        assert!(
+            (1..64).contains(&flushes),
+            "{flushes} flushes for 64 commits"
+        );
     }
 
     #[test]

@@ -60,3 +60,25 @@ impl IntoResponse for ApiError {
         (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_has_its_status() {
+        let store_error = StoreError::Sled(sled::Error::Unsupported("disk full".into()));
+        let cases = [
+            (ApiError::Unauthorized("x"), 401),
+            (ApiError::BadRequest("x".into()), 400),
+            (ApiError::PayloadTooLarge { limit: 1 }, 413),
+            (ApiError::StoreUnavailable(store_error), 503),
+            (ApiError::ShuttingDown, 503),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error}");
+            // Internals stay out of the answer.
+            assert!(!error.to_string().contains("disk full"));
+        }
+    }
+}
