@@ -52,6 +52,8 @@ pub struct Config {
     pub sentry: SentryConfig,
     #[serde(default)]
     pub dedupe: DedupeConfig,
+    #[serde(default)]
+    pub templates: TemplatesConfig,
     #[serde(default, skip_deserializing)]
     pub targets: Vec<TargetConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -125,6 +127,32 @@ impl Default for DedupeConfig {
     fn default() -> Self {
         DedupeConfig {
             window: Self::default_window(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    /// The time zone of absolute times in messages (`UTC`, `Asia/Shanghai`, …).
+    #[serde(default = "TemplatesConfig::default_timezone")]
+    pub timezone: String,
+}
+
+impl TemplatesConfig {
+    fn default_timezone() -> String {
+        "UTC".into()
+    }
+
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        TemplatesConfig {
+            timezone: Self::default_timezone(),
         }
     }
 }
@@ -288,6 +316,15 @@ impl Config {
                         .into(),
                 ));
             }
+        }
+        if self.templates.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err((
+                "templates.timezone".into(),
+                format!(
+                    "{:?} is not a time zone name (e.g. \"UTC\", \"Asia/Shanghai\")",
+                    self.templates.timezone
+                ),
+            ));
         }
         if self.server.body_limit == 0 {
             return Err((

@@ -4,6 +4,7 @@ pub mod alert;
 pub mod config;
 pub mod http;
 pub mod queue;
+pub mod render;
 pub mod route;
 pub mod secret;
 pub mod sentry;

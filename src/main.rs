@@ -1,11 +1,16 @@
-//! herald's command line. Parsing arguments and choosing a subcommand is all that happens here.
+//! herald's command line. Parsing arguments and choosing a subcommand is all that happens here;
+//! each subcommand is a call into the library.
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use herald::config::Config;
+use herald::queue::RetrySchedule;
+use herald::render::MessageView;
+use herald::targets::{Delivery, Outcome, Target};
 
 #[derive(Parser)]
 #[command(
@@ -25,33 +30,48 @@ enum Command {
         #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
         config: PathBuf,
     },
-    /// Validate the config and print it with every secret masked; exit 1 if it is not usable.
+    /// Validate the config (templates included) and print it with every secret masked; exit 1 if
+    /// it is not usable.
     CheckConfig {
         #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
         config: PathBuf,
     },
+    /// Print exactly what a target would send for a Sentry payload.
+    Render {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        /// The target's name.
+        #[arg(long)]
+        target: String,
+        /// The Sentry resource of the payload (`issue`, `event_alert`, `metric_alert`, …, or
+        /// `legacy` for the legacy plugin). By default, the file name up to its first `-`.
+        #[arg(long)]
+        resource: Option<String>,
+        /// A JSON file holding a Sentry webhook payload.
+        payload: PathBuf,
+    },
+    /// Send one test message to a target now and print the downstream's answer.
+    SendTest {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        /// The target's name.
+        #[arg(long)]
+        target: String,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::Serve { config } => {
             let _log_writer = init_logging();
-            let config = match Config::load(&config) {
-                Ok(config) => config,
-                Err(error) => return refuse_config(&error),
+            let (config, targets) = match load(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("herald: cannot start the async runtime: {error}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
             };
-            match runtime.block_on(herald::server::serve(config)) {
+            match runtime.block_on(herald::server::serve(config, targets)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -59,19 +79,144 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { config: path } => match Config::load(&path) {
-            Ok(config) => {
+        Command::CheckConfig { config: path } => match load(&path) {
+            Ok((config, _)) => {
                 print!("{}", herald::config::describe(&path, &config));
                 ExitCode::SUCCESS
             }
-            Err(error) => refuse_config(&error),
+            Err(code) => code,
         },
+        Command::Render {
+            config,
+            target,
+            resource,
+            payload,
+        } => {
+            let (_, targets) = match load(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let Some(target) = find_target(&targets, &target) else {
+                return ExitCode::FAILURE;
+            };
+            let view = match read_payload(&payload, resource.as_deref()) {
+                Ok(view) => view,
+                Err(message) => {
+                    eprintln!("herald: {message}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let key = "herald-render";
+            match target.render(&Delivery {
+                view: &view,
+                idempotency_key: key,
+            }) {
+                Ok(body) => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("herald: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::SendTest { config, target } => {
+            let (_, targets) = match load(&config) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let Some(target) = find_target(&targets, &target) else {
+                return ExitCode::FAILURE;
+            };
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            let view = MessageView::sample();
+            let key = format!("herald-test-{}", chrono::Utc::now().timestamp_millis());
+            let outcome = runtime.block_on(target.deliver(&Delivery {
+                view: &view,
+                idempotency_key: &key,
+            }));
+            match outcome {
+                Outcome::Delivered { answer } => {
+                    println!("delivered to {}: {answer}", target.name);
+                    ExitCode::SUCCESS
+                }
+                Outcome::Retry { answer, reason, .. } | Outcome::Permanent { answer, reason } => {
+                    println!(
+                        "NOT delivered to {} ({}): {answer}",
+                        target.name,
+                        reason.as_str()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
-fn refuse_config(error: &herald::config::ConfigError) -> ExitCode {
-    eprintln!("herald: config error: {error}");
+/// The config and its targets (templates compiled), or the exit code after saying what is wrong.
+fn load(path: &Path) -> Result<(Config, Vec<(Arc<Target>, RetrySchedule)>), ExitCode> {
+    let config = Config::load(path).map_err(|error| refuse_config(&error.to_string()))?;
+    let targets =
+        herald::targets::build_all(&config).map_err(|error| refuse_config(&error.to_string()))?;
+    Ok((config, targets))
+}
+
+fn refuse_config(message: &str) -> ExitCode {
+    eprintln!("herald: config error: {message}");
     ExitCode::FAILURE
+}
+
+fn find_target<'t>(targets: &'t [(Arc<Target>, RetrySchedule)], name: &str) -> Option<&'t Target> {
+    let found = targets
+        .iter()
+        .find(|(t, _)| t.name == name)
+        .map(|(t, _)| t.as_ref());
+    if found.is_none() {
+        let names: Vec<&str> = targets.iter().map(|(t, _)| t.name.as_str()).collect();
+        eprintln!(
+            "herald: no target is named {name:?} (configured: {})",
+            names.join(", ")
+        );
+    }
+    found
+}
+
+fn read_payload(path: &Path, resource: Option<&str>) -> Result<MessageView, String> {
+    let body = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let resource = resource.map(str::to_string).unwrap_or_else(|| {
+        file_name
+            .split(['-', '.'])
+            .next()
+            .unwrap_or("issue")
+            .to_string()
+    });
+    let alert = if resource == "legacy" {
+        herald::sentry::parse_legacy_payload(&body)
+    } else {
+        herald::sentry::parse_integration_payload(&resource, &body)
+    }
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(MessageView::new(&alert, 0, 0, chrono::Utc::now()))
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("herald: cannot start the async runtime: {error}");
+            None
+        }
+    }
 }
 
 /// Logs go to stderr (stdout belongs to the console target), filtered by `RUST_LOG`.

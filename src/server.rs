@@ -3,13 +3,22 @@
 use anyhow::Context;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::queue::{Queue, RetrySchedule, Wakers};
 use crate::store::Store;
+use crate::targets::Target;
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// How long in-flight deliveries may take to finish once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub async fn serve(
+    config: Config,
+    targets: Vec<(Arc<Target>, RetrySchedule)>,
+) -> anyhow::Result<()> {
     let data_dir = config.server.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await
@@ -27,7 +36,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "store opened"
     );
 
-    let state = Arc::new(AppState::new(&config, store.clone()));
+    report_queued_jobs(&store, &config);
+    let wakers = Wakers::new(config.targets.iter().map(|t| t.name.as_str()));
+    let queue = Queue::start(store.clone(), targets, &wakers);
+
+    let state = Arc::new(AppState::new(&config, store.clone(), wakers));
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -48,12 +61,36 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("the HTTP server failed")?;
 
+    queue.stop(SHUTDOWN_GRACE).await;
     store
         .flush()
         .await
         .context("the final flush of the store failed")?;
     tracing::info!("stopped; everything accepted is on disk");
     Ok(())
+}
+
+/// Says how many jobs are resumed, and warns about jobs for targets no longer configured.
+fn report_queued_jobs(store: &Store, config: &Config) {
+    let per_target = match store.queued_jobs_per_target() {
+        Ok(counts) => counts,
+        Err(error) => {
+            tracing::error!(%error, "cannot count the queued jobs");
+            return;
+        }
+    };
+    let resumed: u64 = per_target
+        .iter()
+        .filter(|(name, _)| config.target(name).is_some())
+        .map(|(_, count)| count)
+        .sum();
+    tracing::info!(jobs = resumed, "resumed {resumed} queued jobs");
+    for (name, count) in per_target
+        .iter()
+        .filter(|(name, _)| config.target(name).is_none())
+    {
+        tracing::warn!(target_name = %name, jobs = count, "{count} jobs are queued for target {name:?}, which is not configured; they wait until it is configured again");
+    }
 }
 
 async fn shutdown_signal() {

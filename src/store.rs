@@ -5,6 +5,8 @@
 //! | `meta`   | `b"schema"`                                      | schema version, u32 BE  |
 //! | `alerts` | alert id, u64 BE                                 | [`StoredAlert`] as JSON |
 //! | `jobs`   | target name, `0x00`, due time in ms u64 BE, job id u64 BE | [`DeliveryJob`] as JSON |
+//! | `dead_letters` | job id, u64 BE                             | [`DeadLetter`] as JSON  |
+//! | `targets` | target name                                     | [`TargetState`] as JSON |
 //!
 //! Integers are big-endian so that key order is numeric order: a prefix scan of `jobs` over one
 //! target yields its jobs by due time. Target names cannot contain `0x00` (config validation).
@@ -20,7 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::alert::Alert;
-use crate::queue::{AlertId, DeliveryJob, JobId};
+use crate::queue::{AlertId, DeadLetter, DeliveryJob, JobId, TargetState};
+use std::collections::{BTreeMap, HashSet};
 
 const SCHEMA_KEY: &[u8] = b"schema";
 const SCHEMA_VERSION: u32 = 1;
@@ -63,10 +66,17 @@ struct Inner {
     db: sled::Db,
     alerts: sled::Tree,
     jobs: sled::Tree,
+    dead_letters: sled::Tree,
+    targets: sled::Tree,
     commits: GroupCommit,
     alert_count: AtomicU64,
     queued_job_count: AtomicU64,
+    dead_letter_count: AtomicU64,
 }
+
+/// Where a queued job sits: its key in the `jobs` tree. Handed back to move or remove the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobKey(sled::IVec);
 
 impl Store {
     /// Opens (or creates) the store in `dir`. A store sled reports as corrupt is moved aside to
@@ -108,8 +118,11 @@ impl Store {
         }
         let alerts = db.open_tree("alerts")?;
         let jobs = db.open_tree("jobs")?;
+        let dead_letters = db.open_tree("dead_letters")?;
+        let targets = db.open_tree("targets")?;
         let alert_count = alerts.len() as u64;
         let queued_job_count = jobs.len() as u64;
+        let dead_letter_count = dead_letters.len() as u64;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: dir.to_path_buf(),
@@ -117,8 +130,11 @@ impl Store {
                 db,
                 alerts,
                 jobs,
+                dead_letters,
+                targets,
                 alert_count: AtomicU64::new(alert_count),
                 queued_job_count: AtomicU64::new(queued_job_count),
+                dead_letter_count: AtomicU64::new(dead_letter_count),
             }),
         })
     }
@@ -196,6 +212,129 @@ impl Store {
             .map(|entry| Ok(serde_json::from_slice(&entry?.1)?))
     }
 
+    /// The first job of `target` that is due at `now` and not in `skip` (jobs already in flight).
+    pub fn next_due_job(
+        &self,
+        target: &str,
+        now: DateTime<Utc>,
+        skip: &HashSet<JobId>,
+    ) -> Result<Option<(JobKey, DeliveryJob)>, StoreError> {
+        let now_ms = now.timestamp_millis().max(0) as u64;
+        for entry in self.inner.jobs.scan_prefix(target_prefix(target)) {
+            let (key, value) = entry?;
+            let Some((due_ms, id)) = parse_job_key(&key, target.len()) else {
+                continue;
+            };
+            if due_ms > now_ms {
+                break;
+            }
+            if !skip.contains(&id) {
+                return Ok(Some((JobKey(key), serde_json::from_slice(&value)?)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// When the earliest job of `target` not in `skip` is due.
+    pub fn next_due_time(
+        &self,
+        target: &str,
+        skip: &HashSet<JobId>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        for entry in self.inner.jobs.scan_prefix(target_prefix(target)).keys() {
+            let key = entry?;
+            if let Some((due_ms, id)) = parse_job_key(&key, target.len()) {
+                if !skip.contains(&id) {
+                    return Ok(DateTime::from_timestamp_millis(due_ms as i64));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes a delivered job. Not flushed at once: if a crash loses the removal, the job is sent
+    /// again, which at-least-once delivery allows (and DingTalk's `msgUuid` makes harmless).
+    pub fn finish_job(&self, key: &JobKey) -> Result<(), StoreError> {
+        if self.inner.jobs.remove(&key.0)?.is_some() {
+            self.inner.queued_job_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Moves a job to its new due time, with its attempts recorded, in one atomic batch.
+    pub fn reschedule_job(&self, key: &JobKey, job: &DeliveryJob) -> Result<JobKey, StoreError> {
+        let new_key = job_key(job);
+        let mut batch = sled::Batch::default();
+        batch.remove(key.0.clone());
+        batch.insert(new_key.clone(), serde_json::to_vec(job)?);
+        self.inner.jobs.apply_batch(batch)?;
+        Ok(JobKey(new_key.into()))
+    }
+
+    /// Turns a job into a dead letter: removed from the queue and kept, atomically.
+    pub fn bury_job(&self, key: &JobKey, dead: &DeadLetter) -> Result<(), StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let value = serde_json::to_vec(dead)?;
+        let id = dead.job.id.to_be_bytes();
+        let removed = (&self.inner.jobs, &self.inner.dead_letters)
+            .transaction(|(jobs, dead_letters)| {
+                let removed = jobs.remove(&key.0)?;
+                dead_letters.insert(&id, value.clone())?;
+                Ok::<_, ConflictableTransactionError<()>>(removed.is_some())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Abort(()) => {
+                    StoreError::Sled(sled::Error::Unsupported("aborted".into()))
+                }
+            })?;
+        if removed {
+            self.inner.queued_job_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.inner.dead_letter_count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Every dead letter, oldest first.
+    pub fn dead_letters(&self) -> impl Iterator<Item = Result<DeadLetter, StoreError>> + '_ {
+        self.inner
+            .dead_letters
+            .iter()
+            .map(|entry| Ok(serde_json::from_slice(&entry?.1)?))
+    }
+
+    pub fn dead_letter_count(&self) -> u64 {
+        self.inner.dead_letter_count.load(Ordering::Relaxed)
+    }
+
+    /// Queued jobs per target name (including targets no longer configured).
+    pub fn queued_jobs_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut counts = BTreeMap::new();
+        for key in self.inner.jobs.iter().keys() {
+            let key = key?;
+            let name = key.split(|b| *b == 0).next().unwrap_or_default();
+            *counts
+                .entry(String::from_utf8_lossy(name).into_owned())
+                .or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    /// What a target's limiter saved (recent attempts, a pause).
+    pub fn target_state(&self, target: &str) -> Result<TargetState, StoreError> {
+        match self.inner.targets.get(target.as_bytes())? {
+            Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            None => Ok(TargetState::default()),
+        }
+    }
+
+    pub fn save_target_state(&self, target: &str, state: &TargetState) -> Result<(), StoreError> {
+        self.inner
+            .targets
+            .insert(target.as_bytes(), serde_json::to_vec(state)?)?;
+        Ok(())
+    }
+
     pub fn alert_count(&self) -> u64 {
         self.inner.alert_count.load(Ordering::Relaxed)
     }
@@ -226,6 +365,21 @@ fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
         .cache_capacity(CACHE_CAPACITY_BYTES)
         .mode(sled::Mode::HighThroughput)
         .open()
+}
+
+fn target_prefix(target: &str) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(target.len() + 1);
+    prefix.extend_from_slice(target.as_bytes());
+    prefix.push(0);
+    prefix
+}
+
+/// (due time in ms, job id) of a `jobs` key whose target name is `name_len` bytes.
+fn parse_job_key(key: &[u8], name_len: usize) -> Option<(u64, JobId)> {
+    let rest = key.get(name_len + 1..)?;
+    let due = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let id = u64::from_be_bytes(rest.get(8..16)?.try_into().ok()?);
+    Some((due, id))
 }
 
 /// `jobs` key: target name, 0x00, due time (ms, BE), job id (BE).

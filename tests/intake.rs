@@ -223,7 +223,7 @@ async fn normalized_fields_beyond_the_basics() {
     assert_eq!(incident.status, herald::alert::MetricStatus::Resolved);
     assert_eq!(
         incident.description_text.as_deref(),
-        Some("1000 events in the last 10 minutes\\nFilter: level:error")
+        Some("1000 events in the last 10 minutes\nFilter: level:error")
     );
     assert_eq!(metric.project.as_deref(), Some("bar"));
 

@@ -41,7 +41,11 @@ impl Intake {
         let text = common::base_config(&dir.path().join("data"));
         let config = Config::parse(std::path::Path::new("fuzz.toml"), &text, |_| None).unwrap();
         let store = Store::open(&config.server.data_dir).unwrap();
-        let state = Arc::new(AppState::new(&config, store));
+        let state = Arc::new(AppState::new(
+            &config,
+            store,
+            herald::queue::Wakers::default(),
+        ));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

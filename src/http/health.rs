@@ -27,6 +27,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
         "status": if shutting_down { "shutting_down" } else { "ready" },
         "alerts": store.alert_count(),
         "queued_jobs": store.queued_job_count(),
+        "dead_letters": store.dead_letter_count(),
     });
     (status, Json(body))
 }

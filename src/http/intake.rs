@@ -101,6 +101,7 @@ pub async fn legacy_hook(
 async fn accept(state: &AppState, alert: Alert) -> Result<IntakeReceipt, ApiError> {
     let targets = state.router.targets_for(&alert);
     let accepted = state.store.accept(&alert, &targets).await?;
+    state.wakers.wake(&targets);
     Ok(IntakeReceipt {
         status: "accepted",
         duplicate: false,
@@ -163,7 +164,7 @@ fn log_outcome(resource: &str, result: &Result<IntakeReceipt, ApiError>) {
         Ok(receipt) => tracing::info!(
             resource = %receipt.resource,
             action = %receipt.action,
-            issue_id = receipt.issue_id.as_deref().unwrap_or("-"),
+            issue_id = %receipt.issue_id.as_deref().unwrap_or("-"),
             alert_id = %receipt.alert_id,
             targets = receipt.targets.len(),
             outcome = "accepted",

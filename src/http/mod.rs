@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::queue::Wakers;
 use crate::route::Router as AlertRouter;
 use crate::secret::Secret;
 use crate::sentry::SignatureVerifier;
@@ -24,18 +25,21 @@ pub struct AppState {
     pub verifier: SignatureVerifier,
     pub legacy_tokens: Vec<Secret>,
     pub body_limit: u64,
+    /// Wakes the workers of the targets a new alert is queued for.
+    pub wakers: Wakers,
     /// Set when shutdown begins: the hooks answer 503 from then on.
     pub shutting_down: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(config: &Config, store: Store) -> Self {
+    pub fn new(config: &Config, store: Store, wakers: Wakers) -> Self {
         AppState {
             store,
             router: AlertRouter::new(config),
             verifier: SignatureVerifier::new(&config.sentry.client_secrets),
             legacy_tokens: config.sentry.legacy_tokens.clone(),
             body_limit: config.server.body_limit,
+            wakers,
             shutting_down: AtomicBool::new(false),
         }
     }

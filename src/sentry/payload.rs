@@ -288,7 +288,8 @@ fn read_metric_alert(alert: &mut Alert, data: &Value) {
         rule_name: text(rule.get("name")),
         status,
         description_title: text(data.get("description_title")),
-        description_text: text(data.get("description_text")),
+        // Sentry's examples carry a literal backslash-n where a line break is meant.
+        description_text: text(data.get("description_text")).map(|t| t.replace("\\n", "\n")),
     };
     alert.title = metric
         .description_title

@@ -2,7 +2,30 @@
 //! `config.example.toml` uses it and the quick start shows a real alert without any account.
 
 use serde::{Deserialize, Serialize};
+use std::io::Write;
+
+use super::{FailureReason, Outcome};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleSettings {}
+
+pub struct ConsoleTarget;
+
+impl ConsoleTarget {
+    pub fn deliver(&self, text: &str) -> Outcome {
+        let mut stdout = std::io::stdout().lock();
+        let written = writeln!(stdout, "{}", text.trim_end()).and_then(|_| stdout.flush());
+        match written {
+            Ok(()) => Outcome::Delivered {
+                answer: "written to stdout".into(),
+            },
+            Err(error) => Outcome::Retry {
+                after: None,
+                pause_target: false,
+                reason: FailureReason::Other,
+                answer: format!("cannot write to stdout: {error}"),
+            },
+        }
+    }
+}

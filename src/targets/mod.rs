@@ -1,22 +1,30 @@
 //! Targets: the places herald delivers to, one file per kind.
 //!
-//! A target knows its wire format and how to read its downstream's answers; it does not know about
-//! retries, schedules or dead letters, which the queue owns. This module holds the per-kind settings
-//! as they appear in `[[targets]]` tables.
+//! A target knows its wire format and how to read its downstream's answers. It does not know about
+//! retries, schedules, dead letters or rate limits: it makes one attempt and says how it went, as an
+//! [`Outcome`]. The queue owns everything else (Alertmanager's split).
 
 pub mod console;
+pub mod dingtalk;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, TargetConfig};
+use crate::queue::RetrySchedule;
+use crate::render::{MessageView, TemplateError, Templates};
 
 /// The kind-specific part of a `[[targets]]` table.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum TargetSettings {
     Console(console::ConsoleSettings),
+    DingTalk(dingtalk::DingTalkSettings),
 }
 
 impl TargetSettings {
-    pub const KINDS: [&'static str; 1] = ["console"];
+    pub const KINDS: [&'static str; 2] = ["console", "dingtalk"];
 
     /// Reads the keys of `table` that belong to `kind` (the shared keys are already taken out).
     /// Errors carry the key path relative to the target and a message.
@@ -24,6 +32,11 @@ impl TargetSettings {
         let value = toml::Value::Table(table);
         match kind {
             "console" => crate::config::typed(value, "").map(TargetSettings::Console),
+            "dingtalk" => {
+                let settings: dingtalk::DingTalkSettings = crate::config::typed(value, "")?;
+                settings.validate()?;
+                Ok(TargetSettings::DingTalk(settings))
+            }
             other => Err((
                 "kind".into(),
                 format!(
@@ -37,6 +50,167 @@ impl TargetSettings {
     pub fn kind(&self) -> &'static str {
         match self {
             TargetSettings::Console(_) => "console",
+            TargetSettings::DingTalk(_) => "dingtalk",
         }
     }
+}
+
+/// How one attempt went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The downstream accepted the message.
+    Delivered { answer: String },
+    /// Worth trying again: after `after` if the downstream said when, else on the queue's schedule.
+    /// `pause_target` asks the queue to send nothing to this target until then (a throttled robot).
+    Retry {
+        after: Option<Duration>,
+        pause_target: bool,
+        reason: FailureReason,
+        answer: String,
+    },
+    /// Trying again cannot help (bad credentials, a refused keyword, a malformed message).
+    Permanent {
+        reason: FailureReason,
+        answer: String,
+    },
+}
+
+/// Why an attempt failed, in the categories operators chart (Alertmanager's `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    ClientError,
+    ServerError,
+    AuthError,
+    RateLimited,
+    Timeout,
+    Other,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::ClientError => "client_error",
+            FailureReason::ServerError => "server_error",
+            FailureReason::AuthError => "auth_error",
+            FailureReason::RateLimited => "rate_limited",
+            FailureReason::Timeout => "timeout",
+            FailureReason::Other => "other",
+        }
+    }
+}
+
+/// One message to deliver: the alert as templates see it, and the job's identity, which stays the
+/// same over every retry (DingTalk's `msgUuid` is derived from it).
+pub struct Delivery<'a> {
+    pub view: &'a MessageView,
+    pub idempotency_key: &'a str,
+}
+
+/// A configured target, ready to send.
+pub struct Target {
+    pub name: String,
+    pub kind: &'static str,
+    pub timeout: Duration,
+    /// How many deliveries may be in flight at once.
+    pub concurrency: usize,
+    /// At most this many attempts per minute (`None`: no limit).
+    pub per_minute_limit: Option<u32>,
+    sender: Sender,
+    templates: Arc<Templates>,
+}
+
+enum Sender {
+    Console(console::ConsoleTarget),
+    DingTalk(dingtalk::DingTalkTarget),
+}
+
+impl Target {
+    pub fn new(
+        config: &TargetConfig,
+        templates: Arc<Templates>,
+        client: reqwest::Client,
+    ) -> Target {
+        let (sender, concurrency, per_minute_limit) = match &config.settings {
+            TargetSettings::Console(_) => (Sender::Console(console::ConsoleTarget), 1, None),
+            TargetSettings::DingTalk(settings) => (
+                Sender::DingTalk(dingtalk::DingTalkTarget::new(
+                    settings.clone(),
+                    client,
+                    config.timeout,
+                )),
+                1,
+                Some(settings.max_per_minute).filter(|n| *n > 0),
+            ),
+        };
+        Target {
+            name: config.name.clone(),
+            kind: config.settings.kind(),
+            timeout: config.timeout,
+            concurrency,
+            per_minute_limit,
+            sender,
+            templates,
+        }
+    }
+
+    /// Renders the message this target would send for `view`, exactly as it would go on the wire.
+    pub fn render(&self, delivery: &Delivery<'_>) -> Result<String, TemplateError> {
+        let text = self.templates.render(&self.name, delivery.view)?;
+        Ok(match &self.sender {
+            Sender::Console(_) => text,
+            Sender::DingTalk(target) => target.request_body(delivery, &text, None),
+        })
+    }
+
+    /// One attempt at delivering. Never panics, never retries.
+    pub async fn deliver(&self, delivery: &Delivery<'_>) -> Outcome {
+        let text = match self.templates.render(&self.name, delivery.view) {
+            Ok(text) => text,
+            Err(error) => {
+                return Outcome::Permanent {
+                    reason: FailureReason::Other,
+                    answer: error.to_string(),
+                }
+            }
+        };
+        match &self.sender {
+            Sender::Console(target) => target.deliver(&text),
+            Sender::DingTalk(target) => target.deliver(delivery, &text).await,
+        }
+    }
+}
+
+/// Every configured target, ready to send, with its retry schedule. Fails on a template that does
+/// not compile or render, naming the file and line.
+pub fn build_all(config: &Config) -> Result<Vec<(Arc<Target>, RetrySchedule)>, TemplateError> {
+    let templates = Arc::new(Templates::load(
+        &config.targets,
+        config.templates.timezone(),
+    )?);
+    let client = http_client();
+    Ok(config
+        .targets
+        .iter()
+        .map(|target| {
+            let schedule = target
+                .retry
+                .clone()
+                .map(RetrySchedule::new)
+                .unwrap_or_else(RetrySchedule::standard);
+            (
+                Arc::new(Target::new(target, templates.clone(), client.clone())),
+                schedule,
+            )
+        })
+        .collect())
+}
+
+/// The HTTP client every target shares (connection pools are per host, so sharing costs nothing).
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default()
 }

@@ -2,6 +2,8 @@
 //! loopback port with its own temporary data folder, and helpers to sign and send callbacks.
 #![allow(dead_code)]
 
+pub mod dingtalk;
+
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::io::{BufRead, BufReader};
@@ -32,6 +34,14 @@ pub fn fixture(name: &str) -> Vec<u8> {
 /// The config every test starts from: one console target, the test secret and legacy token.
 pub fn base_config(data_dir: &Path) -> String {
     format!(
+        "{}\n[[targets]]\nname = \"stdout\"\nkind = \"console\"\n",
+        server_config(data_dir)
+    )
+}
+
+/// The `[server]` and `[sentry]` sections every test uses, without targets.
+pub fn server_config(data_dir: &Path) -> String {
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -41,10 +51,6 @@ body_limit = "64KiB"
 [sentry]
 client_secrets = ["another-secret-in-rotation", "{SECRET}"]
 legacy_tokens = ["{LEGACY_TOKEN}"]
-
-[[targets]]
-name = "stdout"
-kind = "console"
 "#,
         data_dir.display()
     )
@@ -114,6 +120,29 @@ impl Herald {
             config_path,
             logs,
             client: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts herald with the standard `[server]`/`[sentry]` sections and `rest` (targets, routes).
+    pub fn start_with_targets(rest: &str) -> Herald {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let config = format!("{}\n{rest}", server_config(&dir.path().join("data")));
+        Herald::start_with(dir, &config)
+    }
+
+    /// Waits until `/readyz` shows `queued_jobs == 0` (or panics after `timeout`).
+    pub async fn wait_until_drained(&self, timeout: Duration) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let ready = self.readiness().await;
+            if ready["queued_jobs"] == 0 {
+                return ready;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "jobs still queued after {timeout:?}: {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

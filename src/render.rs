@@ -1,0 +1,546 @@
+//! Templates: what a message says, separate from how a target sends it.
+//!
+//! Every target kind has a default handlebars template in `templates/`, embedded in the binary; a
+//! target may name its own file with `template = PATH`. All templates are compiled, and rendered
+//! once against a sample alert, when the config is loaded, so a broken template stops herald at
+//! start (naming the file and line) instead of failing a delivery at 3 a.m.
+//!
+//! Templates see a [`MessageView`], never the raw payload: Sentry events carry request bodies,
+//! cookies, headers and frame variables, and none of that belongs in a chat group.
+//!
+//! HTML escaping is off (these are markdown and plain text, not HTML); escaping is explicit, per
+//! output format, through the `md` and `json` helpers.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
+    RenderErrorReason,
+};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::alert::{Alert, Level, MetricStatus};
+use crate::config::TargetConfig;
+use crate::queue::{AlertId, JobId};
+
+/// A template that cannot be used, named for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("cannot read template {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("template {name} line {line}, column {column}: {message}")]
+    Syntax {
+        name: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("template {name} cannot render: {message}")]
+    Render { name: String, message: String },
+}
+
+/// The default template of each target kind, embedded at build time.
+pub fn default_template(kind: &str) -> Option<(&'static str, &'static str)> {
+    match kind {
+        "console" => Some((
+            "console.txt.hbs",
+            include_str!("../templates/console.txt.hbs"),
+        )),
+        "dingtalk" => Some((
+            "dingtalk.md.hbs",
+            include_str!("../templates/dingtalk.md.hbs"),
+        )),
+        _ => None,
+    }
+}
+
+/// Compiled templates, one per target (by target name).
+pub struct Templates {
+    registry: Handlebars<'static>,
+    /// Where each target's template came from, for error messages.
+    sources: HashMap<String, String>,
+    timezone: Tz,
+}
+
+impl Templates {
+    /// Compiles the template of every target in `targets`, and checks each renders.
+    pub fn load(targets: &[TargetConfig], timezone: Tz) -> Result<Templates, TemplateError> {
+        let mut templates = Templates {
+            registry: registry(timezone),
+            sources: HashMap::new(),
+            timezone,
+        };
+        for target in targets {
+            let (source_name, text) = match &target.template {
+                Some(path) => (
+                    path.display().to_string(),
+                    std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+                        path: path.clone(),
+                        source,
+                    })?,
+                ),
+                None => match default_template(target.settings.kind()) {
+                    Some((name, text)) => {
+                        (format!("templates/{name} (built in)"), text.to_string())
+                    }
+                    None => continue,
+                },
+            };
+            templates.add(&target.name, &source_name, &text)?;
+        }
+        Ok(templates)
+    }
+
+    fn add(&mut self, target: &str, source_name: &str, text: &str) -> Result<(), TemplateError> {
+        self.registry
+            .register_template_string(target, text)
+            .map_err(|e| {
+                let (line, column) = e.pos().unwrap_or((1, 1));
+                TemplateError::Syntax {
+                    name: source_name.to_string(),
+                    line,
+                    column,
+                    message: e.reason().to_string(),
+                }
+            })?;
+        self.sources
+            .insert(target.to_string(), source_name.to_string());
+        // A template that compiles can still fail on a helper's arguments: try it now.
+        let sample = MessageView::sample();
+        self.render(target, &sample).map(|_| ())
+    }
+
+    /// Renders the template of `target` for `view`.
+    pub fn render(&self, target: &str, view: &MessageView) -> Result<String, TemplateError> {
+        self.registry
+            .render(target, view)
+            .map_err(|e| TemplateError::Render {
+                name: self
+                    .sources
+                    .get(target)
+                    .cloned()
+                    .unwrap_or_else(|| target.to_string()),
+                message: e.to_string(),
+            })
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.timezone
+    }
+}
+
+/// What a template sees of an alert: its normalized fields, some derived ones, and the delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub resource: String,
+    pub action: String,
+    /// `resource.action`.
+    pub event: String,
+    /// One line saying what happened: "New issue", "Resolved", "Alert rule fired: …".
+    pub headline: String,
+    /// The short form: an issue resolved, a metric alert back to normal.
+    pub resolved: bool,
+    pub title: String,
+    pub level: Option<Level>,
+    pub culprit: Option<String>,
+    /// Where it happened: the culprit, else the top in-app frame.
+    pub location: Option<String>,
+    pub project: Option<String>,
+    pub environment: Option<String>,
+    pub release: Option<String>,
+    pub issue_id: Option<String>,
+    pub short_id: Option<String>,
+    pub link: Option<String>,
+    pub event_id: Option<String>,
+    pub event_count: Option<u64>,
+    pub user_count: Option<u64>,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub triggered_rule: Option<String>,
+    pub assignee: Option<String>,
+    pub resolution: Option<String>,
+    pub metric_status: Option<MetricStatus>,
+    pub metric_description: Option<String>,
+    pub comment: Option<String>,
+    pub comment_author: Option<String>,
+    /// `{key, value}` pairs, in Sentry's order.
+    pub tags: Vec<Tag>,
+    /// In-app frames, innermost first, as `function (file:line)`.
+    pub frames: Vec<String>,
+    pub alert_id: AlertId,
+    pub job_id: JobId,
+    /// When this message is rendered; the `ago` helper counts from here.
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+impl MessageView {
+    pub fn new(alert: &Alert, alert_id: AlertId, job_id: JobId, now: DateTime<Utc>) -> MessageView {
+        let resolved = matches!(
+            (alert.resource.as_str(), alert.action.as_str()),
+            ("issue", "resolved") | ("metric_alert", "resolved")
+        );
+        let frames: Vec<String> = alert.frames.iter().rev().map(describe_frame).collect();
+        let location = alert.culprit.clone().or_else(|| frames.first().cloned());
+        let metric = alert.metric_alert.as_ref();
+        MessageView {
+            resource: alert.resource.clone(),
+            action: alert.action.clone(),
+            event: alert.event_name(),
+            headline: headline(alert),
+            resolved,
+            title: alert.title.clone(),
+            level: alert.level,
+            culprit: alert.culprit.clone(),
+            location,
+            project: alert.project.clone(),
+            environment: alert.environment.clone(),
+            release: alert.release.clone(),
+            issue_id: alert.issue_id.clone(),
+            short_id: alert.short_id.clone(),
+            link: alert.link.clone(),
+            event_id: alert.event_id.clone(),
+            event_count: alert.event_count,
+            user_count: alert.user_count,
+            first_seen: alert.first_seen,
+            last_seen: alert.last_seen,
+            triggered_rule: alert.triggered_rule.clone(),
+            assignee: alert.assignee.as_ref().map(|a| {
+                a.name
+                    .clone()
+                    .or(a.email.clone())
+                    .unwrap_or_else(|| a.kind.clone())
+            }),
+            resolution: alert.resolution_type.clone(),
+            metric_status: metric.map(|m| m.status),
+            metric_description: metric.and_then(|m| m.description_text.clone()),
+            comment: alert.comment.as_ref().and_then(|c| c.text.clone()),
+            comment_author: alert.comment.as_ref().and_then(|c| c.author.clone()),
+            tags: alert
+                .tags
+                .iter()
+                .map(|(key, value)| Tag {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            frames,
+            alert_id,
+            job_id,
+            now,
+        }
+    }
+
+    /// A made-up alert, used to try templates at start and by `herald send-test`.
+    pub fn sample() -> MessageView {
+        let alert = crate::sentry::parse_integration_payload(
+            "issue",
+            br#"{"action":"created","installation":{"uuid":"herald-test"},"data":{"issue":{
+                "id":"0","shortId":"HERALD-TEST","title":"herald test message: this is what an alert looks like",
+                "culprit":"herald.send_test","level":"error","project":{"slug":"herald"},
+                "web_url":"https://sentry.io/","count":"1","userCount":1,
+                "firstSeen":"2026-01-01T00:00:00Z","lastSeen":"2026-01-01T00:00:00Z"}}}"#,
+        )
+        .expect("the sample alert is valid JSON");
+        MessageView::new(&alert, 0, 0, Utc::now())
+    }
+}
+
+fn headline(alert: &Alert) -> String {
+    let resource = alert.resource.as_str();
+    let action = alert.action.as_str();
+    match (resource, action) {
+        ("issue", "created") => "New issue".into(),
+        ("issue", "resolved") => "Resolved".into(),
+        ("issue", "unresolved") => "Regression: unresolved again".into(),
+        ("issue", "ignored" | "archived") => "Archived".into(),
+        ("issue", "assigned") => match &alert.assignee {
+            Some(a) => format!(
+                "Assigned to {}",
+                a.name.as_deref().or(a.email.as_deref()).unwrap_or(&a.kind)
+            ),
+            None => "Assigned".into(),
+        },
+        ("event_alert" | "activity_alert", _) => match &alert.triggered_rule {
+            Some(rule) => format!("Alert: {rule}"),
+            None => "Alert".into(),
+        },
+        ("error", _) => "Error event".into(),
+        // The title says the state already ("Critical: …", "Resolved: …").
+        ("metric_alert", _) => "Metric alert".into(),
+        ("comment", _) => alert.title.clone(),
+        _ => alert.event_name(),
+    }
+}
+
+fn describe_frame(frame: &crate::alert::Frame) -> String {
+    let function = frame.function.as_deref().unwrap_or("?");
+    match (
+        frame.filename.as_deref().or(frame.module.as_deref()),
+        frame.lineno,
+    ) {
+        (Some(file), Some(line)) => format!("{function} ({file}:{line})"),
+        (Some(file), None) => format!("{function} ({file})"),
+        _ => function.to_string(),
+    }
+}
+
+fn registry(timezone: Tz) -> Handlebars<'static> {
+    let mut registry = Handlebars::new();
+    registry.register_escape_fn(handlebars::no_escape);
+    registry.set_strict_mode(false);
+    registry.register_helper("md", Box::new(markdown_helper));
+    registry.register_helper("json", Box::new(json_helper));
+    registry.register_helper("truncate", Box::new(truncate_helper));
+    registry.register_helper("level_icon", Box::new(level_icon_helper));
+    registry.register_helper(
+        "time",
+        Box::new(
+            move |h: &Helper,
+                  _: &Handlebars,
+                  _: &Context,
+                  _: &mut RenderContext,
+                  out: &mut dyn Output|
+                  -> HelperResult {
+                if let Some(time) = time_param(h, 0)? {
+                    out.write(
+                        &time
+                            .with_timezone(&timezone)
+                            .format("%Y-%m-%d %H:%M:%S %Z")
+                            .to_string(),
+                    )?;
+                }
+                Ok(())
+            },
+        ),
+    );
+    registry.register_helper("ago", Box::new(ago_helper));
+    registry
+}
+
+/// Escapes what DingTalk's (and most chat apps') markdown would otherwise interpret: emphasis,
+/// links, code, and block markers at the start of a line. Newlines become spaces, so a value can
+/// never start a new heading or list item.
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#' | '|' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\r' | '\n' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The contents of a JSON string literal (without the quotes).
+pub fn escape_json(text: &str) -> String {
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+/// At most `max_chars` characters; a cut text ends with `…`.
+pub fn truncate_chars(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        None => text.to_string(),
+        Some(_) => {
+            let keep: String = text.chars().take(max_chars.saturating_sub(1)).collect();
+            format!("{keep}…")
+        }
+    }
+}
+
+pub fn level_icon(level: Option<Level>) -> &'static str {
+    match level {
+        Some(Level::Fatal) => "🔥",
+        Some(Level::Error) => "🔴",
+        Some(Level::Warning) => "🟠",
+        Some(Level::Info) => "🔵",
+        Some(Level::Debug) => "⚪",
+        None => "🔔",
+    }
+}
+
+/// "3 minutes ago", "2 days ago", "just now"; `in …` for a time after `now`.
+pub fn relative_time(time: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let seconds = (now - time).num_seconds();
+    let (amount, future) = (seconds.unsigned_abs(), seconds < 0);
+    if amount < 45 {
+        return "just now".into();
+    }
+    let (value, unit) = match amount {
+        0..=5_399 => (((amount + 30) / 60).max(1), "minute"),
+        5_400..=129_599 => ((amount + 1_800) / 3_600, "hour"),
+        _ => ((amount + 43_200) / 86_400, "day"),
+    };
+    let plural = if value == 1 { "" } else { "s" };
+    if future {
+        format!("in {value} {unit}{plural}")
+    } else {
+        format!("{value} {unit}{plural} ago")
+    }
+}
+
+fn string_param(h: &Helper, index: usize) -> String {
+    match h.param(index).map(|p| p.value()) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn time_param(h: &Helper, index: usize) -> Result<Option<DateTime<Utc>>, RenderError> {
+    match h.param(index).map(|p| p.value()) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| RenderErrorReason::InvalidParamType("an RFC 3339 time").into()),
+        Some(_) => Err(RenderErrorReason::InvalidParamType("an RFC 3339 time").into()),
+    }
+}
+
+fn markdown_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    out.write(&escape_markdown(&string_param(h, 0)))?;
+    Ok(())
+}
+
+fn json_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    out.write(&escape_json(&string_param(h, 0)))?;
+    Ok(())
+}
+
+fn truncate_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let max = h
+        .param(1)
+        .and_then(|p| p.value().as_u64())
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("truncate", 1))?;
+    out.write(&truncate_chars(&string_param(h, 0), max as usize))?;
+    Ok(())
+}
+
+fn level_icon_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    out.write(level_icon(Level::parse(&string_param(h, 0))))?;
+    Ok(())
+}
+
+fn ago_helper(
+    h: &Helper,
+    _: &Handlebars,
+    ctx: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let now = ctx
+        .data()
+        .get("now")
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(Utc::now);
+    if let Some(time) = time_param(h, 0)? {
+        out.write(&relative_time(time, now))?;
+    }
+    Ok(())
+}
+
+/// The names a template file may be known by in messages; exposed for `check-config`.
+pub fn template_source(target: &TargetConfig) -> String {
+    match &target.template {
+        Some(path) => path.display().to_string(),
+        None => default_template(target.settings.kind())
+            .map(|(name, _)| format!("templates/{name} (built in)"))
+            .unwrap_or_else(|| "none".into()),
+    }
+}
+
+/// Reads a time zone name (`UTC`, `Asia/Shanghai`, …).
+pub fn parse_timezone(name: &str) -> Option<Tz> {
+    name.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_escaping_neutralizes_formatting() {
+        assert_eq!(
+            escape_markdown("*bold* _x_ [a](b) `c`"),
+            r"\*bold\* \_x\_ \[a\](b) \`c\`"
+        );
+        assert_eq!(escape_markdown("line\n# heading"), r"line \# heading");
+        assert_eq!(escape_markdown("中文 ok"), "中文 ok");
+    }
+
+    #[test]
+    fn json_escaping() {
+        assert_eq!(escape_json("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
+    }
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate_chars("héllo", 10), "héllo");
+        assert_eq!(truncate_chars("héllo wörld", 5), "héll…");
+        assert_eq!(truncate_chars("错误错误错误", 3), "错误…");
+    }
+
+    #[test]
+    fn relative_times() {
+        let now = DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(relative_time(at("2026-01-01T23:59:30Z"), now), "just now");
+        assert_eq!(
+            relative_time(at("2026-01-01T23:57:00Z"), now),
+            "3 minutes ago"
+        );
+        assert_eq!(
+            relative_time(at("2026-01-01T22:00:00Z"), now),
+            "2 hours ago"
+        );
+        assert_eq!(relative_time(at("2025-12-30T00:00:00Z"), now), "3 days ago");
+        assert_eq!(
+            relative_time(at("2026-01-02T00:01:00Z"), now),
+            "in 1 minute"
+        );
+    }
+}

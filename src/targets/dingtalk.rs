@@ -1,0 +1,542 @@
+//! The `dingtalk` target: a DingTalk group's custom robot (自定义机器人).
+//!
+//! Wire rules (REFERENCE.md §2): optional signing appends `timestamp` and `sign` to the URL, signed
+//! afresh on every attempt (DingTalk refuses timestamps older than an hour); answers are HTTP 200
+//! with an `errcode`, which decides everything (never the `errmsg`); `msgUuid`, fixed per job, makes
+//! a resent message harmless; mentions must be both in `at` and written in the text; a body may be
+//! at most 20,000 bytes.
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::time::Duration;
+
+use super::{Delivery, FailureReason, Outcome};
+use crate::alert::Level;
+use crate::render::{level_icon, truncate_chars};
+use crate::secret::Secret;
+
+/// DingTalk refuses bodies over 20,000 bytes.
+pub const MAX_BODY_BYTES: usize = 20_000;
+/// After a "too long" answer (460101), the message is resent cut to this size.
+const SHRUNK_BODY_BYTES: usize = 4_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DingTalkSettings {
+    /// The robot's webhook URL as DingTalk shows it, `access_token` included.
+    pub url: Secret,
+    /// The robot's signing secret (加签, starts with `SEC`), if signing is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// A keyword the robot requires in every message (keyword security).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyword: Option<String>,
+    /// Phone numbers to @ in every alert (not in "resolved" messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_mobiles: Vec<String>,
+    /// DingTalk user ids to @ in every alert (not in "resolved" messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_user_ids: Vec<String>,
+    /// Levels at which the whole group is @-mentioned, e.g. `["fatal"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_all: Vec<Level>,
+    /// `markdown` (default) or `action_card` (an "Open in Sentry" button; no @-mentions).
+    #[serde(default)]
+    pub message: MessageStyle,
+    /// DingTalk throttles a robot for 10 minutes past 20 messages a minute; herald stays under it.
+    #[serde(default = "default_max_per_minute")]
+    pub max_per_minute: u32,
+    /// How long to leave a robot alone after DingTalk says it is sending too fast (130101/410100).
+    #[serde(default = "default_throttle_pause", with = "crate::config::duration")]
+    pub throttle_pause: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStyle {
+    #[default]
+    Markdown,
+    ActionCard,
+}
+
+fn default_max_per_minute() -> u32 {
+    20
+}
+
+fn default_throttle_pause() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl DingTalkSettings {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let url = reqwest::Url::parse(self.url.expose())
+            .map_err(|e| ("url".to_string(), format!("is not a URL ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(("url".into(), "must be an http or https URL".into()));
+        }
+        if self
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.expose().trim().is_empty())
+        {
+            return Err((
+                "secret".into(),
+                "is empty (leave it out if the robot does not sign)".into(),
+            ));
+        }
+        if self.mention_mobiles.len() + self.mention_user_ids.len() > 50 {
+            return Err((
+                "mention_mobiles".into(),
+                "and mention_user_ids name more than 50 people, DingTalk's limit".into(),
+            ));
+        }
+        if self.max_per_minute > 20 {
+            return Err((
+                "max_per_minute".into(),
+                "is over 20: DingTalk throttles a robot for 10 minutes past 20 messages a minute"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `sign` for a timestamp (ms): base64 of HMAC-SHA256 keyed with the secret over
+/// `timestamp + "\n" + secret`. Not URL-encoded here: the URL builder encodes it, once.
+pub fn sign(secret: &str, timestamp_ms: i64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC-SHA256 accepts keys of any length");
+    mac.update(format!("{timestamp_ms}\n{secret}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+pub struct DingTalkTarget {
+    settings: DingTalkSettings,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl DingTalkTarget {
+    pub fn new(settings: DingTalkSettings, client: reqwest::Client, timeout: Duration) -> Self {
+        DingTalkTarget {
+            settings,
+            client,
+            timeout,
+        }
+    }
+
+    pub async fn deliver(&self, delivery: &Delivery<'_>, text: &str) -> Outcome {
+        let first_answer = match self.attempt(&self.request_body(delivery, text, None)).await {
+            Attempted::Done(outcome) => return outcome,
+            Attempted::TooLong(answer) => answer,
+        };
+        // DingTalk's idea of "too long" can be stricter than its documented limit: send a much
+        // shorter version (link, mentions and keyword kept) right away, as part of this attempt.
+        let shortened = self.request_body(delivery, text, Some(SHRUNK_BODY_BYTES));
+        match self.attempt(&shortened).await {
+            Attempted::Done(Outcome::Delivered { answer }) => Outcome::Delivered {
+                answer: format!("{answer} (resent shortened after {first_answer})"),
+            },
+            Attempted::Done(outcome) => outcome,
+            Attempted::TooLong(answer) => Outcome::Permanent {
+                reason: FailureReason::ClientError,
+                answer: format!("{answer} (even at {SHRUNK_BODY_BYTES} bytes)"),
+            },
+        }
+    }
+
+    async fn attempt(&self, body: &str) -> Attempted {
+        let url = match self.signed_url() {
+            Ok(url) => url,
+            Err(error) => {
+                return Attempted::Done(Outcome::Permanent {
+                    reason: FailureReason::ClientError,
+                    answer: error,
+                })
+            }
+        };
+        let response = self
+            .client
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
+            .timeout(self.timeout)
+            .body(body.to_string())
+            .send()
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => return Attempted::Done(transport_failure(&error)),
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(error) => return Attempted::Done(transport_failure(&error)),
+        };
+        classify(
+            status.as_u16(),
+            retry_after,
+            &text,
+            self.settings.throttle_pause,
+        )
+    }
+
+    /// The robot URL with a fresh `timestamp` and `sign` when signing is on.
+    fn signed_url(&self) -> Result<reqwest::Url, String> {
+        let mut url = reqwest::Url::parse(self.settings.url.expose())
+            .map_err(|_| "the robot URL is not a URL".to_string())?;
+        if let Some(secret) = &self.settings.secret {
+            let timestamp = chrono::Utc::now().timestamp_millis();
+            url.query_pairs_mut()
+                .append_pair("timestamp", &timestamp.to_string())
+                .append_pair("sign", &sign(secret.expose(), timestamp));
+        }
+        Ok(url)
+    }
+
+    /// The JSON body for `text`, at most `max_bytes` (20,000 by default): the text is cut on a
+    /// character boundary if needed, and the link, mentions and keyword are always kept.
+    pub fn request_body(
+        &self,
+        delivery: &Delivery<'_>,
+        text: &str,
+        max_bytes: Option<usize>,
+    ) -> String {
+        let max_bytes = max_bytes.unwrap_or(MAX_BODY_BYTES);
+        let view = delivery.view;
+        let mention_people = !view.resolved;
+        let mention_all = mention_people
+            && view
+                .level
+                .is_some_and(|l| self.settings.mention_all.contains(&l));
+        let style = match (self.settings.message, view.link.as_deref()) {
+            (MessageStyle::ActionCard, Some(_)) => MessageStyle::ActionCard,
+            _ => MessageStyle::Markdown,
+        };
+
+        let mut footer = String::new();
+        if let Some(link) = view.link.as_deref().filter(|l| !text.contains(l)) {
+            if style == MessageStyle::Markdown {
+                footer.push_str(&format!("\n\n[Open in Sentry]({link})"));
+            }
+        }
+        let mut mobiles: Vec<&str> = Vec::new();
+        let mut user_ids: Vec<&str> = Vec::new();
+        if mention_people && style == MessageStyle::Markdown {
+            mobiles = self
+                .settings
+                .mention_mobiles
+                .iter()
+                .map(String::as_str)
+                .collect();
+            user_ids = self
+                .settings
+                .mention_user_ids
+                .iter()
+                .map(String::as_str)
+                .collect();
+            let names: Vec<String> = mobiles
+                .iter()
+                .chain(&user_ids)
+                .map(|who| format!("@{who}"))
+                .collect();
+            if !names.is_empty() {
+                footer.push_str(&format!("\n\n{}", names.join(" ")));
+            }
+        }
+        if let Some(keyword) = self
+            .settings
+            .keyword
+            .as_deref()
+            .filter(|k| !text.contains(k))
+        {
+            footer.push_str(&format!("\n\n{keyword}"));
+        }
+
+        let title = truncate_chars(
+            &format!(
+                "{} {}: {}",
+                if view.resolved {
+                    "✅"
+                } else {
+                    level_icon(view.level)
+                },
+                view.headline,
+                view.title
+            ),
+            100,
+        );
+        let build = |body_text: &str| -> String {
+            let full = format!("{}{footer}", body_text.trim());
+            let message = match style {
+                MessageStyle::ActionCard => json!({
+                    "msgtype": "actionCard",
+                    "actionCard": {
+                        "title": title,
+                        "text": full,
+                        "singleTitle": "Open in Sentry",
+                        "singleURL": view.link,
+                    },
+                    "msgUuid": delivery.idempotency_key,
+                }),
+                MessageStyle::Markdown => json!({
+                    "msgtype": "markdown",
+                    "markdown": { "title": title, "text": full },
+                    "at": { "atMobiles": mobiles, "atUserIds": user_ids, "isAtAll": mention_all },
+                    "msgUuid": delivery.idempotency_key,
+                }),
+            };
+            message.to_string()
+        };
+
+        let mut body = build(text);
+        let mut kept = text.trim().to_string();
+        while body.len() > max_bytes && !kept.is_empty() {
+            let excess = body.len() - max_bytes;
+            let mut cut = kept.len().saturating_sub(excess + 32);
+            while cut > 0 && !kept.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            kept.truncate(cut);
+            body = build(&format!("{kept}\n\n… (cut to fit DingTalk's size limit)"));
+        }
+        body
+    }
+}
+
+enum Attempted {
+    Done(Outcome),
+    TooLong(String),
+}
+
+/// Reads DingTalk's answer. HTTP status first (proxies and outages), then `errcode`.
+fn classify(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &str,
+    throttle_pause: Duration,
+) -> Attempted {
+    let snippet = truncate_chars(body.trim(), 300);
+    if status == 429 {
+        return Attempted::Done(Outcome::Retry {
+            after: retry_after.or(Some(throttle_pause)),
+            pause_target: true,
+            reason: FailureReason::RateLimited,
+            answer: format!("HTTP 429: {snippet}"),
+        });
+    }
+    if status >= 500 || status == 408 {
+        return Attempted::Done(Outcome::Retry {
+            after: retry_after,
+            pause_target: false,
+            reason: FailureReason::ServerError,
+            answer: format!("HTTP {status}: {snippet}"),
+        });
+    }
+    if !(200..300).contains(&status) {
+        return Attempted::Done(Outcome::Permanent {
+            reason: if status == 401 || status == 403 {
+                FailureReason::AuthError
+            } else {
+                FailureReason::ClientError
+            },
+            answer: format!("HTTP {status}: {snippet}"),
+        });
+    }
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let errcode = parsed.as_ref().and_then(|v| match v.get("errcode")? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    });
+    let errmsg = parsed
+        .as_ref()
+        .and_then(|v| v.get("errmsg")?.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let Some(errcode) = errcode else {
+        return Attempted::Done(Outcome::Retry {
+            after: None,
+            pause_target: false,
+            reason: FailureReason::Other,
+            answer: format!("HTTP {status} without an errcode: {snippet}"),
+        });
+    };
+    let answer = format!("errcode {errcode}: {errmsg}");
+    Attempted::Done(match errcode {
+        0 => Outcome::Delivered { answer },
+        130101 | 410100 => Outcome::Retry {
+            after: Some(throttle_pause),
+            pause_target: true,
+            reason: FailureReason::RateLimited,
+            answer,
+        },
+        460101 | 101002 => return Attempted::TooLong(answer),
+        310000 | 300001 | 300005 | 400101 | 400102 | 400106 => Outcome::Permanent {
+            reason: FailureReason::AuthError,
+            answer,
+        },
+        400013 | 400105 | 400402 | 40035 | 43004 | 430101..=430104 => Outcome::Permanent {
+            reason: FailureReason::ClientError,
+            answer,
+        },
+        -1 => Outcome::Retry {
+            after: None,
+            pause_target: false,
+            reason: FailureReason::ServerError,
+            answer,
+        },
+        _ => Outcome::Retry {
+            after: None,
+            pause_target: false,
+            reason: FailureReason::Other,
+            answer,
+        },
+    })
+}
+
+pub(crate) fn transport_failure(error: &reqwest::Error) -> Outcome {
+    let reason = if error.is_timeout() {
+        FailureReason::Timeout
+    } else {
+        FailureReason::Other
+    };
+    // reqwest's message names the URL, which holds the access token: describe the failure without it.
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_body() || error.is_decode() {
+        "the answer could not be read"
+    } else {
+        "the request failed"
+    };
+    Outcome::Retry {
+        after: None,
+        pause_target: false,
+        reason,
+        answer: what.to_string(),
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from these APIs and is ignored).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(24 * 3600)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_signing_vectors() {
+        assert_eq!(
+            sign("secret", 1_700_000_000_000),
+            "OuzzJR5+xZ4/EYwqtNt6sMYZQMTa/HEGvc9miJe7XzY="
+        );
+        assert_eq!(
+            sign("this is secret", 1_577_836_800_000),
+            "fFV9t5lBS7KH4+5B0JjR99ab+AJkXFauQXycgTkS/tc="
+        );
+    }
+
+    fn outcome(status: u16, body: &str) -> Outcome {
+        match classify(status, None, body, Duration::from_secs(600)) {
+            Attempted::Done(outcome) => outcome,
+            Attempted::TooLong(answer) => Outcome::Permanent {
+                reason: FailureReason::Other,
+                answer: format!("TOO LONG {answer}"),
+            },
+        }
+    }
+
+    #[test]
+    fn errcodes_are_classified_as_reference_says() {
+        assert!(matches!(
+            outcome(200, r#"{"errcode":0,"errmsg":"ok"}"#),
+            Outcome::Delivered { .. }
+        ));
+        assert!(matches!(
+            outcome(200, r#"{"errcode":"0","errmsg":"ok"}"#),
+            Outcome::Delivered { .. }
+        ));
+        assert!(matches!(
+            outcome(200, r#"{"errcode":-1,"errmsg":"busy"}"#),
+            Outcome::Retry {
+                pause_target: false,
+                ..
+            }
+        ));
+        for code in [130101, 410100] {
+            let result = outcome(
+                200,
+                &format!(r#"{{"errcode":{code},"errmsg":"send too fast"}}"#),
+            );
+            assert!(
+                matches!(
+                    result,
+                    Outcome::Retry {
+                        pause_target: true,
+                        after: Some(_),
+                        reason: FailureReason::RateLimited,
+                        ..
+                    }
+                ),
+                "{code}"
+            );
+        }
+        for code in [460101, 101002] {
+            let result = outcome(200, &format!(r#"{{"errcode":{code},"errmsg":"too long"}}"#));
+            assert!(
+                matches!(result, Outcome::Permanent { ref answer, .. } if answer.starts_with("TOO LONG")),
+                "{code}"
+            );
+        }
+        for code in [
+            310000, 300001, 300005, 400101, 400102, 400106, 400013, 400105, 400402, 40035, 43004,
+            430101, 430102, 430103, 430104,
+        ] {
+            let result = outcome(200, &format!(r#"{{"errcode":{code},"errmsg":"no"}}"#));
+            assert!(matches!(result, Outcome::Permanent { .. }), "{code}");
+        }
+        assert!(matches!(
+            outcome(500, "oops"),
+            Outcome::Retry {
+                reason: FailureReason::ServerError,
+                ..
+            }
+        ));
+        assert!(matches!(
+            outcome(429, ""),
+            Outcome::Retry {
+                pause_target: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            outcome(404, "no such robot"),
+            Outcome::Permanent { .. }
+        ));
+        assert!(matches!(
+            outcome(200, "<html>proxy</html>"),
+            Outcome::Retry { .. }
+        ));
+        // errmsg never decides.
+        assert!(matches!(
+            outcome(200, r#"{"errcode":0,"errmsg":"sign not match"}"#),
+            Outcome::Delivered { .. }
+        ));
+    }
+}
