@@ -2,10 +2,12 @@
 
 mod common;
 
+use common::dingtalk::{FakeDingTalk, Reply};
 use common::{fixture, Herald};
 use herald::store::Store;
 use serde_json::Value;
 use std::collections::HashSet;
+use std::time::Duration;
 
 /// The issue-created fixture with its issue id replaced, so every callback is distinct.
 fn distinct_issue(n: usize) -> Vec<u8> {
@@ -16,7 +18,13 @@ fn distinct_issue(n: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accepted_callbacks_survive_sigkill() {
-    let mut herald = Herald::start();
+    // A robot that never answers: every job stays queued, one of them in flight.
+    let robot = FakeDingTalk::start(None).await;
+    robot.script((0..10).map(|_| Reply::Hang(Duration::from_secs(120))));
+    let mut herald = Herald::start_with_targets(&format!(
+        "[[targets]]\nname = \"robot\"\nkind = \"dingtalk\"\nurl = \"{}\"\ntimeout = \"120s\"\n",
+        robot.url()
+    ));
     // 200 callbacks, 32 at a time, so flushes are shared between concurrent requests.
     let mut accepted = HashSet::new();
     for batch in (0..200).collect::<Vec<_>>().chunks(32) {
@@ -58,7 +66,7 @@ async fn accepted_callbacks_survive_sigkill() {
     assert_eq!(jobs.len(), 200);
     assert!(jobs
         .iter()
-        .all(|j| j.target == "stdout" && j.attempts.is_empty()));
+        .all(|j| j.target == "robot" && j.attempts.is_empty()));
 }
 
 #[tokio::test]
