@@ -164,6 +164,7 @@ pub struct MessageView {
     pub last_seen: Option<DateTime<Utc>>,
     pub triggered_rule: Option<String>,
     pub assignee: Option<String>,
+    /// How an issue was resolved: "now", "in next release", …
     pub resolution: Option<String>,
     pub metric_status: Option<MetricStatus>,
     pub metric_description: Option<String>,
@@ -222,7 +223,7 @@ impl MessageView {
                     .or(a.email.clone())
                     .unwrap_or_else(|| a.kind.clone())
             }),
-            resolution: alert.resolution_type.clone(),
+            resolution: alert.resolution_type.as_ref().map(|r| r.replace('_', " ")),
             metric_status: metric.map(|m| m.status),
             metric_description: metric.and_then(|m| m.description_text.clone()),
             comment: alert.comment.as_ref().and_then(|c| c.text.clone()),

@@ -164,3 +164,100 @@ fn example_config_serves() {
     );
     assert!(dir.path().join("data").exists());
 }
+
+#[test]
+fn render_prints_the_exact_request_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &format!(
+            "{}\n[[targets]]\nname = \"robot\"\nkind = \"dingtalk\"\nurl = \"https://oapi.dingtalk.com/robot/send?access_token=abc\"\nmention_mobiles = [\"13800000000\"]\n",
+            GOOD.replace("${HERALD_TEST_SECRET}", "s")
+        ),
+    );
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sentry/issue-created.json");
+    let output = herald(
+        &[
+            "render",
+            "--config",
+            &path,
+            "--target",
+            "robot",
+            &fixture.display().to_string(),
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(body["msgtype"], "markdown");
+    assert_eq!(body["at"]["atMobiles"][0], "13800000000");
+    assert!(body["markdown"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("https://example-org.sentry.io/issues/1234567890/"));
+
+    let output = herald(
+        &[
+            "render",
+            "--config",
+            &path,
+            "--target",
+            "stdout",
+            &fixture.display().to_string(),
+        ],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("New issue: Error generated"));
+
+    let output = herald(
+        &[
+            "render",
+            "--config",
+            &path,
+            "--target",
+            "nobody",
+            &fixture.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no target is named \"nobody\""));
+}
+
+#[test]
+fn a_broken_template_is_a_config_error_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("broken.md.hbs");
+    std::fs::write(
+        &template,
+        "#### {{title}}\n\n{{#if link}}\n[open]({{link}})\n",
+    )
+    .unwrap();
+    let path = write_config(
+        &dir,
+        &format!(
+            "{}template = \"{}\"\n",
+            GOOD.replace("${HERALD_TEST_SECRET}", "s"),
+            template.display()
+        ),
+    );
+    for command in ["check-config", "serve"] {
+        let output = herald(&[command, "--config", &path], &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains("broken.md.hbs") && stderr.contains("line"),
+            "{command}: {stderr}"
+        );
+    }
+    // A template that compiles but calls a helper wrongly is caught too.
+    std::fs::write(&template, "{{truncate title}}\n").unwrap();
+    let output = herald(&["check-config", "--config", &path], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("broken.md.hbs"));
+}

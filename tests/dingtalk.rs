@@ -299,3 +299,50 @@ async fn a_huge_event_stays_under_twenty_thousand_bytes_and_keeps_its_link() {
         &text[text.len() - 120..]
     );
 }
+
+#[tokio::test]
+async fn send_test_delivers_one_message_and_prints_the_answer() {
+    let robot = FakeDingTalk::start(Some(ROBOT_SECRET)).await;
+    robot.script([Reply::Errcode(0), Reply::Errcode(310000)]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n{}",
+            common::server_config(&dir.path().join("data")),
+            robot_target(&robot, "")
+        ),
+    )
+    .unwrap();
+    let send_test = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args([
+                "send-test",
+                "--config",
+                &config.display().to_string(),
+                "--target",
+                "oncall",
+            ])
+            .output()
+    };
+    let output = send_test().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("delivered to oncall: errcode 0: ok"),
+        "{stdout}"
+    );
+    let received = robot.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].signature_ok, Some(true));
+    assert!(markdown_text(&received[0].body).contains("herald test message"));
+
+    let output = send_test().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout.contains("NOT delivered to oncall (auth_error): errcode 310000"),
+        "{stdout}"
+    );
+}
