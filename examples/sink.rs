@@ -11,13 +11,17 @@ use std::sync::Arc;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9999".into());
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9999".into());
     let received = Arc::new(AtomicU64::new(0));
     let app = Router::new()
         .route("/robot/send", post(accept))
         .route("/count", get(count))
         .with_state(received);
-    let listener = tokio::net::TcpListener::bind(&address).await.expect("the sink's address is free");
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .expect("the sink's address is free");
     eprintln!("sink listening on {address}");
     axum::serve(listener, app).await.expect("the sink runs");
 }

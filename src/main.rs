@@ -5,12 +5,10 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use herald::config::Config;
-use herald::queue::RetrySchedule;
 use herald::render::MessageView;
-use herald::targets::{Delivery, Outcome, Target};
+use herald::targets::{Configured, Delivery, Outcome, Target};
 
 #[derive(Parser)]
 #[command(
@@ -157,7 +155,7 @@ fn main() -> ExitCode {
 }
 
 /// The config and its targets (templates compiled), or the exit code after saying what is wrong.
-fn load(path: &Path) -> Result<(Config, Vec<(Arc<Target>, RetrySchedule)>), ExitCode> {
+fn load(path: &Path) -> Result<(Config, Vec<Configured>), ExitCode> {
     let config = Config::load(path).map_err(|error| refuse_config(&error.to_string()))?;
     let targets =
         herald::targets::build_all(&config).map_err(|error| refuse_config(&error.to_string()))?;
@@ -169,7 +167,7 @@ fn refuse_config(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn find_target<'t>(targets: &'t [(Arc<Target>, RetrySchedule)], name: &str) -> Option<&'t Target> {
+fn find_target<'t>(targets: &'t [Configured], name: &str) -> Option<&'t Target> {
     let found = targets
         .iter()
         .find(|(t, _)| t.name == name)

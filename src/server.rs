@@ -8,17 +8,14 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::queue::{Queue, RetrySchedule, Wakers};
+use crate::queue::{Queue, Wakers};
 use crate::store::Store;
-use crate::targets::Target;
+use crate::targets::Configured;
 
 /// How long in-flight deliveries may take to finish once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn serve(
-    config: Config,
-    targets: Vec<(Arc<Target>, RetrySchedule)>,
-) -> anyhow::Result<()> {
+pub async fn serve(config: Config, targets: Vec<Configured>) -> anyhow::Result<()> {
     let data_dir = config.server.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await

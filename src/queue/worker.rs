@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use super::{Attempt, AttemptResult, DeadLetter, DeliveryJob, JobId, RateLimiter, RetrySchedule};
 use crate::render::MessageView;
 use crate::store::{JobKey, Store};
-use crate::targets::{Delivery, FailureReason, Outcome, Target};
+use crate::targets::{Configured, Delivery, FailureReason, Outcome, Target};
 
 /// Wakes a target's worker when the intake queues a job for it, so a new alert goes out at once
 /// rather than at the worker's next timer.
@@ -52,11 +52,7 @@ pub struct Queue {
 
 impl Queue {
     /// Starts one worker per target. Each resumes the jobs already queued for it.
-    pub fn start(
-        store: Store,
-        targets: Vec<(Arc<Target>, RetrySchedule)>,
-        wakers: &Wakers,
-    ) -> Queue {
+    pub fn start(store: Store, targets: Vec<Configured>, wakers: &Wakers) -> Queue {
         let (stop, stopped) = watch::channel(false);
         let mut workers = JoinSet::new();
         for (target, schedule) in targets {

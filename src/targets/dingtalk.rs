@@ -462,6 +462,76 @@ mod tests {
         }
     }
 
+    fn target(extra: &str) -> DingTalkTarget {
+        let table: toml::Table =
+            format!("url = \"https://oapi.dingtalk.com/robot/send?access_token=x\"\n{extra}")
+                .parse()
+                .unwrap();
+        let settings: DingTalkSettings = toml::Value::Table(table).try_into().unwrap();
+        DingTalkTarget::new(settings, reqwest::Client::new(), Duration::from_secs(1))
+    }
+
+    fn view(resource: &str, body: &str) -> crate::render::MessageView {
+        let alert = crate::sentry::parse_integration_payload(resource, body.as_bytes()).unwrap();
+        crate::render::MessageView::new(&alert, 1, 2, chrono::Utc::now())
+    }
+
+    const FATAL_ISSUE: &str = r#"{"action":"created","data":{"issue":{"id":"7","title":"boom","level":"fatal","web_url":"https://s.io/issues/7/"}}}"#;
+
+    #[test]
+    fn action_card_has_a_button_to_sentry() {
+        let view = view("issue", FATAL_ISSUE);
+        let body: Value = serde_json::from_str(&target("message = \"action_card\"").request_body(
+            &Delivery {
+                view: &view,
+                idempotency_key: "k",
+            },
+            "#### boom",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(body["msgtype"], "actionCard");
+        assert_eq!(body["actionCard"]["singleTitle"], "Open in Sentry");
+        assert_eq!(body["actionCard"]["singleURL"], "https://s.io/issues/7/");
+        assert_eq!(body["msgUuid"], "k");
+        // Without a link there is no button to show: plain markdown.
+        let view = self::view(
+            "issue",
+            r#"{"action":"created","data":{"issue":{"id":"7","title":"boom"}}}"#,
+        );
+        let body: Value = serde_json::from_str(&target("message = \"action_card\"").request_body(
+            &Delivery {
+                view: &view,
+                idempotency_key: "k",
+            },
+            "#### boom",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(body["msgtype"], "markdown");
+    }
+
+    #[test]
+    fn resolved_messages_mention_nobody() {
+        let view = view(
+            "issue",
+            r#"{"action":"resolved","data":{"issue":{"id":"7","title":"boom","level":"fatal"}}}"#,
+        );
+        let target = target("mention_mobiles = [\"138\"]\nmention_all = [\"fatal\"]");
+        let body: Value = serde_json::from_str(&target.request_body(
+            &Delivery {
+                view: &view,
+                idempotency_key: "k",
+            },
+            "done",
+            None,
+        ))
+        .unwrap();
+        assert_eq!(body["at"]["isAtAll"], false);
+        assert_eq!(body["at"]["atMobiles"], serde_json::json!([]));
+        assert!(!body["markdown"]["text"].as_str().unwrap().contains("@138"));
+    }
+
     #[test]
     fn errcodes_are_classified_as_reference_says() {
         assert!(matches!(

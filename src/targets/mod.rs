@@ -181,9 +181,12 @@ impl Target {
     }
 }
 
+/// A configured target and the retry schedule the queue applies to it.
+pub type Configured = (Arc<Target>, RetrySchedule);
+
 /// Every configured target, ready to send, with its retry schedule. Fails on a template that does
 /// not compile or render, naming the file and line.
-pub fn build_all(config: &Config) -> Result<Vec<(Arc<Target>, RetrySchedule)>, TemplateError> {
+pub fn build_all(config: &Config) -> Result<Vec<Configured>, TemplateError> {
     let templates = Arc::new(Templates::load(
         &config.targets,
         config.templates.timezone(),
