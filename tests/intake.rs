@@ -149,7 +149,12 @@ async fn every_fixture_is_accepted_and_stored_as_the_right_alert() {
         .lines()
         .filter(|l| l.contains("target_name=\"stdout\"") && l.contains("outcome=\"delivered\""))
         .count();
-    assert_eq!(delivered as u64 + store.queued_job_count(), 17, "{}", herald.logs());
+    assert_eq!(
+        delivered as u64 + store.queued_job_count(),
+        17,
+        "{}",
+        herald.logs()
+    );
     assert_eq!(store.dead_letter_count(), 0);
 }
 
