@@ -4,8 +4,13 @@
 # sent. Prints accepted/s, p50/p99 latency, RSS idle and after the load, and checks that herald
 # stored exactly as many alerts as it answered 2xx.
 #
-#   bench/intake.sh            # 20 s run
+#   bench/intake.sh                  # 20 s run, intake alone
+#   TARGET=console bench/intake.sh   # while delivering every alert to the console target
 #   DURATION=60 bench/intake.sh
+#
+# TARGET=silent (the default) measures the intake alone: herald's one target is a DingTalk robot that
+# never answers, so jobs are queued but not sent during the run. TARGET=console also renders and
+# delivers every alert (to /dev/null) on the same core while accepting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +21,7 @@ HERALD_CPU=${HERALD_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 POOL_SIZE=${POOL_SIZE:-$((DURATION * 25000))}
 SECRET=bench-secret
+TARGET=${TARGET:-silent}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need python3 || ! need taskset || ! need curl; then
@@ -26,11 +32,22 @@ fi
 
 cargo build --release --quiet
 work=$(mktemp -d)
-trap 'kill $herald_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+silent_pid=""
+herald_pid=""
+trap 'kill $herald_pid $silent_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 echo "generating $POOL_SIZE distinct signed callbacks..." >&2
 python3 bench/make_callbacks.py tests/fixtures/sentry/issue-created.json "$SECRET" "$work/pool" "$POOL_SIZE" "$THREADS"
 
+if [ "$TARGET" = console ]; then
+  target_toml=$'[[targets]]\nname = "stdout"\nkind = "console"'
+else
+  # A listener that accepts connections and never answers: the robot's one request hangs.
+  silent_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',$silent_port)); s.listen(64); time.sleep(3600)" &
+  silent_pid=$!
+  target_toml=$'[[targets]]\nname = "robot"\nkind = "dingtalk"\ntimeout = "1h"\n'"url = \"http://127.0.0.1:$silent_port/robot/send?access_token=bench\""
+fi
 cat > "$work/herald.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
@@ -39,9 +56,7 @@ data_dir = "$work/data"
 [sentry]
 client_secrets = ["$SECRET"]
 
-[[targets]]
-name = "stdout"
-kind = "console"
+$target_toml
 TOML
 
 RUST_LOG="${RUST_LOG:-info},herald::server=info" taskset -c "$HERALD_CPU" target/release/herald serve --config "$work/herald.toml" \
@@ -69,7 +84,7 @@ disk=$(du -sk "$work/data" | cut -f1)
 eval "$(echo "$result" | sed 's/^RESULT //; s/ /\n/g')"
 accepted=$((requests - errors_status))
 echo
-echo "herald intake: ${DURATION}s, $CONNECTIONS connections, herald on CPU $HERALD_CPU, wrk on CPU $LOAD_CPU"
+echo "herald intake: ${DURATION}s, $CONNECTIONS connections, herald on CPU $HERALD_CPU, wrk on CPU $LOAD_CPU, target $TARGET"
 echo "  accepted/s      $rate   ($accepted accepted, $errors_status non-2xx, $errors_other socket errors)"
 echo "  latency         p50 ${p50_ms} ms   p99 ${p99_ms} ms   max ${max_ms} ms"
 echo "  RSS             idle $((idle_rss / 1024)) MiB   after load $((loaded_rss / 1024)) MiB   peak $((peak_rss / 1024)) MiB"
