@@ -54,6 +54,8 @@ pub struct Config {
     pub dedupe: DedupeConfig,
     #[serde(default)]
     pub templates: TemplatesConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
     #[serde(default, skip_deserializing)]
     pub targets: Vec<TargetConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -115,11 +117,17 @@ pub struct DedupeConfig {
     /// Repeated alerts of one Sentry issue within this window are folded into one message.
     #[serde(default = "DedupeConfig::default_window", with = "duration")]
     pub window: Duration,
+    /// How long an identical callback (Sentry's retries, a double click) is recognised.
+    #[serde(default = "DedupeConfig::default_remember", with = "duration")]
+    pub remember: Duration,
 }
 
 impl DedupeConfig {
     fn default_window() -> Duration {
         Duration::from_secs(600)
+    }
+    fn default_remember() -> Duration {
+        Duration::from_secs(3600)
     }
 }
 
@@ -127,6 +135,36 @@ impl Default for DedupeConfig {
     fn default() -> Self {
         DedupeConfig {
             window: Self::default_window(),
+            remember: Self::default_remember(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// How long an alert is kept after everything about it was delivered.
+    #[serde(default = "StoreConfig::default_retention", with = "duration")]
+    pub retention: Duration,
+    /// How often expired dedupe records, fold records and alerts are swept.
+    #[serde(default = "StoreConfig::default_sweep_every", with = "duration")]
+    pub sweep_every: Duration,
+}
+
+impl StoreConfig {
+    fn default_retention() -> Duration {
+        Duration::from_secs(7 * 24 * 3600)
+    }
+    fn default_sweep_every() -> Duration {
+        Duration::from_secs(300)
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            retention: Self::default_retention(),
+            sweep_every: Self::default_sweep_every(),
         }
     }
 }
@@ -203,6 +241,15 @@ pub struct RouteConfig {
     pub matcher: RouteMatch,
     #[serde(default, rename = "continue")]
     pub continue_matching: bool,
+    /// Phone numbers to @-mention in what this route sends (targets that support mentions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_mobiles: Vec<String>,
+    /// User ids to @-mention in what this route sends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_user_ids: Vec<String>,
+    /// Levels at which this route @-mentions everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_all: Vec<Level>,
 }
 
 /// What a route matches. Each list, when not empty, must contain the alert's value.
@@ -223,6 +270,14 @@ pub struct RouteMatch {
     /// This level or a more severe one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_level: Option<Level>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<String>,
+    /// Tag values: every tag named here must have one of the listed values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, Vec<String>>,
+    /// The Sentry alert rule that fired (issue alerts; metric alerts' rule name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule: Vec<String>,
 }
 
 impl Config {
@@ -325,6 +380,9 @@ impl Config {
                     self.templates.timezone
                 ),
             ));
+        }
+        if self.store.sweep_every.is_zero() {
+            return Err(("store.sweep_every".into(), "must be more than 0".into()));
         }
         if self.server.body_limit == 0 {
             return Err((

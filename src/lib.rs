@@ -3,6 +3,7 @@
 pub mod alert;
 pub mod config;
 pub mod http;
+pub mod intake;
 pub mod queue;
 pub mod render;
 pub mod route;

@@ -6,8 +6,10 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use herald::alert::Alert;
 use herald::config::Config;
 use herald::render::MessageView;
+use herald::route::{Mentions, Router};
 use herald::targets::{Configured, Delivery, Outcome, Target};
 
 #[derive(Parser)]
@@ -43,6 +45,16 @@ enum Command {
         target: String,
         /// The Sentry resource of the payload (`issue`, `event_alert`, `metric_alert`, …, or
         /// `legacy` for the legacy plugin). By default, the file name up to its first `-`.
+        #[arg(long)]
+        resource: Option<String>,
+        /// A JSON file holding a Sentry webhook payload.
+        payload: PathBuf,
+    },
+    /// Show which targets a Sentry payload would reach, and whom each would @-mention.
+    Route {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        /// The Sentry resource of the payload (see `render`).
         #[arg(long)]
         resource: Option<String>,
         /// A JSON file holding a Sentry webhook payload.
@@ -107,6 +119,7 @@ fn main() -> ExitCode {
             let key = "herald-render";
             match target.render(&Delivery {
                 view: &view,
+                mentions: &Mentions::default(),
                 idempotency_key: key,
             }) {
                 Ok(body) => {
@@ -118,6 +131,53 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Route {
+            config,
+            resource,
+            payload,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(error) => return refuse_config(&error.to_string()),
+            };
+            let alert = match read_alert(&payload, resource.as_deref()) {
+                Ok(alert) => alert,
+                Err(message) => {
+                    eprintln!("herald: {message}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let router = Router::new(&config);
+            let routed = router.route(&alert);
+            println!(
+                "{} ({}, level {})",
+                alert.title,
+                alert.event_name(),
+                alert.level.map_or("none", |l| l.as_str())
+            );
+            if routed.is_empty() {
+                println!("  reaches no target");
+            }
+            for routed in routed {
+                let mut people: Vec<String> = routed
+                    .mentions
+                    .mobiles
+                    .iter()
+                    .chain(&routed.mentions.user_ids)
+                    .map(|p| format!("@{p}"))
+                    .collect();
+                if routed.mentions.all {
+                    people.push("@all".into());
+                }
+                let mentions = if people.is_empty() {
+                    String::new()
+                } else {
+                    format!(" mentioning {}", people.join(" "))
+                };
+                println!("  -> {}{mentions}", routed.target);
+            }
+            ExitCode::SUCCESS
         }
         Command::SendTest { config, target } => {
             let (_, targets) = match load(&config) {
@@ -134,6 +194,7 @@ fn main() -> ExitCode {
             let key = format!("herald-test-{}", chrono::Utc::now().timestamp_millis());
             let outcome = runtime.block_on(target.deliver(&Delivery {
                 view: &view,
+                mentions: &Mentions::default(),
                 idempotency_key: &key,
             }));
             match outcome {
@@ -183,6 +244,11 @@ fn find_target<'t>(targets: &'t [Configured], name: &str) -> Option<&'t Target> 
 }
 
 fn read_payload(path: &Path, resource: Option<&str>) -> Result<MessageView, String> {
+    let alert = read_alert(path, resource)?;
+    Ok(MessageView::new(&alert, 0, 0, chrono::Utc::now()))
+}
+
+fn read_alert(path: &Path, resource: Option<&str>) -> Result<Alert, String> {
     let body = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let file_name = path
         .file_name()
@@ -195,13 +261,12 @@ fn read_payload(path: &Path, resource: Option<&str>) -> Result<MessageView, Stri
             .unwrap_or("issue")
             .to_string()
     });
-    let alert = if resource == "legacy" {
+    if resource == "legacy" {
         herald::sentry::parse_legacy_payload(&body)
     } else {
         herald::sentry::parse_integration_payload(&resource, &body)
     }
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(MessageView::new(&alert, 0, 0, chrono::Utc::now()))
+    .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use crate::alert::{Alert, Level, MetricStatus};
 use crate::config::TargetConfig;
-use crate::queue::{AlertId, JobId};
+use crate::queue::{AlertId, Folded, JobId};
 
 /// A template that cannot be used, named for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,22 @@ pub fn default_template(kind: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// The digest template of each target kind that merges alerts when its rate limit is reached.
+pub fn default_digest_template(kind: &str) -> Option<(&'static str, &'static str)> {
+    match kind {
+        "dingtalk" => Some((
+            "dingtalk_digest.md.hbs",
+            include_str!("../templates/dingtalk_digest.md.hbs"),
+        )),
+        _ => None,
+    }
+}
+
+/// The registry name of a target's digest template.
+fn digest_name(target: &str) -> String {
+    format!("{target}#digest")
+}
+
 /// Compiled templates, one per target (by target name).
 pub struct Templates {
     registry: Handlebars<'static>,
@@ -93,13 +109,54 @@ impl Templates {
                 },
             };
             templates.add(&target.name, &source_name, &text)?;
+            if let Some((name, text)) = default_digest_template(target.settings.kind()) {
+                templates.add_digest(
+                    &target.name,
+                    &format!("templates/{name} (built in)"),
+                    text,
+                )?;
+            }
         }
         Ok(templates)
     }
 
-    fn add(&mut self, target: &str, source_name: &str, text: &str) -> Result<(), TemplateError> {
+    fn add_digest(
+        &mut self,
+        target: &str,
+        source_name: &str,
+        text: &str,
+    ) -> Result<(), TemplateError> {
+        let name = digest_name(target);
+        self.compile(&name, source_name, text)?;
+        self.render_digest(target, &DigestView::sample())
+            .map(|_| ())
+    }
+
+    pub fn has_digest(&self, target: &str) -> bool {
+        self.registry.has_template(&digest_name(target))
+    }
+
+    /// Renders the digest template of `target` for `view`.
+    pub fn render_digest(&self, target: &str, view: &DigestView) -> Result<String, TemplateError> {
+        let name = digest_name(target);
         self.registry
-            .register_template_string(target, text)
+            .render(&name, view)
+            .map_err(|e| TemplateError::Render {
+                name: self.sources.get(&name).cloned().unwrap_or(name.clone()),
+                message: e.to_string(),
+            })
+    }
+
+    fn add(&mut self, target: &str, source_name: &str, text: &str) -> Result<(), TemplateError> {
+        self.compile(target, source_name, text)?;
+        // A template that compiles can still fail on a helper's arguments: try it now.
+        let sample = MessageView::sample();
+        self.render(target, &sample).map(|_| ())
+    }
+
+    fn compile(&mut self, name: &str, source_name: &str, text: &str) -> Result<(), TemplateError> {
+        self.registry
+            .register_template_string(name, text)
             .map_err(|e| {
                 let (line, column) = e.pos().unwrap_or((1, 1));
                 TemplateError::Syntax {
@@ -110,10 +167,8 @@ impl Templates {
                 }
             })?;
         self.sources
-            .insert(target.to_string(), source_name.to_string());
-        // A template that compiles can still fail on a helper's arguments: try it now.
-        let sample = MessageView::sample();
-        self.render(target, &sample).map(|_| ())
+            .insert(name.to_string(), source_name.to_string());
+        Ok(())
     }
 
     /// Renders the template of `target` for `view`.
@@ -174,10 +229,118 @@ pub struct MessageView {
     pub tags: Vec<Tag>,
     /// In-app frames, innermost first, as `function (file:line)`.
     pub frames: Vec<String>,
+    /// Repeats of this issue folded since the last message about it.
+    pub folded: Option<FoldedView>,
     pub alert_id: AlertId,
     pub job_id: JobId,
     /// When this message is rendered; the `ago` helper counts from here.
     pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldedView {
+    pub count: u64,
+    pub since: DateTime<Utc>,
+    /// Ready to show: "×49 more in the last 10 min".
+    pub text: String,
+}
+
+impl FoldedView {
+    pub fn new(folded: Folded, now: DateTime<Utc>) -> FoldedView {
+        let minutes = ((now - folded.since).num_seconds().max(1) + 59) / 60;
+        FoldedView {
+            count: folded.count,
+            since: folded.since,
+            text: format!("×{} more in the last {minutes} min", folded.count),
+        }
+    }
+}
+
+/// What a digest template sees: several alerts merged into one message, most severe first.
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestView {
+    pub count: usize,
+    /// How many alerts of each level, most severe first.
+    pub levels: Vec<LevelCount>,
+    pub items: Vec<DigestItem>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelCount {
+    pub level: String,
+    pub icon: &'static str,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestItem {
+    pub level: Option<Level>,
+    pub icon: &'static str,
+    pub headline: String,
+    pub title: String,
+    pub link: Option<String>,
+    pub project: Option<String>,
+    pub environment: Option<String>,
+    pub resolved: bool,
+    pub folded: Option<u64>,
+}
+
+impl DigestView {
+    pub fn new(views: &[MessageView], now: DateTime<Utc>) -> DigestView {
+        let mut items: Vec<DigestItem> = views
+            .iter()
+            .map(|view| DigestItem {
+                level: view.level,
+                icon: if view.resolved {
+                    "✅"
+                } else {
+                    level_icon(view.level)
+                },
+                headline: view.headline.clone(),
+                title: view.title.clone(),
+                link: view.link.clone(),
+                project: view.project.clone(),
+                environment: view.environment.clone(),
+                resolved: view.resolved,
+                folded: view.folded.as_ref().map(|f| f.count),
+            })
+            .collect();
+        // Most severe first; resolved ones last; otherwise in the order they arrived.
+        items.sort_by_key(|item| (item.resolved, std::cmp::Reverse(item.level)));
+        let mut levels: Vec<LevelCount> = Vec::new();
+        for level in Level::ALL.iter().rev().map(|l| Some(*l)).chain([None]) {
+            let count = items
+                .iter()
+                .filter(|i| i.level == level && !i.resolved)
+                .count();
+            if count > 0 {
+                levels.push(LevelCount {
+                    level: level.map_or("other", |l| l.as_str()).to_string(),
+                    icon: level_icon(level),
+                    count,
+                });
+            }
+        }
+        let resolved = items.iter().filter(|i| i.resolved).count();
+        if resolved > 0 {
+            levels.push(LevelCount {
+                level: "resolved".into(),
+                icon: "✅",
+                count: resolved,
+            });
+        }
+        DigestView {
+            count: items.len(),
+            levels,
+            items,
+            now,
+        }
+    }
+
+    fn sample() -> DigestView {
+        DigestView::new(&[MessageView::sample(), MessageView::sample()], Utc::now())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,10 +400,17 @@ impl MessageView {
                 })
                 .collect(),
             frames,
+            folded: None,
             alert_id,
             job_id,
             now,
         }
+    }
+
+    /// The same view, reporting `folded` repeats.
+    pub fn with_folded(mut self, folded: Option<Folded>) -> MessageView {
+        self.folded = folded.map(|f| FoldedView::new(f, self.now));
+        self
     }
 
     /// A made-up alert, used to try templates at start and by `herald send-test`.

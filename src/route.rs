@@ -8,6 +8,8 @@
 //! and whatever Sentry adds next) are stored but reach a target only through a route that names
 //! their resource: nobody wants a chat group to fill with installation notices by default.
 
+use serde::{Deserialize, Serialize};
+
 use crate::alert::Alert;
 use crate::config::{Config, RouteConfig};
 
@@ -28,23 +30,35 @@ impl Router {
         }
     }
 
-    /// The targets `alert` goes to, each once, in configuration order of first mention.
-    pub fn targets_for(&self, alert: &Alert) -> Vec<&str> {
+    /// The targets `alert` goes to, each once (in order of first mention), with the mentions of
+    /// every matching route that named it.
+    pub fn route(&self, alert: &Alert) -> Vec<Routed<'_>> {
         if self.routes.is_empty() {
             return if routed_by_default(alert) {
-                self.all_targets.iter().map(String::as_str).collect()
+                self.all_targets
+                    .iter()
+                    .map(|target| Routed {
+                        target,
+                        mentions: Mentions::default(),
+                    })
+                    .collect()
             } else {
                 Vec::new()
             };
         }
-        let mut chosen: Vec<&str> = Vec::new();
+        let mut chosen: Vec<Routed<'_>> = Vec::new();
         for route in &self.routes {
             if !matches(route, alert) {
                 continue;
             }
+            let mentions = Mentions::of_route(route, alert);
             for target in &route.targets {
-                if !chosen.contains(&target.as_str()) {
-                    chosen.push(target);
+                match chosen.iter_mut().find(|r| r.target == target) {
+                    Some(existing) => existing.mentions.merge(&mentions),
+                    None => chosen.push(Routed {
+                        target,
+                        mentions: mentions.clone(),
+                    }),
                 }
             }
             if !route.continue_matching {
@@ -52,6 +66,58 @@ impl Router {
             }
         }
         chosen
+    }
+
+    /// Just the target names of [`Router::route`].
+    pub fn targets_for(&self, alert: &Alert) -> Vec<&str> {
+        self.route(alert).into_iter().map(|r| r.target).collect()
+    }
+}
+
+/// One target an alert goes to, and whom to @-mention there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed<'r> {
+    pub target: &'r str,
+    pub mentions: Mentions,
+}
+
+/// People to @-mention, as routes ask (targets without mentions ignore it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mentions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mobiles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+impl Mentions {
+    fn of_route(route: &RouteConfig, alert: &Alert) -> Mentions {
+        Mentions {
+            mobiles: route.mention_mobiles.clone(),
+            user_ids: route.mention_user_ids.clone(),
+            all: alert.level.is_some_and(|l| route.mention_all.contains(&l)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all
+    }
+
+    /// Adds `other`'s people, each once.
+    pub fn merge(&mut self, other: &Mentions) {
+        for mobile in &other.mobiles {
+            if !self.mobiles.contains(mobile) {
+                self.mobiles.push(mobile.clone());
+            }
+        }
+        for user in &other.user_ids {
+            if !self.user_ids.contains(user) {
+                self.user_ids.push(user.clone());
+            }
+        }
+        self.all |= other.all;
     }
 }
 

@@ -60,7 +60,7 @@ pub async fn serve(config: Config, targets: Vec<Configured>) -> anyhow::Result<(
 
     queue.stop(SHUTDOWN_GRACE).await;
     store
-        .flush()
+        .commit()
         .await
         .context("the final flush of the store failed")?;
     tracing::info!("stopped; everything accepted is on disk");

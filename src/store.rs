@@ -7,13 +7,16 @@
 //! | `jobs`   | target name, `0x00`, due time in ms u64 BE, job id u64 BE | [`DeliveryJob`] as JSON |
 //! | `dead_letters` | job id, u64 BE                             | [`DeadLetter`] as JSON  |
 //! | `targets` | target name                                     | [`TargetState`] as JSON |
+//! | `dedupe` | an alert's dedupe key (UTF-8)                    | first alert id u64 BE, seen at ms u64 BE |
+//! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
 //!
 //! Integers are big-endian so that key order is numeric order: a prefix scan of `jobs` over one
 //! target yields its jobs by due time. Target names cannot contain `0x00` (config validation).
 //!
-//! Durability: sled makes writes durable only on flush. [`Store::accept`] writes an alert and its
-//! jobs and then waits for a flush that began after those writes. Concurrent callers share one
-//! flush (group commit), so the cost of an fsync is paid once per batch, not once per callback.
+//! Durability: sled makes writes durable only on flush. The intake writes an alert, its jobs and
+//! its dedupe and fold records, then calls [`Store::commit`], which returns after a flush that began
+//! after those writes. Concurrent callers share one flush (group commit), so the cost of an fsync is
+//! paid once per batch, not once per callback.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -49,11 +52,25 @@ pub struct StoredAlert {
     pub alert: Alert,
 }
 
-/// What [`Store::accept`] stored.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    pub alert_id: AlertId,
-    pub job_ids: Vec<JobId>,
+/// Repeated alerts of one issue for one target within the fold window: the first was sent, these
+/// are counted. The latest folded alert is kept here (not in `alerts`), so a flood of repeats takes
+/// the space of one alert per issue, whatever its size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FoldRecord {
+    pub window_start: DateTime<Utc>,
+    /// Alerts folded since the count was last reported.
+    pub folded: u64,
+    /// The most recent folded alert, for the summary at the end of the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<StoredAlert>,
+}
+
+/// What a sweep removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub dedupe_records: u64,
+    pub fold_records: u64,
+    pub alerts: u64,
 }
 
 #[derive(Clone)]
@@ -68,6 +85,8 @@ struct Inner {
     jobs: sled::Tree,
     dead_letters: sled::Tree,
     targets: sled::Tree,
+    dedupe: sled::Tree,
+    folds: sled::Tree,
     commits: GroupCommit,
     alert_count: AtomicU64,
     queued_job_count: AtomicU64,
@@ -120,6 +139,8 @@ impl Store {
         let jobs = db.open_tree("jobs")?;
         let dead_letters = db.open_tree("dead_letters")?;
         let targets = db.open_tree("targets")?;
+        let dedupe = db.open_tree("dedupe")?;
+        let folds = db.open_tree("folds")?;
         let alert_count = alerts.len() as u64;
         let queued_job_count = jobs.len() as u64;
         let dead_letter_count = dead_letters.len() as u64;
@@ -132,6 +153,8 @@ impl Store {
                 jobs,
                 dead_letters,
                 targets,
+                dedupe,
+                folds,
                 alert_count: AtomicU64::new(alert_count),
                 queued_job_count: AtomicU64::new(queued_job_count),
                 dead_letter_count: AtomicU64::new(dead_letter_count),
@@ -143,50 +166,233 @@ impl Store {
         &self.inner.path
     }
 
-    /// Stores `alert` and one job per target, and returns once all of it is on disk.
-    pub async fn accept(&self, alert: &Alert, targets: &[&str]) -> Result<Accepted, StoreError> {
-        let accepted = self.write_alert_and_jobs(alert, targets)?;
-        self.inner.commits.commit().await?;
-        Ok(accepted)
+    /// A fresh id for an alert or a job: monotonic, and never reused after a crash.
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.generate_id()?)
     }
 
-    /// The writes of [`Store::accept`], not yet durable. The alert goes first: sled recovers a
-    /// prefix of its log, so after a crash a job never exists without its alert.
-    fn write_alert_and_jobs(
-        &self,
-        alert: &Alert,
-        targets: &[&str],
-    ) -> Result<Accepted, StoreError> {
-        let inner = &self.inner;
-        let now = Utc::now();
-        let alert_id = inner.db.generate_id()?;
-        let stored = StoredAlert {
-            id: alert_id,
-            received_at: now,
-            alert: alert.clone(),
-        };
-        inner
+    /// Writes an alert (durable after the next [`Store::commit`]). Write it before its jobs: sled
+    /// recovers a prefix of its log, so after a crash a job never exists without its alert.
+    pub fn insert_alert(&self, stored: &StoredAlert) -> Result<(), StoreError> {
+        let previous = self
+            .inner
             .alerts
-            .insert(alert_id.to_be_bytes(), serde_json::to_vec(&stored)?)?;
-        inner.alert_count.fetch_add(1, Ordering::Relaxed);
-
-        let mut job_ids = Vec::with_capacity(targets.len());
-        for target in targets {
-            let job = DeliveryJob {
-                id: inner.db.generate_id()?,
-                alert_id,
-                target: target.to_string(),
-                created_at: now,
-                due_at: now,
-                attempts: Vec::new(),
-            };
-            inner
-                .jobs
-                .insert(job_key(&job), serde_json::to_vec(&job)?)?;
-            inner.queued_job_count.fetch_add(1, Ordering::Relaxed);
-            job_ids.push(job.id);
+            .insert(stored.id.to_be_bytes(), serde_json::to_vec(stored)?)?;
+        if previous.is_none() {
+            self.inner.alert_count.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(Accepted { alert_id, job_ids })
+        Ok(())
+    }
+
+    /// Queues a job (durable after the next [`Store::commit`]).
+    pub fn insert_job(&self, job: &DeliveryJob) -> Result<(), StoreError> {
+        if self
+            .inner
+            .jobs
+            .insert(job_key(job), serde_json::to_vec(job)?)?
+            .is_none()
+        {
+            self.inner.queued_job_count.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Waits until everything written so far is on disk.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        self.inner.commits.commit().await
+    }
+
+    /// Claims a dedupe key for `alert_id`. Returns the alert that claimed it first if that was less
+    /// than `remember` ago (this callback is a duplicate), else `None` (it is new). Atomic: of two
+    /// identical callbacks racing, exactly one is new.
+    pub fn claim_dedupe_key(
+        &self,
+        key: &str,
+        alert_id: AlertId,
+        now: DateTime<Utc>,
+        remember: std::time::Duration,
+    ) -> Result<Option<AlertId>, StoreError> {
+        let now_ms = now.timestamp_millis().max(0) as u64;
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&alert_id.to_be_bytes());
+        value[8..].copy_from_slice(&now_ms.to_be_bytes());
+        let mut current = self.inner.dedupe.get(key.as_bytes())?;
+        loop {
+            if let Some((first, seen_ms)) = current.as_deref().and_then(parse_dedupe_value) {
+                if seen_ms + remember.as_millis() as u64 > now_ms {
+                    return Ok(Some(first));
+                }
+            }
+            match self.inner.dedupe.compare_and_swap(
+                key.as_bytes(),
+                current.as_ref(),
+                Some(&value[..]),
+            )? {
+                Ok(()) => return Ok(None),
+                Err(conflict) => current = conflict.current,
+            }
+        }
+    }
+
+    /// Atomically updates the fold record of (`target`, `fold_key`) with `update`, which gets the
+    /// current record and returns the new one (or `None` to remove it) and a decision that is
+    /// handed back. `update` may run more than once under contention; the decision returned is that
+    /// of the run whose result was stored.
+    pub fn update_fold<T>(
+        &self,
+        target: &str,
+        fold_key: &str,
+        mut update: impl FnMut(Option<FoldRecord>) -> (Option<FoldRecord>, T),
+    ) -> Result<T, StoreError> {
+        let key = fold_tree_key(target, fold_key);
+        let mut current = self.inner.folds.get(&key)?;
+        loop {
+            let record = match &current {
+                Some(bytes) => Some(serde_json::from_slice(bytes)?),
+                None => None,
+            };
+            let (new_record, decision) = update(record);
+            let new_bytes = match &new_record {
+                Some(record) => Some(serde_json::to_vec(record)?),
+                None => None,
+            };
+            match self
+                .inner
+                .folds
+                .compare_and_swap(&key, current.as_ref(), new_bytes)?
+            {
+                Ok(()) => return Ok(decision),
+                Err(conflict) => current = conflict.current,
+            }
+        }
+    }
+
+    /// For a fold-summary job about to be sent: takes the fold's count and latest alert into the
+    /// job (the alert into `alerts`, the count into `job.folded`), atomically. Returns the updated
+    /// job, or `None` when there is nothing to report any more (the count already went out with a
+    /// later message); the job is then removed.
+    pub fn resolve_fold_summary(
+        &self,
+        key: &JobKey,
+        job: &DeliveryJob,
+        fold_key: &str,
+    ) -> Result<Option<DeliveryJob>, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let fold_key = fold_tree_key(&job.target, fold_key);
+        let abort = |e: serde_json::Error| ConflictableTransactionError::Abort(e);
+        let result = (&self.inner.jobs, &self.inner.folds, &self.inner.alerts).transaction(
+            |(jobs, folds, alerts)| {
+                let record: Option<FoldRecord> = match folds.get(&fold_key)? {
+                    Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(abort)?),
+                    None => None,
+                };
+                let Some(mut record) = record.filter(|r| r.folded > 0 && r.latest.is_some()) else {
+                    jobs.remove(&key.0)?;
+                    return Ok((None, false));
+                };
+                let latest = record.latest.take().expect("checked above");
+                let mut updated = job.clone();
+                updated.alert_id = latest.id;
+                updated.folded = Some(crate::queue::Folded {
+                    count: record.folded,
+                    since: record.window_start,
+                });
+                updated.summary_of = None;
+                record.folded = 0;
+                let new_alert = alerts.insert(
+                    &latest.id.to_be_bytes(),
+                    serde_json::to_vec(&latest).map_err(abort)?,
+                )?;
+                folds.insert(
+                    fold_key.as_slice(),
+                    serde_json::to_vec(&record).map_err(abort)?,
+                )?;
+                jobs.insert(&key.0, serde_json::to_vec(&updated).map_err(abort)?)?;
+                Ok((Some(updated), new_alert.is_none()))
+            },
+        );
+        match result {
+            Ok((Some(updated), new_alert)) => {
+                if new_alert {
+                    self.inner.alert_count.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Some(updated))
+            }
+            Ok((None, _)) => {
+                self.inner.queued_job_count.fetch_sub(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+            Err(TransactionError::Abort(e)) => Err(StoreError::Codec(e)),
+        }
+    }
+
+    /// Removes what can no longer matter: dedupe records older than `remember`; fold records whose
+    /// window is over and whose count was reported; alerts older than `retention` that no queued
+    /// job or dead letter refers to.
+    pub fn sweep(
+        &self,
+        now: DateTime<Utc>,
+        remember: std::time::Duration,
+        fold_window: std::time::Duration,
+        retention: std::time::Duration,
+    ) -> Result<SweepReport, StoreError> {
+        let mut report = SweepReport::default();
+        let now_ms = now.timestamp_millis().max(0) as u64;
+        for entry in self.inner.dedupe.iter() {
+            let (key, value) = entry?;
+            let expired = parse_dedupe_value(&value)
+                .is_none_or(|(_, seen_ms)| seen_ms + remember.as_millis() as u64 <= now_ms);
+            if expired
+                && self
+                    .inner
+                    .dedupe
+                    .compare_and_swap(&key, Some(&value), None::<&[u8]>)?
+                    .is_ok()
+            {
+                report.dedupe_records += 1;
+            }
+        }
+        let window = chrono::Duration::from_std(fold_window).unwrap_or_default();
+        for entry in self.inner.folds.iter() {
+            let (key, value) = entry?;
+            let done = serde_json::from_slice::<FoldRecord>(&value)
+                .map(|r| r.folded == 0 && r.window_start + window <= now)
+                .unwrap_or(true);
+            if done
+                && self
+                    .inner
+                    .folds
+                    .compare_and_swap(&key, Some(&value), None::<&[u8]>)?
+                    .is_ok()
+            {
+                report.fold_records += 1;
+            }
+        }
+        let mut referenced = HashSet::new();
+        for job in self.queued_jobs() {
+            referenced.insert(job?.alert_id);
+        }
+        for dead in self.dead_letters() {
+            referenced.insert(dead?.job.alert_id);
+        }
+        let cutoff = now - chrono::Duration::from_std(retention).unwrap_or_default();
+        for entry in self.inner.alerts.iter() {
+            let (key, value) = entry?;
+            let Ok(id_bytes) = <[u8; 8]>::try_from(key.as_ref()) else {
+                continue;
+            };
+            if referenced.contains(&u64::from_be_bytes(id_bytes)) {
+                continue;
+            }
+            let old = serde_json::from_slice::<AlertAge>(&value)
+                .map_or(true, |a| a.received_at <= cutoff);
+            if old && self.inner.alerts.remove(&key)?.is_some() {
+                self.inner.alert_count.fetch_sub(1, Ordering::Relaxed);
+                report.alerts += 1;
+            }
+        }
+        Ok(report)
     }
 
     pub fn alert(&self, id: AlertId) -> Result<Option<StoredAlert>, StoreError> {
@@ -212,15 +418,21 @@ impl Store {
             .map(|entry| Ok(serde_json::from_slice(&entry?.1)?))
     }
 
-    /// The first job of `target` that is due at `now` and not in `skip` (jobs already in flight).
-    pub fn next_due_job(
+    /// Up to `limit` jobs of `target` that are due at `now` and not in `skip` (jobs in flight),
+    /// earliest first.
+    pub fn due_jobs(
         &self,
         target: &str,
         now: DateTime<Utc>,
         skip: &HashSet<JobId>,
-    ) -> Result<Option<(JobKey, DeliveryJob)>, StoreError> {
+        limit: usize,
+    ) -> Result<Vec<(JobKey, DeliveryJob)>, StoreError> {
         let now_ms = now.timestamp_millis().max(0) as u64;
+        let mut due = Vec::new();
         for entry in self.inner.jobs.scan_prefix(target_prefix(target)) {
+            if due.len() >= limit {
+                break;
+            }
             let (key, value) = entry?;
             let Some((due_ms, id)) = parse_job_key(&key, target.len()) else {
                 continue;
@@ -229,10 +441,10 @@ impl Store {
                 break;
             }
             if !skip.contains(&id) {
-                return Ok(Some((JobKey(key), serde_json::from_slice(&value)?)));
+                due.push((JobKey(key), serde_json::from_slice(&value)?));
             }
         }
-        Ok(None)
+        Ok(due)
     }
 
     /// When the earliest job of `target` not in `skip` is due.
@@ -352,11 +564,6 @@ impl Store {
     pub fn flush_count(&self) -> u64 {
         self.inner.commits.flushes.load(Ordering::Relaxed)
     }
-
-    /// Waits until everything written so far is on disk.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.commits.commit().await
-    }
 }
 
 fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
@@ -365,6 +572,24 @@ fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
         .cache_capacity(CACHE_CAPACITY_BYTES)
         .mode(sled::Mode::HighThroughput)
         .open()
+}
+
+/// Reads only the receive time of a stored alert, for the sweep.
+#[derive(Deserialize)]
+struct AlertAge {
+    received_at: DateTime<Utc>,
+}
+
+fn parse_dedupe_value(value: &[u8]) -> Option<(AlertId, u64)> {
+    let first = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
+    let seen_ms = u64::from_be_bytes(value.get(8..16)?.try_into().ok()?);
+    Some((first, seen_ms))
+}
+
+fn fold_tree_key(target: &str, fold_key: &str) -> Vec<u8> {
+    let mut key = target_prefix(target);
+    key.extend_from_slice(fold_key.as_bytes());
+    key
 }
 
 fn target_prefix(target: &str) -> Vec<u8> {
@@ -444,20 +669,38 @@ mod tests {
         parse_integration_payload("issue", body.as_bytes()).unwrap()
     }
 
+    /// Stores `alert` with a job for each of `targets`, durably, as the intake does.
+    async fn accept(store: &Store, alert: &Alert, targets: &[&str]) -> Result<AlertId, StoreError> {
+        let stored = StoredAlert {
+            id: store.next_id()?,
+            received_at: Utc::now(),
+            alert: alert.clone(),
+        };
+        store.insert_alert(&stored)?;
+        for target in targets {
+            store.insert_job(&DeliveryJob::new(
+                store.next_id()?,
+                stored.id,
+                target,
+                Utc::now(),
+            ))?;
+        }
+        store.commit().await?;
+        Ok(stored.id)
+    }
+
     #[tokio::test]
     async fn accepted_alerts_and_jobs_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
-        let first_ids = {
+        let first = {
             let store = Store::open(&path).unwrap();
-            let accepted = store.accept(&sample_alert(1), &["a", "b"]).await.unwrap();
-            assert_eq!(accepted.job_ids.len(), 2);
-            accepted
+            accept(&store, &sample_alert(1), &["a", "b"]).await.unwrap()
         };
         let store = Store::open(&path).unwrap();
         assert_eq!(store.alert_count(), 1);
         assert_eq!(store.queued_job_count(), 2);
-        let stored = store.alert(first_ids.alert_id).unwrap().unwrap();
+        let stored = store.alert(first).unwrap().unwrap();
         assert_eq!(stored.alert.issue_id.as_deref(), Some("1"));
         assert_eq!(
             stored.alert.raw.get(),
@@ -466,8 +709,8 @@ mod tests {
         let targets: Vec<String> = store.queued_jobs().map(|j| j.unwrap().target).collect();
         assert_eq!(targets, ["a", "b"]);
         // Ids keep growing after a restart.
-        let second = store.accept(&sample_alert(2), &["a"]).await.unwrap();
-        assert!(second.alert_id > first_ids.alert_id);
+        let second = accept(&store, &sample_alert(2), &["a"]).await.unwrap();
+        assert!(second > first);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -477,12 +720,7 @@ mod tests {
         let tasks: Vec<_> = (0..64)
             .map(|i| {
                 let store = store.clone();
-                tokio::spawn(async move {
-                    store
-                        .accept(&sample_alert(i), &["t"])
-                        .await
-                        .map(|a| a.alert_id)
-                })
+                tokio::spawn(async move { accept(&store, &sample_alert(i), &["t"]).await })
             })
             .collect();
         let mut ids = Vec::new();
@@ -503,13 +741,13 @@ mod tests {
 
     #[test]
     fn job_keys_sort_by_target_then_due_time() {
-        let job = |target: &str, due_ms: i64, id: u64| DeliveryJob {
-            id,
-            alert_id: 1,
-            target: target.into(),
-            created_at: Utc::now(),
-            due_at: DateTime::from_timestamp_millis(due_ms).unwrap(),
-            attempts: vec![],
+        let job = |target: &str, due_ms: i64, id: u64| {
+            DeliveryJob::new(
+                id,
+                1,
+                target,
+                DateTime::from_timestamp_millis(due_ms).unwrap(),
+            )
         };
         let mut keys = [
             job_key(&job("b", 1, 1)),

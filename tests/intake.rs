@@ -50,6 +50,11 @@ const EXPECTED: &[Expected] = &[
     ("seer-solution_completed.json", Some("1170820242"), None, "Seer solution completed for issue 1170820242", None),
 ];
 
+/// Two mocks describe one incident (id 789) going critical: by REFERENCE.md's dedupe key
+/// (incident id + action, per installation) the second is the same thing said twice.
+const DUPLICATE_OF_AN_EARLIER_FIXTURE: &str =
+    "metric_alert-critical.with-alert-rule-action.ipe-mock.json";
+
 /// The body to send for a fixture. The data-only metric alert fixture lacks Sentry's envelope,
 /// so it is wrapped in one as Sentry would send it.
 fn body_for(name: &str) -> Vec<u8> {
@@ -96,7 +101,8 @@ async fn every_fixture_is_accepted_and_stored_as_the_right_alert() {
         };
         assert_eq!(response.status(), 202, "{name}");
         let receipt: Value = response.json().await.unwrap();
-        assert_eq!(receipt["duplicate"], false, "{name}");
+        let duplicate = *name == DUPLICATE_OF_AN_EARLIER_FIXTURE;
+        assert_eq!(receipt["duplicate"], duplicate, "{name}");
         assert_eq!(receipt["issue_id"].as_str(), *issue_id, "{name}");
         assert_eq!(
             receipt["level"].as_str(),
@@ -107,7 +113,11 @@ async fn every_fixture_is_accepted_and_stored_as_the_right_alert() {
         assert_eq!(receipt["link"].as_str(), *link, "{name}");
         let routed = ["issue", "event_alert", "metric_alert", "error"].contains(&resource_of(name))
             || name.starts_with("legacy");
-        let expected_targets: &[&str] = if routed { &["stdout"] } else { &[] };
+        let expected_targets: &[&str] = if routed && !duplicate {
+            &["stdout"]
+        } else {
+            &[]
+        };
         assert_eq!(
             receipt["targets"],
             serde_json::json!(expected_targets),
@@ -125,7 +135,7 @@ async fn every_fixture_is_accepted_and_stored_as_the_right_alert() {
     // What the receipt said is what is on disk, raw payload included.
     assert!(herald.terminate().success());
     let store = Store::open(&herald.data_dir()).unwrap();
-    assert_eq!(store.alert_count(), EXPECTED.len() as u64);
+    assert_eq!(store.alert_count(), EXPECTED.len() as u64 - 1);
     for ((name, issue_id, level, title, link), id) in EXPECTED.iter().zip(stored_ids) {
         let stored = store
             .alert(id)
@@ -136,13 +146,19 @@ async fn every_fixture_is_accepted_and_stored_as_the_right_alert() {
         assert_eq!(stored.alert.title, *title, "{name}");
         assert_eq!(stored.alert.link.as_deref(), *link, "{name}");
         // Verbatim, but for the whitespace around the JSON value, which is not part of it.
-        let sent = String::from_utf8(body_for(name)).unwrap();
+        let original = if *name == DUPLICATE_OF_AN_EARLIER_FIXTURE {
+            "metric_alert-critical.json"
+        } else {
+            name
+        };
+        let sent = String::from_utf8(body_for(original)).unwrap();
         assert!(
             stored.alert.raw.get() == sent.trim(),
             "{name}: the raw payload differs"
         );
     }
-    // issue ×7, event_alert ×3, error ×1, metric_alert ×5, legacy ×1: one job each for "stdout",
+    // issue ×7, event_alert ×3, error ×1, metric_alert ×4 (one is a duplicate), legacy ×1: one job
+    // each for "stdout",
     // each delivered (or, had herald stopped first, still queued).
     let delivered = herald
         .logs()
@@ -151,7 +167,7 @@ async fn every_fixture_is_accepted_and_stored_as_the_right_alert() {
         .count();
     assert_eq!(
         delivered as u64 + store.queued_job_count(),
-        17,
+        16,
         "{}",
         herald.logs()
     );

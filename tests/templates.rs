@@ -110,8 +110,10 @@ fn default_templates_match_their_golden_files() {
     let mut mismatches = Vec::new();
 
     for (name, view) in views() {
+        let nobody = herald::route::Mentions::default();
         let delivery = Delivery {
             view: &view,
+            mentions: &nobody,
             idempotency_key: "herald-1-2",
         };
 

@@ -33,7 +33,10 @@ pub struct IntakeReceipt {
     pub level: Option<Level>,
     pub title: String,
     pub link: Option<String>,
+    /// Targets a message was queued for.
     pub targets: Vec<String>,
+    /// Targets for which this alert was folded into the count of an earlier one of its issue.
+    pub folded: Vec<String>,
 }
 
 pub async fn sentry_hook(
@@ -97,16 +100,19 @@ pub async fn legacy_hook(
     result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
 }
 
-/// Routes, stores and flushes: after this returns `Ok`, the alert and its jobs are on disk.
+/// Dedupes, routes, folds, stores and flushes: after this returns `Ok`, it is all on disk.
 async fn accept(state: &AppState, alert: Alert) -> Result<IntakeReceipt, ApiError> {
-    let targets = state.router.targets_for(&alert);
-    let accepted = state.store.accept(&alert, &targets).await?;
-    state.wakers.wake(&targets);
+    let receipt = state.intake.accept(&alert).await?;
     Ok(IntakeReceipt {
-        status: "accepted",
-        duplicate: false,
-        alert_id: accepted.alert_id.to_string(),
-        targets: targets.iter().map(|t| t.to_string()).collect(),
+        status: if receipt.duplicate {
+            "duplicate"
+        } else {
+            "accepted"
+        },
+        duplicate: receipt.duplicate,
+        alert_id: receipt.alert_id.to_string(),
+        targets: receipt.queued,
+        folded: receipt.folded,
         resource: alert.resource,
         action: alert.action,
         recognized: alert.recognized,
@@ -167,7 +173,8 @@ fn log_outcome(resource: &str, result: &Result<IntakeReceipt, ApiError>) {
             issue_id = %receipt.issue_id.as_deref().unwrap_or("-"),
             alert_id = %receipt.alert_id,
             targets = receipt.targets.len(),
-            outcome = "accepted",
+            folded = receipt.folded.len(),
+            outcome = receipt.status,
             "callback"
         ),
         Err(error) => tracing::warn!(

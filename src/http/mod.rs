@@ -12,8 +12,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::intake::Intake;
 use crate::queue::Wakers;
-use crate::route::Router as AlertRouter;
 use crate::secret::Secret;
 use crate::sentry::SignatureVerifier;
 use crate::store::Store;
@@ -21,12 +21,10 @@ use crate::store::Store;
 /// Everything a request handler needs, built once at start.
 pub struct AppState {
     pub store: Store,
-    pub router: AlertRouter,
+    pub intake: Intake,
     pub verifier: SignatureVerifier,
     pub legacy_tokens: Vec<Secret>,
     pub body_limit: u64,
-    /// Wakes the workers of the targets a new alert is queued for.
-    pub wakers: Wakers,
     /// Set when shutdown begins: the hooks answer 503 from then on.
     pub shutting_down: AtomicBool,
 }
@@ -34,12 +32,11 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: &Config, store: Store, wakers: Wakers) -> Self {
         AppState {
+            intake: Intake::new(config, store.clone(), wakers),
             store,
-            router: AlertRouter::new(config),
             verifier: SignatureVerifier::new(&config.sentry.client_secrets),
             legacy_tokens: config.sentry.legacy_tokens.clone(),
             body_limit: config.server.body_limit,
-            wakers,
             shutting_down: AtomicBool::new(false),
         }
     }

@@ -60,6 +60,13 @@ impl RateLimiter {
         (oldest + self.window - now).to_std().ok()
     }
 
+    /// How many more attempts the window allows now (`None`: no limit).
+    pub fn remaining(&mut self, now: DateTime<Utc>) -> Option<usize> {
+        let limit = self.limit? as usize;
+        self.wait(now);
+        Some(limit.saturating_sub(self.state.recent_attempts.len()))
+    }
+
     /// Notes an attempt starting at `now`.
     pub fn record(&mut self, now: DateTime<Utc>) {
         if let Some(limit) = self.limit {

@@ -19,6 +19,7 @@ pub use worker::{Queue, Wakers};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::route::Mentions;
 use crate::targets::FailureReason;
 
 /// Identifies a stored alert; assigned by the store, monotonic across restarts.
@@ -36,9 +37,41 @@ pub struct DeliveryJob {
     pub due_at: DateTime<Utc>,
     /// Every attempt so far, oldest first.
     pub attempts: Vec<Attempt>,
+    /// Who the routes that chose this target want @-mentioned.
+    #[serde(default, skip_serializing_if = "Mentions::is_empty")]
+    pub mentions: Mentions,
+    /// Repeats of this issue folded since the last message about it, reported with this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folded: Option<Folded>,
+    /// Set on the job that reports a fold window's count at its end: the fold's key. The count and
+    /// the alert to show are taken from the fold record when the job is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_of: Option<String>,
+}
+
+/// How many repeats of an issue were folded, since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folded {
+    pub count: u64,
+    pub since: DateTime<Utc>,
 }
 
 impl DeliveryJob {
+    /// A job for `target` to deliver `alert_id`, due at `due_at`.
+    pub fn new(id: JobId, alert_id: AlertId, target: &str, due_at: DateTime<Utc>) -> DeliveryJob {
+        DeliveryJob {
+            id,
+            alert_id,
+            target: target.to_string(),
+            created_at: Utc::now(),
+            due_at,
+            attempts: Vec::new(),
+            mentions: Mentions::default(),
+            folded: None,
+            summary_of: None,
+        }
+    }
+
     /// The key a downstream can use to recognise a resent message: the same on every attempt.
     pub fn idempotency_key(&self) -> String {
         format!("herald-{}-{}", self.alert_id, self.id)

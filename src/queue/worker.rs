@@ -9,9 +9,10 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use super::{Attempt, AttemptResult, DeadLetter, DeliveryJob, JobId, RateLimiter, RetrySchedule};
-use crate::render::MessageView;
+use crate::render::{DigestView, MessageView};
+use crate::route::Mentions;
 use crate::store::{JobKey, Store};
-use crate::targets::{Configured, Delivery, FailureReason, Outcome, Target};
+use crate::targets::{Configured, Delivery, DigestDelivery, FailureReason, Outcome, Target};
 
 /// Wakes a target's worker when the intake queues a job for it, so a new alert goes out at once
 /// rather than at the worker's next timer.
@@ -97,12 +98,21 @@ struct Worker {
     stopped: watch::Receiver<bool>,
 }
 
-/// What a finished attempt hands back to its worker.
-struct Finished {
+/// The most alerts one digest message carries; more wait for the next digest.
+const DIGEST_MAX_ITEMS: usize = 25;
+
+/// One job in an attempt.
+struct InFlight {
     key: JobKey,
     job: DeliveryJob,
     /// The alert's Sentry issue id, for the log line.
     issue_id: String,
+}
+
+/// What a finished attempt hands back to its worker: its jobs (one, or several merged into a
+/// digest) and how it went.
+struct Finished {
+    jobs: Vec<InFlight>,
     outcome: Outcome,
     started: DateTime<Utc>,
     latency: Duration,
@@ -129,11 +139,13 @@ impl Worker {
                 Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
                     match finished {
                         Ok(finished) => {
-                            busy.remove(&finished.job.id);
+                            for job in &finished.jobs {
+                                busy.remove(&job.job.id);
+                            }
                             self.apply(finished);
                         }
                         Err(error) => {
-                            // A delivery task panicked: its job stays queued, so it is tried again.
+                            // A delivery task panicked: its jobs stay queued, so they are tried again.
                             tracing::error!(target_name = %self.target.name, %error, "a delivery task failed");
                             busy.clear();
                         }
@@ -147,7 +159,8 @@ impl Worker {
     }
 
     /// Starts as many due jobs as the target's concurrency and rate limit allow; returns when to
-    /// look again if nothing else wakes the worker.
+    /// look again if nothing else wakes the worker. When more jobs are due than the rate limit has
+    /// room for, they go out merged into digests instead of waiting minutes each.
     fn start_due_jobs(
         &mut self,
         in_flight: &mut JoinSet<Finished>,
@@ -158,20 +171,59 @@ impl Worker {
             if let Some(wait) = self.limiter.wait(now) {
                 return Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
             }
-            let (key, job) = match self.store.next_due_job(&self.target.name, now, busy) {
-                Ok(Some(due)) => due,
-                Ok(None) => {
-                    return match self.store.next_due_time(&self.target.name, busy) {
-                        Ok(next) => next,
-                        Err(error) => self.store_failed(error),
-                    };
-                }
+            let look_ahead = if self.target.digests() {
+                DIGEST_MAX_ITEMS + 1
+            } else {
+                1
+            };
+            let mut due = match self
+                .store
+                .due_jobs(&self.target.name, now, busy, look_ahead)
+            {
+                Ok(due) => due,
                 Err(error) => return self.store_failed(error),
             };
+            if due.is_empty() {
+                return match self.store.next_due_time(&self.target.name, busy) {
+                    Ok(next) => next,
+                    Err(error) => self.store_failed(error),
+                };
+            }
+            let room = self.limiter.remaining(now).unwrap_or(usize::MAX);
+            let batch: Vec<(JobKey, DeliveryJob)> = if due.len() > room {
+                due.into_iter()
+                    .filter(|(_, job)| job.summary_of.is_none())
+                    .take(DIGEST_MAX_ITEMS)
+                    .collect()
+            } else {
+                due.truncate(1);
+                due
+            };
+            let mut batch = match batch.len() {
+                0 => {
+                    // Only fold summaries are due; they go out one by one.
+                    match self.store.due_jobs(&self.target.name, now, busy, 1) {
+                        Ok(first) => first,
+                        Err(error) => return self.store_failed(error),
+                    }
+                }
+                _ => batch,
+            };
+            if batch.len() == 1 {
+                if let Some(fold_key) = batch[0].1.summary_of.clone() {
+                    let (key, job) = batch.remove(0);
+                    match self.store.resolve_fold_summary(&key, &job, &fold_key) {
+                        Ok(Some(resolved)) => batch.push((key, resolved)),
+                        // The count already went out with a later message: nothing to send.
+                        Ok(None) => continue,
+                        Err(error) => return self.store_failed(error),
+                    }
+                }
+            }
             self.limiter.record(now);
             self.save_limiter_state();
-            busy.insert(job.id);
-            in_flight.spawn(attempt(self.target.clone(), self.store.clone(), key, job));
+            busy.extend(batch.iter().map(|(_, job)| job.id));
+            in_flight.spawn(attempt(self.target.clone(), self.store.clone(), batch));
         }
         None
     }
@@ -190,18 +242,16 @@ impl Worker {
         }
     }
 
-    /// Records the attempt and moves the job on: done, rescheduled, or buried as a dead letter.
+    /// Records the attempt on each of its jobs and moves each on: done, rescheduled, or buried
+    /// as a dead letter.
     fn apply(&mut self, finished: Finished) {
         let Finished {
-            key,
-            mut job,
-            issue_id,
+            jobs,
             outcome,
             started,
             latency,
         } = finished;
         let latency_ms = latency.as_millis() as u64;
-        let attempt_number = job.attempts.len() + 1;
         let name = self.target.name.as_str();
         let (result, reason, answer) = match &outcome {
             Outcome::Delivered { answer } => (AttemptResult::Delivered, None, answer.clone()),
@@ -218,64 +268,75 @@ impl Worker {
                 (AttemptResult::Refused, Some(*reason), answer.clone())
             }
         };
-        job.attempts.push(Attempt {
-            at: started,
-            result,
-            reason,
-            answer: answer.clone(),
-            latency_ms,
-        });
-
-        let result = match outcome {
-            Outcome::Delivered { .. } => {
-                tracing::info!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, outcome = "delivered", %answer, "delivery");
-                self.store.finish_job(&key)
-            }
-            Outcome::Permanent { reason, .. } => {
-                tracing::error!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, outcome = "dead_letter", reason = reason.as_str(), %answer,
-                    "DELIVERY REFUSED by target {name}: the message is kept as a dead letter; check the target's settings");
-                self.bury(&key, job, reason, answer)
-            }
-            Outcome::Retry {
-                after,
-                pause_target,
+        let now = Utc::now();
+        if let Outcome::Retry {
+            after,
+            pause_target: true,
+            ..
+        } = &outcome
+        {
+            let until = now
+                + chrono::Duration::from_std(after.unwrap_or(Duration::from_secs(600)))
+                    .unwrap_or_default();
+            self.limiter.pause_until(until);
+            self.save_limiter_state();
+            tracing::warn!(target_name = name, paused_until = %until, %answer, "target asked herald to slow down; sending nothing to it until then");
+        }
+        let digest = jobs.len() > 1;
+        for InFlight {
+            key,
+            mut job,
+            issue_id,
+        } in jobs
+        {
+            let attempt_number = job.attempts.len() + 1;
+            job.attempts.push(Attempt {
+                at: started,
+                result,
                 reason,
-                ..
-            } => {
-                let now = Utc::now();
-                if pause_target {
-                    let until = now
-                        + chrono::Duration::from_std(after.unwrap_or(Duration::from_secs(600)))
-                            .unwrap_or_default();
-                    self.limiter.pause_until(until);
-                    self.save_limiter_state();
-                    tracing::warn!(target_name = name, paused_until = %until, %answer, "target asked herald to slow down; sending nothing to it until then");
+                answer: answer.clone(),
+                latency_ms,
+            });
+            let stored = match &outcome {
+                Outcome::Delivered { .. } => {
+                    tracing::info!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "delivered", %answer, "delivery");
+                    self.store.finish_job(&key)
                 }
-                let failures = job.counted_failures();
-                let wait = match (pause_target, after) {
-                    (true, Some(after)) => Some(after),
-                    (true, None) => Some(Duration::from_secs(600)),
-                    (false, told) => self
-                        .schedule
-                        .delay_after(failures)
-                        .map(|scheduled| told.unwrap_or(scheduled)),
-                };
-                match wait {
-                    Some(wait) => {
-                        job.due_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                        tracing::warn!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, outcome = "retry", reason = reason.as_str(), retry_in = ?wait, %answer, "delivery");
-                        self.store.reschedule_job(&key, &job).map(|_| ())
-                    }
-                    None => {
-                        tracing::error!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, outcome = "dead_letter", reason = reason.as_str(), %answer,
-                            "DELIVERY GAVE UP for target {name} after {attempt_number} attempts: the message is kept as a dead letter");
-                        self.bury(&key, job, reason, answer)
+                Outcome::Permanent { reason, .. } => {
+                    tracing::error!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "dead_letter", reason = reason.as_str(), %answer,
+                        "DELIVERY REFUSED by target {name}: the message is kept as a dead letter; check the target's settings");
+                    self.bury(&key, job, *reason, answer.clone())
+                }
+                Outcome::Retry {
+                    after,
+                    pause_target,
+                    reason,
+                    ..
+                } => {
+                    let wait = if *pause_target {
+                        Some(after.unwrap_or(Duration::from_secs(600)))
+                    } else {
+                        self.schedule
+                            .delay_after(job.counted_failures())
+                            .map(|scheduled| after.unwrap_or(scheduled))
+                    };
+                    match wait {
+                        Some(wait) => {
+                            job.due_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                            tracing::warn!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "retry", reason = reason.as_str(), retry_in = ?wait, %answer, "delivery");
+                            self.store.reschedule_job(&key, &job).map(|_| ())
+                        }
+                        None => {
+                            tracing::error!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "dead_letter", reason = reason.as_str(), %answer,
+                                "DELIVERY GAVE UP for target {name} after {attempt_number} attempts: the message is kept as a dead letter");
+                            self.bury(&key, job, *reason, answer.clone())
+                        }
                     }
                 }
+            };
+            if let Err(error) = stored {
+                tracing::error!(target_name = name, %error, "cannot update the queue after a delivery attempt; the job stays queued and may be sent again");
             }
-        };
-        if let Err(error) = result {
-            tracing::error!(target_name = name, %error, "cannot update the queue after a delivery attempt; the job stays queued and may be sent again");
         }
     }
 
@@ -296,38 +357,78 @@ impl Worker {
     }
 }
 
-/// One attempt, run as its own task so a slow downstream holds only its own slot.
-async fn attempt(target: Arc<Target>, store: Store, key: JobKey, job: DeliveryJob) -> Finished {
+/// One attempt (for one job, or a digest of several), run as its own task so a slow downstream
+/// holds only its own slot.
+async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, DeliveryJob)>) -> Finished {
     let started = Utc::now();
     let clock = Instant::now();
-    let mut issue_id = "-".to_string();
-    let outcome = match store.alert(job.alert_id) {
-        Ok(Some(stored)) => {
-            issue_id = stored.alert.issue_id.clone().unwrap_or(issue_id);
-            let view = MessageView::new(&stored.alert, stored.id, job.id, started);
-            let idempotency_key = job.idempotency_key();
+    let mut jobs = Vec::with_capacity(batch.len());
+    let mut views = Vec::with_capacity(batch.len());
+    let mut mentions = Mentions::default();
+    let mut failure = None;
+    for (key, job) in batch {
+        match store.alert(job.alert_id) {
+            Ok(Some(stored)) => {
+                let issue_id = stored.alert.issue_id.clone().unwrap_or_else(|| "-".into());
+                views.push(
+                    MessageView::new(&stored.alert, stored.id, job.id, started)
+                        .with_folded(job.folded),
+                );
+                mentions.merge(&job.mentions);
+                jobs.push(InFlight { key, job, issue_id });
+            }
+            Ok(None) => {
+                failure.get_or_insert(Outcome::Permanent {
+                    reason: FailureReason::Other,
+                    answer: format!("alert {} is missing from the store", job.alert_id),
+                });
+                jobs.push(InFlight {
+                    key,
+                    job,
+                    issue_id: "-".into(),
+                });
+            }
+            Err(error) => {
+                failure.get_or_insert(Outcome::Retry {
+                    after: Some(Duration::from_secs(5)),
+                    pause_target: false,
+                    reason: FailureReason::Other,
+                    answer: format!("cannot read alert {}: {error}", job.alert_id),
+                });
+                jobs.push(InFlight {
+                    key,
+                    job,
+                    issue_id: "-".into(),
+                });
+            }
+        }
+    }
+    let outcome = match failure {
+        Some(failure) => failure,
+        None if views.len() == 1 => {
+            let key = jobs[0].job.idempotency_key();
             target
                 .deliver(&Delivery {
-                    view: &view,
-                    idempotency_key: &idempotency_key,
+                    view: &views[0],
+                    mentions: &mentions,
+                    idempotency_key: &key,
                 })
                 .await
         }
-        Ok(None) => Outcome::Permanent {
-            reason: FailureReason::Other,
-            answer: format!("alert {} is missing from the store", job.alert_id),
-        },
-        Err(error) => Outcome::Retry {
-            after: Some(Duration::from_secs(5)),
-            pause_target: false,
-            reason: FailureReason::Other,
-            answer: format!("cannot read alert {}: {error}", job.alert_id),
-        },
+        None => {
+            let digest = DigestView::new(&views, started);
+            let key = format!("herald-digest-{}-{}", jobs[0].job.id, jobs.len());
+            target
+                .deliver_digest(&DigestDelivery {
+                    view: &digest,
+                    mentions: &mentions,
+                    idempotency_key: &key,
+                })
+                .await
+        }
     };
     Finished {
-        key,
-        job,
-        issue_id,
+        jobs,
         outcome,
         started,
         latency: clock.elapsed(),

@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use std::time::Duration;
 
-use super::{Delivery, FailureReason, Outcome};
+use super::{FailureReason, Message, Outcome};
 use crate::alert::Level;
-use crate::render::{level_icon, truncate_chars};
+use crate::render::truncate_chars;
 use crate::secret::Secret;
 
 /// DingTalk refuses bodies over 20,000 bytes.
@@ -128,14 +128,14 @@ impl DingTalkTarget {
         }
     }
 
-    pub async fn deliver(&self, delivery: &Delivery<'_>, text: &str) -> Outcome {
-        let first_answer = match self.attempt(&self.request_body(delivery, text, None)).await {
+    pub async fn deliver(&self, message: &Message<'_>) -> Outcome {
+        let first_answer = match self.attempt(&self.request_body(message, None)).await {
             Attempted::Done(outcome) => return outcome,
             Attempted::TooLong(answer) => answer,
         };
         // DingTalk's idea of "too long" can be stricter than its documented limit: send a much
         // shorter version (link, mentions and keyword kept) right away, as part of this attempt.
-        let shortened = self.request_body(delivery, text, Some(SHRUNK_BODY_BYTES));
+        let shortened = self.request_body(message, Some(SHRUNK_BODY_BYTES));
         match self.attempt(&shortened).await {
             Attempted::Done(Outcome::Delivered { answer }) => Outcome::Delivered {
                 answer: format!("{answer} (resent shortened after {first_answer})"),
@@ -200,47 +200,51 @@ impl DingTalkTarget {
         Ok(url)
     }
 
-    /// The JSON body for `text`, at most `max_bytes` (20,000 by default): the text is cut on a
+    /// The JSON body for `message`, at most `max_bytes` (20,000 by default): the text is cut on a
     /// character boundary if needed, and the link, mentions and keyword are always kept.
-    pub fn request_body(
-        &self,
-        delivery: &Delivery<'_>,
-        text: &str,
-        max_bytes: Option<usize>,
-    ) -> String {
+    pub fn request_body(&self, message: &Message<'_>, max_bytes: Option<usize>) -> String {
         let max_bytes = max_bytes.unwrap_or(MAX_BODY_BYTES);
-        let view = delivery.view;
-        let mention_people = !view.resolved;
-        let mention_all = mention_people
-            && view
-                .level
-                .is_some_and(|l| self.settings.mention_all.contains(&l));
-        let style = match (self.settings.message, view.link.as_deref()) {
+        let text = message.text.as_str();
+        let style = match (self.settings.message, message.link.as_deref()) {
             (MessageStyle::ActionCard, Some(_)) => MessageStyle::ActionCard,
             _ => MessageStyle::Markdown,
         };
+        let mention_people = !message.resolved && style == MessageStyle::Markdown;
+        let mention_all = mention_people
+            && (message.mentions.all
+                || message
+                    .level
+                    .is_some_and(|l| self.settings.mention_all.contains(&l)));
 
         let mut footer = String::new();
-        if let Some(link) = view.link.as_deref().filter(|l| !text.contains(l)) {
+        if let Some(link) = message.link.as_deref().filter(|l| !text.contains(l)) {
             if style == MessageStyle::Markdown {
                 footer.push_str(&format!("\n\n[Open in Sentry]({link})"));
             }
         }
         let mut mobiles: Vec<&str> = Vec::new();
         let mut user_ids: Vec<&str> = Vec::new();
-        if mention_people && style == MessageStyle::Markdown {
-            mobiles = self
+        if mention_people {
+            for mobile in self
                 .settings
                 .mention_mobiles
                 .iter()
-                .map(String::as_str)
-                .collect();
-            user_ids = self
+                .chain(&message.mentions.mobiles)
+            {
+                if !mobiles.contains(&mobile.as_str()) {
+                    mobiles.push(mobile);
+                }
+            }
+            for user in self
                 .settings
                 .mention_user_ids
                 .iter()
-                .map(String::as_str)
-                .collect();
+                .chain(&message.mentions.user_ids)
+            {
+                if !user_ids.contains(&user.as_str()) {
+                    user_ids.push(user);
+                }
+            }
             let names: Vec<String> = mobiles
                 .iter()
                 .chain(&user_ids)
@@ -259,40 +263,27 @@ impl DingTalkTarget {
             footer.push_str(&format!("\n\n{keyword}"));
         }
 
-        let title = truncate_chars(
-            &format!(
-                "{} {}: {}",
-                if view.resolved {
-                    "✅"
-                } else {
-                    level_icon(view.level)
-                },
-                view.headline,
-                view.title
-            ),
-            100,
-        );
         let build = |body_text: &str| -> String {
             let full = format!("{}{footer}", body_text.trim());
-            let message = match style {
+            let body = match style {
                 MessageStyle::ActionCard => json!({
                     "msgtype": "actionCard",
                     "actionCard": {
-                        "title": title,
+                        "title": message.title,
                         "text": full,
                         "singleTitle": "Open in Sentry",
-                        "singleURL": view.link,
+                        "singleURL": message.link,
                     },
-                    "msgUuid": delivery.idempotency_key,
+                    "msgUuid": message.idempotency_key,
                 }),
                 MessageStyle::Markdown => json!({
                     "msgtype": "markdown",
-                    "markdown": { "title": title, "text": full },
+                    "markdown": { "title": message.title, "text": full },
                     "at": { "atMobiles": mobiles, "atUserIds": user_ids, "isAtAll": mention_all },
-                    "msgUuid": delivery.idempotency_key,
+                    "msgUuid": message.idempotency_key,
                 }),
             };
-            message.to_string()
+            body.to_string()
         };
 
         let mut body = build(text);
@@ -471,65 +462,85 @@ mod tests {
         DingTalkTarget::new(settings, reqwest::Client::new(), Duration::from_secs(1))
     }
 
-    fn view(resource: &str, body: &str) -> crate::render::MessageView {
+    fn message<'a>(
+        resource: &str,
+        body: &str,
+        mentions: &'a crate::route::Mentions,
+    ) -> Message<'a> {
         let alert = crate::sentry::parse_integration_payload(resource, body.as_bytes()).unwrap();
-        crate::render::MessageView::new(&alert, 1, 2, chrono::Utc::now())
+        let view = crate::render::MessageView::new(&alert, 1, 2, chrono::Utc::now());
+        Message {
+            title: view.title.clone(),
+            text: "#### text".into(),
+            link: view.link.clone(),
+            level: view.level,
+            resolved: view.resolved,
+            mentions,
+            idempotency_key: "k",
+        }
     }
 
     const FATAL_ISSUE: &str = r#"{"action":"created","data":{"issue":{"id":"7","title":"boom","level":"fatal","web_url":"https://s.io/issues/7/"}}}"#;
 
     #[test]
     fn action_card_has_a_button_to_sentry() {
-        let view = view("issue", FATAL_ISSUE);
-        let body: Value = serde_json::from_str(&target("message = \"action_card\"").request_body(
-            &Delivery {
-                view: &view,
-                idempotency_key: "k",
-            },
-            "#### boom",
-            None,
-        ))
-        .unwrap();
+        let nobody = crate::route::Mentions::default();
+        let card = target("message = \"action_card\"");
+        let body: Value =
+            serde_json::from_str(&card.request_body(&message("issue", FATAL_ISSUE, &nobody), None))
+                .unwrap();
         assert_eq!(body["msgtype"], "actionCard");
         assert_eq!(body["actionCard"]["singleTitle"], "Open in Sentry");
         assert_eq!(body["actionCard"]["singleURL"], "https://s.io/issues/7/");
         assert_eq!(body["msgUuid"], "k");
         // Without a link there is no button to show: plain markdown.
-        let view = self::view(
+        let no_link = message(
             "issue",
             r#"{"action":"created","data":{"issue":{"id":"7","title":"boom"}}}"#,
+            &nobody,
         );
-        let body: Value = serde_json::from_str(&target("message = \"action_card\"").request_body(
-            &Delivery {
-                view: &view,
-                idempotency_key: "k",
-            },
-            "#### boom",
-            None,
-        ))
-        .unwrap();
+        let body: Value = serde_json::from_str(&card.request_body(&no_link, None)).unwrap();
         assert_eq!(body["msgtype"], "markdown");
     }
 
     #[test]
     fn resolved_messages_mention_nobody() {
-        let view = view(
+        let route_mentions = crate::route::Mentions {
+            mobiles: vec!["139".into()],
+            user_ids: vec![],
+            all: true,
+        };
+        let resolved = message(
             "issue",
             r#"{"action":"resolved","data":{"issue":{"id":"7","title":"boom","level":"fatal"}}}"#,
+            &route_mentions,
         );
         let target = target("mention_mobiles = [\"138\"]\nmention_all = [\"fatal\"]");
-        let body: Value = serde_json::from_str(&target.request_body(
-            &Delivery {
-                view: &view,
-                idempotency_key: "k",
-            },
-            "done",
-            None,
-        ))
-        .unwrap();
+        let body: Value = serde_json::from_str(&target.request_body(&resolved, None)).unwrap();
         assert_eq!(body["at"]["isAtAll"], false);
         assert_eq!(body["at"]["atMobiles"], serde_json::json!([]));
-        assert!(!body["markdown"]["text"].as_str().unwrap().contains("@138"));
+        assert!(!body["markdown"]["text"].as_str().unwrap().contains("@13"));
+    }
+
+    #[test]
+    fn route_mentions_join_the_target_s_own() {
+        let route_mentions = crate::route::Mentions {
+            mobiles: vec!["139".into(), "138".into()],
+            user_ids: vec!["payments-owner".into()],
+            all: false,
+        };
+        let fatal = message("issue", FATAL_ISSUE, &route_mentions);
+        let body: Value =
+            serde_json::from_str(&target("mention_mobiles = [\"138\"]").request_body(&fatal, None))
+                .unwrap();
+        assert_eq!(body["at"]["atMobiles"], serde_json::json!(["138", "139"]));
+        assert_eq!(
+            body["at"]["atUserIds"],
+            serde_json::json!(["payments-owner"])
+        );
+        assert_eq!(body["at"]["isAtAll"], false);
+        let text = body["markdown"]["text"].as_str().unwrap();
+        assert!(text.contains("@138 @139 @payments-owner"), "{text}");
     }
 
     #[test]

@@ -11,9 +11,13 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::alert::Level;
 use crate::config::{Config, TargetConfig};
 use crate::queue::RetrySchedule;
-use crate::render::{MessageView, TemplateError, Templates};
+use crate::render::{
+    level_icon, truncate_chars, DigestView, MessageView, TemplateError, Templates,
+};
+use crate::route::Mentions;
 
 /// The kind-specific part of a `[[targets]]` table.
 #[derive(Debug, Clone, Serialize)]
@@ -100,11 +104,74 @@ impl FailureReason {
     }
 }
 
-/// One message to deliver: the alert as templates see it, and the job's identity, which stays the
-/// same over every retry (DingTalk's `msgUuid` is derived from it).
+/// One alert to deliver: the alert as templates see it, whom the routes want @-mentioned, and the
+/// job's identity, which stays the same over every retry (DingTalk's `msgUuid` is derived from it).
 pub struct Delivery<'a> {
     pub view: &'a MessageView,
+    pub mentions: &'a Mentions,
     pub idempotency_key: &'a str,
+}
+
+/// Several alerts merged into one message, when a target's rate limit cannot take them one by one.
+pub struct DigestDelivery<'a> {
+    pub view: &'a DigestView,
+    pub mentions: &'a Mentions,
+    pub idempotency_key: &'a str,
+}
+
+/// A rendered message as a target's wire format needs it.
+pub struct Message<'a> {
+    /// One line: chat apps show it in notifications.
+    pub title: String,
+    /// The rendered template.
+    pub text: String,
+    /// The page to open in Sentry; kept however much the text is cut.
+    pub link: Option<String>,
+    /// The most severe level in the message (targets @-mention everyone at chosen levels).
+    pub level: Option<Level>,
+    /// "Resolved" messages mention nobody.
+    pub resolved: bool,
+    pub mentions: &'a Mentions,
+    pub idempotency_key: &'a str,
+}
+
+impl<'a> Message<'a> {
+    fn of_alert(delivery: &Delivery<'a>, text: String) -> Message<'a> {
+        let view = delivery.view;
+        let icon = if view.resolved {
+            "✅"
+        } else {
+            level_icon(view.level)
+        };
+        let title = if view.title == view.headline {
+            format!("{icon} {}", view.title)
+        } else {
+            format!("{icon} {}: {}", view.headline, view.title)
+        };
+        Message {
+            title: truncate_chars(&title, 100),
+            text,
+            link: view.link.clone(),
+            level: view.level,
+            resolved: view.resolved,
+            mentions: delivery.mentions,
+            idempotency_key: delivery.idempotency_key,
+        }
+    }
+
+    fn of_digest(delivery: &DigestDelivery<'a>, text: String) -> Message<'a> {
+        let view = delivery.view;
+        let level = view.items.iter().filter_map(|item| item.level).max();
+        Message {
+            title: format!("{} {} Sentry alerts", level_icon(level), view.count),
+            text,
+            link: None,
+            level,
+            resolved: false,
+            mentions: delivery.mentions,
+            idempotency_key: delivery.idempotency_key,
+        }
+    }
 }
 
 /// A configured target, ready to send.
@@ -154,30 +221,52 @@ impl Target {
         }
     }
 
-    /// Renders the message this target would send for `view`, exactly as it would go on the wire.
-    pub fn render(&self, delivery: &Delivery<'_>) -> Result<String, TemplateError> {
-        let text = self.templates.render(&self.name, delivery.view)?;
-        Ok(match &self.sender {
-            Sender::Console(_) => text,
-            Sender::DingTalk(target) => target.request_body(delivery, &text, None),
-        })
+    /// Whether this target can merge several alerts into one digest message.
+    pub fn digests(&self) -> bool {
+        self.per_minute_limit.is_some() && self.templates.has_digest(&self.name)
     }
 
-    /// One attempt at delivering. Never panics, never retries.
-    pub async fn deliver(&self, delivery: &Delivery<'_>) -> Outcome {
-        let text = match self.templates.render(&self.name, delivery.view) {
-            Ok(text) => text,
-            Err(error) => {
-                return Outcome::Permanent {
-                    reason: FailureReason::Other,
-                    answer: error.to_string(),
-                }
-            }
-        };
+    /// Renders the message this target would send for `delivery`, exactly as it would go on the wire.
+    pub fn render(&self, delivery: &Delivery<'_>) -> Result<String, TemplateError> {
+        let text = self.templates.render(&self.name, delivery.view)?;
+        Ok(self.wire_body(&Message::of_alert(delivery, text)))
+    }
+
+    fn wire_body(&self, message: &Message<'_>) -> String {
         match &self.sender {
-            Sender::Console(target) => target.deliver(&text),
-            Sender::DingTalk(target) => target.deliver(delivery, &text).await,
+            Sender::Console(_) => message.text.clone(),
+            Sender::DingTalk(target) => target.request_body(message, None),
         }
+    }
+
+    /// One attempt at delivering an alert. Never panics, never retries.
+    pub async fn deliver(&self, delivery: &Delivery<'_>) -> Outcome {
+        match self.templates.render(&self.name, delivery.view) {
+            Ok(text) => self.send(&Message::of_alert(delivery, text)).await,
+            Err(error) => template_failure(error),
+        }
+    }
+
+    /// One attempt at delivering a digest of several alerts.
+    pub async fn deliver_digest(&self, delivery: &DigestDelivery<'_>) -> Outcome {
+        match self.templates.render_digest(&self.name, delivery.view) {
+            Ok(text) => self.send(&Message::of_digest(delivery, text)).await,
+            Err(error) => template_failure(error),
+        }
+    }
+
+    async fn send(&self, message: &Message<'_>) -> Outcome {
+        match &self.sender {
+            Sender::Console(target) => target.deliver(&message.text),
+            Sender::DingTalk(target) => target.deliver(message).await,
+        }
+    }
+}
+
+fn template_failure(error: TemplateError) -> Outcome {
+    Outcome::Permanent {
+        reason: FailureReason::Other,
+        answer: error.to_string(),
     }
 }
 

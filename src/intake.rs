@@ -1,0 +1,235 @@
+//! Accepting one verified callback: dedupe, route, fold, store, commit, and only then say yes.
+//!
+//! - An identical callback (Sentry's retry, a double click) is recognised by its dedupe key
+//!   (REFERENCE.md §1, scoped by installation) and answered "duplicate": nothing is sent again.
+//! - Repeated alerts of one Sentry issue for one target within the fold window are folded: the
+//!   first is sent, the rest are counted, and the count goes out with the next message about that
+//!   issue, or in a summary at the end of the window. State changes (resolved, assigned, …) are
+//!   never folded; they carry the count instead.
+//! - Everything decided here is written to the store and flushed before the caller answers 2xx.
+
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+use crate::alert::Alert;
+use crate::config::Config;
+use crate::queue::{AlertId, DeliveryJob, Folded, Wakers};
+use crate::route::{Routed, Router};
+use crate::store::{FoldRecord, Store, StoreError, StoredAlert};
+
+/// What became of an accepted callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    /// The stored alert; for a duplicate, the alert it duplicates.
+    pub alert_id: AlertId,
+    pub duplicate: bool,
+    /// Targets a message was queued for.
+    pub queued: Vec<String>,
+    /// Targets for which this alert was folded into the count of an earlier one.
+    pub folded: Vec<String>,
+}
+
+pub struct Intake {
+    store: Store,
+    router: Router,
+    fold_window: Duration,
+    remember: Duration,
+    wakers: Wakers,
+}
+
+/// How an alert relates to earlier alerts of its issue.
+enum FoldKind {
+    /// Another occurrence of the issue (an alert rule firing, an error event): may be folded.
+    Repeat(String),
+    /// A change of the issue's state: always sent, and reports what was folded.
+    StateChange(String),
+    /// Not about one issue (metric alerts, installations, …), or folding is off.
+    Unrelated,
+}
+
+/// What to do for one target.
+enum Plan {
+    Send {
+        carried: Option<Folded>,
+    },
+    Fold {
+        first_in_window: bool,
+        window_end: DateTime<Utc>,
+        fold_key: String,
+    },
+}
+
+impl Intake {
+    pub fn new(config: &Config, store: Store, wakers: Wakers) -> Intake {
+        Intake {
+            store,
+            router: Router::new(config),
+            fold_window: config.dedupe.window,
+            remember: config.dedupe.remember,
+            wakers,
+        }
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Accepts `alert`: when this returns `Ok`, everything it says is on disk.
+    pub async fn accept(&self, alert: &Alert) -> Result<Receipt, StoreError> {
+        let store = &self.store;
+        let now = Utc::now();
+        let alert_id = store.next_id()?;
+        if let Some(original) =
+            store.claim_dedupe_key(&alert.dedupe_key, alert_id, now, self.remember)?
+        {
+            // The original may still be on its way to disk: answer only once it is there.
+            store.commit().await?;
+            return Ok(Receipt {
+                alert_id: original,
+                duplicate: true,
+                queued: vec![],
+                folded: vec![],
+            });
+        }
+
+        let stored = StoredAlert {
+            id: alert_id,
+            received_at: now,
+            alert: alert.clone(),
+        };
+        let routed = self.router.route(alert);
+        let fold_kind = self.fold_kind(alert);
+        let mut plans: Vec<(Routed<'_>, Plan)> = Vec::with_capacity(routed.len());
+        for target in routed {
+            let plan = match &fold_kind {
+                FoldKind::Repeat(key) => store.update_fold(target.target, key, |record| {
+                    self.fold_repeat(record, &stored, now, key)
+                })?,
+                FoldKind::StateChange(key) => {
+                    store.update_fold(target.target, key, |record| take_count(record))?
+                }
+                FoldKind::Unrelated => Plan::Send { carried: None },
+            };
+            plans.push((target, plan));
+        }
+
+        // A folded alert lives in its fold record; the alert itself is stored when a message
+        // will show it, or when nothing was routed at all (it is kept as a record).
+        if plans.is_empty()
+            || plans
+                .iter()
+                .any(|(_, plan)| matches!(plan, Plan::Send { .. }))
+        {
+            store.insert_alert(&stored)?;
+        }
+        let mut receipt = Receipt {
+            alert_id,
+            duplicate: false,
+            queued: vec![],
+            folded: vec![],
+        };
+        for (routed, plan) in plans {
+            match plan {
+                Plan::Send { carried } => {
+                    let mut job = DeliveryJob::new(store.next_id()?, alert_id, routed.target, now);
+                    job.mentions = routed.mentions;
+                    job.folded = carried;
+                    store.insert_job(&job)?;
+                    receipt.queued.push(routed.target.to_string());
+                }
+                Plan::Fold {
+                    first_in_window,
+                    window_end,
+                    fold_key,
+                } => {
+                    if first_in_window {
+                        // Reports the window's count at its end, unless a later message does first.
+                        let mut job =
+                            DeliveryJob::new(store.next_id()?, alert_id, routed.target, window_end);
+                        job.mentions = routed.mentions;
+                        job.summary_of = Some(fold_key);
+                        store.insert_job(&job)?;
+                    }
+                    receipt.folded.push(routed.target.to_string());
+                }
+            }
+        }
+        store.commit().await?;
+        let woken: Vec<&str> = receipt.queued.iter().map(String::as_str).collect();
+        self.wakers.wake(&woken);
+        Ok(receipt)
+    }
+
+    fn fold_kind(&self, alert: &Alert) -> FoldKind {
+        let Some(issue) = alert
+            .issue_id
+            .as_deref()
+            .filter(|_| !self.fold_window.is_zero())
+        else {
+            return FoldKind::Unrelated;
+        };
+        let key = format!("{}/{issue}", alert.installation.as_deref().unwrap_or("-"));
+        match alert.resource.as_str() {
+            "event_alert" | "error" | "activity_alert" => FoldKind::Repeat(key),
+            "issue" => FoldKind::StateChange(key),
+            _ => FoldKind::Unrelated,
+        }
+    }
+
+    /// Inside the window: count it. Otherwise: send it, with the previous window's count if any,
+    /// and start a new window.
+    fn fold_repeat(
+        &self,
+        record: Option<FoldRecord>,
+        stored: &StoredAlert,
+        now: DateTime<Utc>,
+        fold_key: &str,
+    ) -> (Option<FoldRecord>, Plan) {
+        let window = chrono::Duration::from_std(self.fold_window).unwrap_or_default();
+        match record {
+            Some(mut record) if now < record.window_start + window => {
+                record.folded += 1;
+                record.latest = Some(stored.clone());
+                let plan = Plan::Fold {
+                    first_in_window: record.folded == 1,
+                    window_end: record.window_start + window,
+                    fold_key: fold_key.to_string(),
+                };
+                (Some(record), plan)
+            }
+            previous => {
+                let carried = previous.filter(|r| r.folded > 0).map(|r| Folded {
+                    count: r.folded,
+                    since: r.window_start,
+                });
+                let record = FoldRecord {
+                    window_start: now,
+                    folded: 0,
+                    latest: None,
+                };
+                (Some(record), Plan::Send { carried })
+            }
+        }
+    }
+}
+
+/// A state change takes the count folded so far, to report it.
+fn take_count(record: Option<FoldRecord>) -> (Option<FoldRecord>, Plan) {
+    match record {
+        Some(mut record) if record.folded > 0 => {
+            let carried = Folded {
+                count: record.folded,
+                since: record.window_start,
+            };
+            record.folded = 0;
+            record.latest = None;
+            (
+                Some(record),
+                Plan::Send {
+                    carried: Some(carried),
+                },
+            )
+        }
+        other => (other, Plan::Send { carried: None }),
+    }
+}
