@@ -280,6 +280,44 @@ pub struct RouteMatch {
     pub rule: Vec<String>,
 }
 
+impl RouteMatch {
+    /// The conditions in words, for the routing table: `project in [api], level >= error`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let mut list = |name: &str, values: &[String]| {
+            if !values.is_empty() {
+                parts.push(format!("{name} in [{}]", values.join(", ")));
+            }
+        };
+        list("resource", &self.resource);
+        list("action", &self.action);
+        list("project", &self.project);
+        list("environment", &self.environment);
+        list("release", &self.release);
+        list("rule", &self.rule);
+        for (tag, values) in &self.tags {
+            list(&format!("tag {tag}"), values);
+        }
+        if !self.level.is_empty() {
+            let levels: Vec<&str> = self.level.iter().map(|l| l.as_str()).collect();
+            parts.push(format!("level in [{}]", levels.join(", ")));
+        }
+        if let Some(min) = self.min_level {
+            parts.push(format!("level >= {min}"));
+        }
+        if self.resource.is_empty() {
+            parts.insert(
+                0,
+                format!(
+                    "resource in [{}]",
+                    crate::route::ROUTED_BY_DEFAULT.join(", ")
+                ),
+            );
+        }
+        parts.join(", ")
+    }
+}
+
 impl Config {
     /// Reads, interpolates and validates the file at `path` against the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -477,16 +515,25 @@ pub fn describe(path: &Path, config: &Config) -> String {
         ));
     }
     for (index, route) in config.routes.iter().enumerate() {
-        let matcher = toml::to_string(&route.matcher).unwrap_or_default();
-        let matcher = matcher.trim().replace('\n', ", ");
+        let mut mentions: Vec<String> = route
+            .mention_mobiles
+            .iter()
+            .chain(&route.mention_user_ids)
+            .map(|who| format!("@{who}"))
+            .collect();
+        if !route.mention_all.is_empty() {
+            let levels: Vec<&str> = route.mention_all.iter().map(|l| l.as_str()).collect();
+            mentions.push(format!("@all at {}", levels.join("/")));
+        }
         out.push_str(&format!(
-            "# route {index}: {} -> {}{}\n",
-            if matcher.is_empty() {
-                "every alert".to_string()
-            } else {
-                matcher
-            },
+            "# route {index}: {} -> {}{}{}\n",
+            route.matcher.describe(),
             route.targets.join(", "),
+            if mentions.is_empty() {
+                String::new()
+            } else {
+                format!(" mentioning {}", mentions.join(" "))
+            },
             if route.continue_matching {
                 " (continue)"
             } else {

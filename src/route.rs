@@ -142,6 +142,16 @@ fn matches(route: &RouteConfig, alert: &Alert) -> bool {
         && (m.level.is_empty() || alert.level.is_some_and(|l| m.level.contains(&l)))
         && m.min_level
             .is_none_or(|min| alert.level.is_some_and(|l| l >= min))
+        && listed(&m.release, alert.release.as_deref())
+        && listed(&m.rule, alert.triggered_rule.as_deref())
+        && m.tags.iter().all(|(key, values)| {
+            let value = alert
+                .tags
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str());
+            value.is_some() && listed(values, value)
+        })
 }
 
 #[cfg(test)]
@@ -197,6 +207,72 @@ mod tests {
             parse_integration_payload("comment", br#"{"action":"created","data":{}}"#).unwrap();
         assert_eq!(router.targets_for(&comment), ["c"]);
         assert!(router.targets_for(&issue("error", "web")).is_empty());
+    }
+
+    fn event(json: &str) -> Alert {
+        parse_integration_payload("event_alert", json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn release_tags_and_rule() {
+        let router = router(
+            "[[routes]]\ntargets = [\"a\"]\nmatch = { release = [\"2.0\"], tags = { region = [\"eu\", \"us\"] } }\n\
+             [[routes]]\ntargets = [\"b\"]\nmatch = { rule = [\"Payments down\"] }\n",
+        );
+        let tagged = |release: &str, region: &str, rule: &str| {
+            event(&format!(
+                r#"{{"action":"triggered","data":{{"triggered_rule":"{rule}","event":{{"issue_id":"1","level":"error","release":"{release}","tags":[["region","{region}"]]}}}}}}"#
+            ))
+        };
+        assert_eq!(router.targets_for(&tagged("2.0", "eu", "x")), ["a"]);
+        assert!(router.targets_for(&tagged("2.0", "asia", "x")).is_empty());
+        assert!(router.targets_for(&tagged("1.9", "us", "x")).is_empty());
+        assert_eq!(
+            router.targets_for(&tagged("1.9", "us", "Payments down")),
+            ["b"]
+        );
+        let untagged =
+            event(r#"{"action":"triggered","data":{"event":{"issue_id":"1","release":"2.0"}}}"#);
+        assert!(
+            router.targets_for(&untagged).is_empty(),
+            "a tag a route asks for must be there"
+        );
+    }
+
+    #[test]
+    fn mentions_of_every_matching_route_are_merged() {
+        let router = router(
+            "[[routes]]\ntargets = [\"a\"]\nmatch = { project = [\"pay\"] }\nmention_user_ids = [\"owner\"]\ncontinue = true\n\
+             [[routes]]\ntargets = [\"a\", \"b\"]\nmention_all = [\"fatal\"]\nmention_mobiles = [\"138\"]\n",
+        );
+        let routed = router.route(&issue("fatal", "pay"));
+        assert_eq!(routed.len(), 2);
+        assert_eq!(routed[0].target, "a");
+        assert_eq!(
+            routed[0].mentions,
+            Mentions {
+                mobiles: vec!["138".into()],
+                user_ids: vec!["owner".into()],
+                all: true
+            }
+        );
+        assert_eq!(
+            routed[1].mentions,
+            Mentions {
+                mobiles: vec!["138".into()],
+                user_ids: vec![],
+                all: true
+            }
+        );
+        let routed = router.route(&issue("error", "web"));
+        assert_eq!(
+            routed[0].mentions,
+            Mentions {
+                mobiles: vec!["138".into()],
+                user_ids: vec![],
+                all: false
+            }
+        );
     }
 
     #[test]

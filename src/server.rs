@@ -37,6 +37,7 @@ pub async fn serve(config: Config, targets: Vec<Configured>) -> anyhow::Result<(
     let wakers = Wakers::new(config.targets.iter().map(|t| t.name.as_str()));
     let queue = Queue::start(store.clone(), targets, &wakers);
 
+    let sweeper = tokio::spawn(sweep_periodically(store.clone(), config.clone()));
     let state = Arc::new(AppState::new(&config, store.clone(), wakers));
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -58,6 +59,7 @@ pub async fn serve(config: Config, targets: Vec<Configured>) -> anyhow::Result<(
         .await
         .context("the HTTP server failed")?;
 
+    sweeper.abort();
     queue.stop(SHUTDOWN_GRACE).await;
     store
         .commit()
@@ -65,6 +67,41 @@ pub async fn serve(config: Config, targets: Vec<Configured>) -> anyhow::Result<(
         .context("the final flush of the store failed")?;
     tracing::info!("stopped; everything accepted is on disk");
     Ok(())
+}
+
+/// Sweeps expired dedupe and fold records and old alerts every `store.sweep_every`, and reports
+/// what the store takes on disk, so the data folder does not grow without bound.
+async fn sweep_periodically(store: Store, config: Config) {
+    let mut ticks = tokio::time::interval(config.store.sweep_every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let sweeping = store.clone();
+        let (dedupe, store_config) = (config.dedupe.clone(), config.store.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            let report = sweeping.sweep(
+                chrono::Utc::now(),
+                dedupe.remember,
+                dedupe.window,
+                store_config.retention,
+            )?;
+            Ok::<_, crate::store::StoreError>((report, sweeping.size_on_disk()?))
+        })
+        .await;
+        match swept {
+            Ok(Ok((report, size))) => tracing::info!(
+                dedupe_records = report.dedupe_records,
+                fold_records = report.fold_records,
+                alerts = report.alerts,
+                store_size_bytes = size,
+                "swept the store"
+            ),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "the store sweep failed; it runs again later")
+            }
+            Err(error) => tracing::error!(%error, "the store sweep task failed"),
+        }
+    }
 }
 
 /// Says how many jobs are resumed, and warns about jobs for targets no longer configured.

@@ -739,6 +739,73 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn sweep_removes_what_can_no_longer_matter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let hour = std::time::Duration::from_secs(3600);
+        let old = now - chrono::Duration::hours(2);
+        // An old alert no job refers to; an old alert with a queued job; a fresh alert.
+        for (id, received_at) in [(1, old), (2, old), (3, now)] {
+            let alert = StoredAlert {
+                id,
+                received_at,
+                alert: sample_alert(id as u32),
+            };
+            store.insert_alert(&alert).unwrap();
+        }
+        store
+            .insert_job(&DeliveryJob::new(10, 2, "t", now))
+            .unwrap();
+        // An old dedupe claim and a fresh one.
+        assert_eq!(store.claim_dedupe_key("old", 1, old, hour).unwrap(), None);
+        assert_eq!(store.claim_dedupe_key("fresh", 3, now, hour).unwrap(), None);
+        assert_eq!(
+            store.claim_dedupe_key("fresh", 4, now, hour).unwrap(),
+            Some(3)
+        );
+        // A finished fold window, and one still counting.
+        let record = |start, folded| FoldRecord {
+            window_start: start,
+            folded,
+            latest: None,
+        };
+        store
+            .update_fold("t", "done", |_| (Some(record(old, 0)), ()))
+            .unwrap();
+        store
+            .update_fold("t", "counting", |_| (Some(record(old, 3)), ()))
+            .unwrap();
+
+        let report = store.sweep(now, hour, hour, hour).unwrap();
+        assert_eq!(
+            report,
+            SweepReport {
+                dedupe_records: 1,
+                fold_records: 1,
+                alerts: 1
+            }
+        );
+        assert!(store.alert(1).unwrap().is_none());
+        assert!(
+            store.alert(2).unwrap().is_some(),
+            "a queued job still needs it"
+        );
+        assert!(store.alert(3).unwrap().is_some(), "within retention");
+        assert_eq!(store.alert_count(), 2);
+        // The old key can be claimed afresh; the fresh one is still a duplicate.
+        assert_eq!(store.claim_dedupe_key("old", 5, now, hour).unwrap(), None);
+        assert_eq!(
+            store.claim_dedupe_key("fresh", 6, now, hour).unwrap(),
+            Some(3)
+        );
+        let counting = store
+            .update_fold("t", "counting", |r| (r.clone(), r.map(|r| r.folded)))
+            .unwrap();
+        assert_eq!(counting, Some(3));
+    }
+
     #[test]
     fn job_keys_sort_by_target_then_due_time() {
         let job = |target: &str, due_ms: i64, id: u64| {

@@ -261,3 +261,53 @@ fn a_broken_template_is_a_config_error_naming_file_and_line() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("broken.md.hbs"));
 }
+
+#[test]
+fn route_shows_which_targets_a_payload_reaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &format!(
+            "{}\n[[targets]]\nname = \"backend\"\nkind = \"console\"\n\
+             [[routes]]\ntargets = [\"backend\"]\nmatch = {{ project = [\"python\"] }}\nmention_user_ids = [\"owner\"]\nmention_all = [\"fatal\"]\n\
+             [[routes]]\ntargets = [\"stdout\"]\n",
+            GOOD.replace("${HERALD_TEST_SECRET}", "s")
+        ),
+    );
+    let fixture = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/sentry")
+            .join(name)
+            .display()
+            .to_string()
+    };
+    let output = herald(
+        &["route", "--config", &path, &fixture("issue-created.json")],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("-> backend mentioning @owner @all"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("-> stdout"), "{stdout}");
+    let output = herald(
+        &["route", "--config", &path, &fixture("issue-resolved.json")],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("-> stdout") && !stdout.contains("backend"),
+        "{stdout}"
+    );
+    let output = herald(
+        &["route", "--config", &path, &fixture("comment-created.json")],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("reaches no target"));
+
+    let output = herald(&["check-config", "--config", &path], &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("# route 0: resource in [issue, event_alert, metric_alert, error], project in [python] -> backend mentioning @owner @all at fatal"), "{stdout}");
+}
