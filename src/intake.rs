@@ -103,7 +103,7 @@ impl Intake {
         for target in routed {
             let plan = match &fold_kind {
                 FoldKind::Repeat(key) => store.update_fold(target.target, key, |record| {
-                    self.fold_repeat(record, &stored, now, key)
+                    self.fold_repeat(record, now, key)
                 })?,
                 FoldKind::StateChange(key) => {
                     store.update_fold(target.target, key, |record| take_count(record))?
@@ -181,7 +181,6 @@ impl Intake {
     fn fold_repeat(
         &self,
         record: Option<FoldRecord>,
-        stored: &StoredAlert,
         now: DateTime<Utc>,
         fold_key: &str,
     ) -> (Option<FoldRecord>, Plan) {
@@ -189,7 +188,6 @@ impl Intake {
         match record {
             Some(mut record) if now < record.window_start + window => {
                 record.folded += 1;
-                record.latest = Some(stored.clone());
                 let plan = Plan::Fold {
                     first_in_window: record.folded == 1,
                     window_end: record.window_start + window,
@@ -205,7 +203,6 @@ impl Intake {
                 let record = FoldRecord {
                     window_start: now,
                     folded: 0,
-                    latest: None,
                 };
                 (Some(record), Plan::Send { carried })
             }
@@ -222,7 +219,6 @@ fn take_count(record: Option<FoldRecord>) -> (Option<FoldRecord>, Plan) {
                 since: record.window_start,
             };
             record.folded = 0;
-            record.latest = None;
             (
                 Some(record),
                 Plan::Send {

@@ -53,16 +53,13 @@ pub struct StoredAlert {
 }
 
 /// Repeated alerts of one issue for one target within the fold window: the first was sent, these
-/// are counted. The latest folded alert is kept here (not in `alerts`), so a flood of repeats takes
-/// the space of one alert per issue, whatever its size.
+/// are counted. Only the count is kept (the first folded alert of a window is stored for the
+/// summary); a flood of repeats rewrites these few bytes, not an alert per repeat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FoldRecord {
     pub window_start: DateTime<Utc>,
     /// Alerts folded since the count was last reported.
     pub folded: u64,
-    /// The most recent folded alert, for the summary at the end of the window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest: Option<StoredAlert>,
 }
 
 /// What a sweep removed.
@@ -267,10 +264,9 @@ impl Store {
         }
     }
 
-    /// For a fold-summary job about to be sent: takes the fold's count and latest alert into the
-    /// job (the alert into `alerts`, the count into `job.folded`), atomically. Returns the updated
-    /// job, or `None` when there is nothing to report any more (the count already went out with a
-    /// later message); the job is then removed.
+    /// For a fold-summary job about to be sent: takes the fold's count into the job, atomically.
+    /// Returns the updated job, or `None` when there is nothing to report any more (the count
+    /// already went out with a later message about the issue); the job is then removed.
     pub fn resolve_fold_summary(
         &self,
         key: &JobKey,
@@ -280,45 +276,32 @@ impl Store {
         use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
         let fold_key = fold_tree_key(&job.target, fold_key);
         let abort = |e: serde_json::Error| ConflictableTransactionError::Abort(e);
-        let result = (&self.inner.jobs, &self.inner.folds, &self.inner.alerts).transaction(
-            |(jobs, folds, alerts)| {
-                let record: Option<FoldRecord> = match folds.get(&fold_key)? {
-                    Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(abort)?),
-                    None => None,
-                };
-                let Some(mut record) = record.filter(|r| r.folded > 0 && r.latest.is_some()) else {
-                    jobs.remove(&key.0)?;
-                    return Ok((None, false));
-                };
-                let latest = record.latest.take().expect("checked above");
-                let mut updated = job.clone();
-                updated.alert_id = latest.id;
-                updated.folded = Some(crate::queue::Folded {
-                    count: record.folded,
-                    since: record.window_start,
-                });
-                updated.summary_of = None;
-                record.folded = 0;
-                let new_alert = alerts.insert(
-                    &latest.id.to_be_bytes(),
-                    serde_json::to_vec(&latest).map_err(abort)?,
-                )?;
-                folds.insert(
-                    fold_key.as_slice(),
-                    serde_json::to_vec(&record).map_err(abort)?,
-                )?;
-                jobs.insert(&key.0, serde_json::to_vec(&updated).map_err(abort)?)?;
-                Ok((Some(updated), new_alert.is_none()))
-            },
-        );
+        let result = (&self.inner.jobs, &self.inner.folds).transaction(|(jobs, folds)| {
+            let record: Option<FoldRecord> = match folds.get(&fold_key)? {
+                Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(abort)?),
+                None => None,
+            };
+            let Some(mut record) = record.filter(|r| r.folded > 0) else {
+                jobs.remove(&key.0)?;
+                return Ok(None);
+            };
+            let mut updated = job.clone();
+            updated.folded = Some(crate::queue::Folded {
+                count: record.folded,
+                since: record.window_start,
+            });
+            updated.summary_of = None;
+            record.folded = 0;
+            folds.insert(
+                fold_key.as_slice(),
+                serde_json::to_vec(&record).map_err(abort)?,
+            )?;
+            jobs.insert(&key.0, serde_json::to_vec(&updated).map_err(abort)?)?;
+            Ok(Some(updated))
+        });
         match result {
-            Ok((Some(updated), new_alert)) => {
-                if new_alert {
-                    self.inner.alert_count.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Some(updated))
-            }
-            Ok((None, _)) => {
+            Ok(Some(updated)) => Ok(Some(updated)),
+            Ok(None) => {
                 self.inner.queued_job_count.fetch_sub(1, Ordering::Relaxed);
                 Ok(None)
             }
@@ -769,7 +752,6 @@ mod tests {
         let record = |start, folded| FoldRecord {
             window_start: start,
             folded,
-            latest: None,
         };
         store
             .update_fold("t", "done", |_| (Some(record(old, 0)), ()))

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Store-size benchmark: 1,000,000 signed issue-alert callbacks about 10,000 distinct issues, at 32
+# connections. Repeats of an issue within the fold window are folded, so herald stores one alert per
+# issue (plus dedupe records); the script prints the data folder's size after the load and after the
+# sweep that expires dedupe records and delivered alerts.
+#
+#   bench/store-size.sh                       # CALLBACKS=1000000 ISSUES=10000
+#   CALLBACKS=100000 bench/store-size.sh      # a shorter run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CALLBACKS=${CALLBACKS:-1000000}
+ISSUES=${ISSUES:-10000}
+THREADS=2
+SECRET=bench-secret
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need wrk || ! need python3 || ! need curl; then
+  SUDO=$(need sudo && [ "$(id -u)" != 0 ] && echo sudo || true)
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk python3 curl >/dev/null
+fi
+
+cargo build --release --quiet --bin herald
+work=$(mktemp -d)
+herald_pid=""
+trap 'kill $herald_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+
+echo "generating $CALLBACKS callbacks about $ISSUES issues..." >&2
+python3 bench/make_repeats.py tests/fixtures/sentry/event_alert-triggered.with-alert-rule-action.ipe-mock.json \
+  "$SECRET" "$work/pool" "$CALLBACKS" "$ISSUES" "$THREADS"
+
+# Short expiry times, so the sweep can be seen within the run; the fold window is the default.
+cat > "$work/herald.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+data_dir = "$work/data"
+[sentry]
+client_secrets = ["$SECRET"]
+[dedupe]
+window = "10m"
+remember = "20s"
+[store]
+retention = "1s"
+sweep_every = "15s"
+[[targets]]
+name = "stdout"
+kind = "console"
+TOML
+target/release/herald serve --config "$work/herald.toml" >/dev/null 2>"$work/herald.log" &
+herald_pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+
+HERALD_BENCH_POOL="$work/pool" wrk -t"$THREADS" -c32 -d1h --timeout 10s -s bench/once.lua "http://127.0.0.1:$port" >"$work/wrk.out" &
+wrk_pid=$!
+while [ "$(ls "$work"/pool.done.* 2>/dev/null | wc -l)" -lt "$THREADS" ]; do sleep 0.2; done
+kill -INT "$wrk_pid"; wait "$wrk_pid" || true
+# The requests after the pools ran out were health checks: count only the callbacks.
+result=$(grep '^RESULT' "$work/wrk.out")
+echo "$result" >&2
+ready=$(curl -s "http://127.0.0.1:$port/readyz")
+size_kib() { du -sk "$work/data" | cut -f1; }
+after_load=$(size_kib)
+echo "waiting for the sweeps (dedupe records expire after 20 s)..." >&2
+sleep 50
+after_sweep=$(size_kib)
+sweeps=$(grep -c 'swept the store' "$work/herald.log" || true)
+last_sweep=$(grep 'swept the store' "$work/herald.log" | tail -1 | sed 's/.*swept the store//')
+rss=$(awk '/^VmRSS/ {print $2}' "/proc/$herald_pid/status")
+
+echo
+echo "herald store size: $CALLBACKS callbacks about $ISSUES issues"
+echo "  load            ${result#RESULT }"
+echo "  after the load  $((after_load / 1024)) MiB   $ready"
+echo "  after $sweeps sweeps  $((after_sweep / 1024)) MiB   last sweep:$last_sweep"
+echo "  RSS             $((rss / 1024)) MiB"
