@@ -50,11 +50,15 @@ target/release/herald serve --config "$work/herald.toml" >/dev/null 2>"$work/her
 herald_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 
+started=$(date +%s.%N)
 HERALD_BENCH_POOL="$work/pool" wrk -t"$THREADS" -c32 -d1h --timeout 10s -s bench/once.lua "http://127.0.0.1:$port" >"$work/wrk.out" &
 wrk_pid=$!
 while [ "$(ls "$work"/pool.done.* 2>/dev/null | wc -l)" -lt "$THREADS" ]; do sleep 0.2; done
+finished=$(date +%s.%N)
 kill -INT "$wrk_pid"; wait "$wrk_pid" || true
-# The requests after the pools ran out were health checks: count only the callbacks.
+rate=$(python3 -c "print(round($CALLBACKS / ($finished - $started)))")
+# wrk's own counts include the health checks sent after the pools ran out; its non-2xx count
+# (status errors) is about callbacks only, since health checks always answer 200.
 result=$(grep '^RESULT' "$work/wrk.out")
 echo "$result" >&2
 ready=$(curl -s "http://127.0.0.1:$port/readyz")
@@ -64,12 +68,18 @@ echo "waiting for the sweeps (dedupe records expire after 20 s)..." >&2
 sleep 50
 after_sweep=$(size_kib)
 sweeps=$(grep -c 'swept the store' "$work/herald.log" || true)
-last_sweep=$(grep 'swept the store' "$work/herald.log" | tail -1 | sed 's/.*swept the store//')
+removed=$(grep 'swept the store' "$work/herald.log" | python3 -c '
+import re, sys
+totals = {}
+for line in sys.stdin:
+    for key, value in re.findall(r"(dedupe_records|fold_records|alerts)=(\d+)", line):
+        totals[key] = totals.get(key, 0) + int(value)
+print(" ".join(f"{k}={v}" for k, v in totals.items()))')
 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$herald_pid/status")
 
 echo
 echo "herald store size: $CALLBACKS callbacks about $ISSUES issues"
-echo "  load            ${result#RESULT }"
+echo "  load            $rate callbacks/s ($(echo "$result" | grep -o 'errors_status=[0-9]*'))"
 echo "  after the load  $((after_load / 1024)) MiB   $ready"
-echo "  after $sweeps sweeps  $((after_sweep / 1024)) MiB   last sweep:$last_sweep"
+echo "  after $sweeps sweeps  $((after_sweep / 1024)) MiB   removed: $removed"
 echo "  RSS             $((rss / 1024)) MiB"

@@ -113,13 +113,16 @@ impl Intake {
             plans.push((target, plan));
         }
 
-        // A folded alert lives in its fold record; the alert itself is stored when a message
-        // will show it, or when nothing was routed at all (it is kept as a record).
-        if plans.is_empty()
-            || plans
-                .iter()
-                .any(|(_, plan)| matches!(plan, Plan::Send { .. }))
-        {
+        // An alert is stored when a message will show it (sent now, or the summary at the end of
+        // its fold window), or when nothing was routed at all (it is kept as a record). Other
+        // folded repeats are only counted: a flood of them costs a counter, not an alert each.
+        let shown = |plan: &Plan| match plan {
+            Plan::Send { .. } => true,
+            Plan::Fold {
+                first_in_window, ..
+            } => *first_in_window,
+        };
+        if plans.is_empty() || plans.iter().any(|(_, plan)| shown(plan)) {
             store.insert_alert(&stored)?;
         }
         let mut receipt = Receipt {
