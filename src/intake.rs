@@ -70,9 +70,6 @@ impl Intake {
         }
     }
 
-    pub fn router(&self) -> &Router {
-        &self.router
-    }
 
     /// Accepts `alert`: when this returns `Ok`, everything it says is on disk.
     pub async fn accept(&self, alert: &Alert) -> Result<Receipt, StoreError> {

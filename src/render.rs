@@ -81,7 +81,6 @@ pub struct Templates {
     registry: Handlebars<'static>,
     /// Where each target's template came from, for error messages.
     sources: HashMap<String, String>,
-    timezone: Tz,
 }
 
 impl Templates {
@@ -90,7 +89,6 @@ impl Templates {
         let mut templates = Templates {
             registry: registry(timezone),
             sources: HashMap::new(),
-            timezone,
         };
         for target in targets {
             let (source_name, text) = match &target.template {
@@ -185,9 +183,6 @@ impl Templates {
             })
     }
 
-    pub fn timezone(&self) -> Tz {
-        self.timezone
-    }
 }
 
 /// What a template sees of an alert: its normalized fields, some derived ones, and the delivery.
@@ -650,21 +645,6 @@ fn ago_helper(
         out.write(&relative_time(time, now))?;
     }
     Ok(())
-}
-
-/// The names a template file may be known by in messages; exposed for `check-config`.
-pub fn template_source(target: &TargetConfig) -> String {
-    match &target.template {
-        Some(path) => path.display().to_string(),
-        None => default_template(target.settings.kind())
-            .map(|(name, _)| format!("templates/{name} (built in)"))
-            .unwrap_or_else(|| "none".into()),
-    }
-}
-
-/// Reads a time zone name (`UTC`, `Asia/Shanghai`, …).
-pub fn parse_timezone(name: &str) -> Option<Tz> {
-    name.parse().ok()
 }
 
 #[cfg(test)]
