@@ -8,10 +8,11 @@ import json
 import sys
 
 fixture, secret, prefix, total, issues, files = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+first_event = int(sys.argv[7]) if len(sys.argv) > 7 else 0  # event numbers start here
 template = json.load(open(fixture))
 outputs = [open(f"{prefix}.{i}", "w") for i in range(files)]
 event = template["data"]["event"]
-for n in range(total):
+for n in range(first_event, first_event + total):
     issue = 8_000_000 + n % issues
     event["issue_id"] = str(issue)
     event["event_id"] = f"{n:032x}"

@@ -77,9 +77,24 @@ for line in sys.stdin:
 print(" ".join(f"{k}={v}" for k, v in totals.items()))')
 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$herald_pid/status")
 
+# A second round of as many new callbacks (other events of the same issues): sled reuses the space
+# the sweep freed, so the folder should grow far less than in the first round.
+echo "second round..." >&2
+python3 bench/make_repeats.py tests/fixtures/sentry/event_alert-triggered.with-alert-rule-action.ipe-mock.json \
+  "$SECRET" "$work/pool" "$CALLBACKS" "$ISSUES" "$THREADS" "$CALLBACKS"
+rm -f "$work"/pool.done.*
+HERALD_BENCH_POOL="$work/pool" wrk -t"$THREADS" -c32 -d1h --timeout 10s -s bench/once.lua "http://127.0.0.1:$port" >/dev/null &
+wrk_pid=$!
+while [ "$(ls "$work"/pool.done.* 2>/dev/null | wc -l)" -lt "$THREADS" ]; do sleep 0.2; done
+kill -INT "$wrk_pid"; wait "$wrk_pid" || true
+after_second=$(size_kib)
+sleep 50
+after_second_sweep=$(size_kib)
+
 echo
 echo "herald store size: $CALLBACKS callbacks about $ISSUES issues"
 echo "  load            $rate callbacks/s ($(echo "$result" | grep -o 'errors_status=[0-9]*'))"
 echo "  after the load  $((after_load / 1024)) MiB   $ready"
 echo "  after $sweeps sweeps  $((after_sweep / 1024)) MiB   removed: $removed"
-echo "  RSS             $((rss / 1024)) MiB"
+echo "  second round    $((after_second / 1024)) MiB after the load, $((after_second_sweep / 1024)) MiB after its sweeps"
+echo "  RSS             $((rss / 1024)) MiB after the first round"

@@ -70,7 +70,6 @@ impl Intake {
         }
     }
 
-
     /// Accepts `alert`: when this returns `Ok`, everything it says is on disk.
     pub async fn accept(&self, alert: &Alert) -> Result<Receipt, StoreError> {
         let store = &self.store;

@@ -182,7 +182,6 @@ impl Templates {
                 message: e.to_string(),
             })
     }
-
 }
 
 /// What a template sees of an alert: its normalized fields, some derived ones, and the delivery.

@@ -7,7 +7,7 @@
 //! | `jobs`   | target name, `0x00`, due time in ms u64 BE, job id u64 BE | [`DeliveryJob`] as JSON |
 //! | `dead_letters` | job id, u64 BE                             | [`DeadLetter`] as JSON  |
 //! | `targets` | target name                                     | [`TargetState`] as JSON |
-//! | `dedupe` | an alert's dedupe key (UTF-8)                    | first alert id u64 BE, seen at ms u64 BE |
+//! | `dedupe` | SHA-256 of an alert's dedupe key, first 16 bytes | first alert id u64 BE, seen at ms u64 BE |
 //! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
 //!
 //! Integers are big-endian so that key order is numeric order: a prefix scan of `jobs` over one
@@ -20,6 +20,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -213,18 +214,23 @@ impl Store {
         let mut value = [0u8; 16];
         value[..8].copy_from_slice(&alert_id.to_be_bytes());
         value[8..].copy_from_slice(&now_ms.to_be_bytes());
-        let mut current = self.inner.dedupe.get(key.as_bytes())?;
+        // Hashed: a dedupe key can be long (installation, resource, ids, a rule's name) and there
+        // is one record per callback; 16 bytes of SHA-256 keep them small without collisions.
+        let key: [u8; 16] = sha2::Sha256::digest(key.as_bytes())[..16]
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
+        let mut current = self.inner.dedupe.get(key)?;
         loop {
             if let Some((first, seen_ms)) = current.as_deref().and_then(parse_dedupe_value) {
                 if seen_ms + remember.as_millis() as u64 > now_ms {
                     return Ok(Some(first));
                 }
             }
-            match self.inner.dedupe.compare_and_swap(
-                key.as_bytes(),
-                current.as_ref(),
-                Some(&value[..]),
-            )? {
+            match self
+                .inner
+                .dedupe
+                .compare_and_swap(key, current.as_ref(), Some(&value[..]))?
+            {
                 Ok(()) => return Ok(None),
                 Err(conflict) => current = conflict.current,
             }
