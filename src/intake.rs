@@ -101,9 +101,7 @@ impl Intake {
                 FoldKind::Repeat(key) => store.update_fold(target.target, key, |record| {
                     self.fold_repeat(record, now, key)
                 })?,
-                FoldKind::StateChange(key) => {
-                    store.update_fold(target.target, key, |record| take_count(record))?
-                }
+                FoldKind::StateChange(key) => store.update_fold(target.target, key, take_count)?,
                 FoldKind::Unrelated => Plan::Send { carried: None },
             };
             plans.push((target, plan));

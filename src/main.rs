@@ -121,6 +121,7 @@ fn main() -> ExitCode {
                 view: &view,
                 mentions: &Mentions::default(),
                 idempotency_key: key,
+                raw: None,
             }) {
                 Ok(body) => {
                     println!("{body}");
@@ -196,11 +197,19 @@ fn main() -> ExitCode {
                 view: &view,
                 mentions: &Mentions::default(),
                 idempotency_key: &key,
+                raw: None,
             }));
             match outcome {
                 Outcome::Delivered { answer } => {
                     println!("delivered to {}: {answer}", target.name);
                     ExitCode::SUCCESS
+                }
+                Outcome::Gone { answer } => {
+                    println!(
+                        "NOT delivered to {}: the endpoint is gone (HTTP 410): {answer}",
+                        target.name
+                    );
+                    ExitCode::FAILURE
                 }
                 Outcome::Retry { answer, reason, .. } | Outcome::Permanent { answer, reason } => {
                     println!(

@@ -56,6 +56,8 @@ pub fn default_template(kind: &str) -> Option<(&'static str, &'static str)> {
             "dingtalk.md.hbs",
             include_str!("../templates/dingtalk.md.hbs"),
         )),
+        "feishu" => Some(("feishu.md.hbs", include_str!("../templates/feishu.md.hbs"))),
+        "wecom" => Some(("wecom.md.hbs", include_str!("../templates/wecom.md.hbs"))),
         _ => None,
     }
 }
@@ -66,6 +68,14 @@ pub fn default_digest_template(kind: &str) -> Option<(&'static str, &'static str
         "dingtalk" => Some((
             "dingtalk_digest.md.hbs",
             include_str!("../templates/dingtalk_digest.md.hbs"),
+        )),
+        "feishu" => Some((
+            "feishu_digest.md.hbs",
+            include_str!("../templates/feishu_digest.md.hbs"),
+        )),
+        "wecom" => Some((
+            "wecom_digest.md.hbs",
+            include_str!("../templates/wecom_digest.md.hbs"),
         )),
         _ => None,
     }
@@ -128,6 +138,11 @@ impl Templates {
         self.compile(&name, source_name, text)?;
         self.render_digest(target, &DigestView::sample())
             .map(|_| ())
+    }
+
+    /// Whether `target` has a template (a webhook without one sends herald's own JSON).
+    pub fn has(&self, target: &str) -> bool {
+        self.registry.has_template(target)
     }
 
     pub fn has_digest(&self, target: &str) -> bool {

@@ -115,6 +115,7 @@ fn default_templates_match_their_golden_files() {
             view: &view,
             mentions: &nobody,
             idempotency_key: "herald-1-2",
+            raw: None,
         };
 
         let body: Value = serde_json::from_str(&robot.render(&delivery).unwrap()).unwrap();

@@ -12,7 +12,7 @@ mod limiter;
 mod schedule;
 mod worker;
 
-pub use limiter::{RateLimiter, TargetState};
+pub use limiter::{RateLimit, RateLimiter, TargetState};
 pub use schedule::RetrySchedule;
 pub use worker::{Queue, Wakers};
 

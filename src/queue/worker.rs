@@ -62,7 +62,7 @@ impl Queue {
                 Default::default()
             });
             let worker = Worker {
-                limiter: RateLimiter::new(target.per_minute_limit, state),
+                limiter: RateLimiter::new(target.limit, state),
                 wake: wakers.get(&target.name),
                 store: store.clone(),
                 target,
@@ -173,6 +173,9 @@ impl Worker {
         in_flight: &mut JoinSet<Finished>,
         busy: &mut HashSet<JobId>,
     ) -> Option<DateTime<Utc>> {
+        if self.stopped_as_gone() {
+            return None;
+        }
         while in_flight.len() < self.target.concurrency {
             let now = Utc::now();
             if let Some(wait) = self.limiter.wait(now) {
@@ -203,10 +206,7 @@ impl Worker {
                     due
                 }
                 Some(room) => {
-                    let quiet = self
-                        .target
-                        .per_minute_limit
-                        .is_some_and(|limit| room >= limit as usize);
+                    let quiet = self.limiter.quiet(now);
                     let oldest = due[0].1.due_at;
                     let linger = chrono::Duration::from_std(LINGER).unwrap_or_default();
                     if !quiet && now < oldest + linger {
@@ -252,6 +252,21 @@ impl Worker {
         None
     }
 
+    /// Whether the target answered 410 Gone under its current settings. Once its settings change
+    /// (a new URL, say), it is resumed.
+    fn stopped_as_gone(&mut self) -> bool {
+        match self.limiter.gone_for() {
+            Some(fingerprint) if fingerprint == self.target.fingerprint => true,
+            Some(_) => {
+                tracing::warn!(target_name = %self.target.name, "the target's settings changed since it answered 410 Gone; sending to it again");
+                self.limiter.set_gone(None);
+                self.save_limiter_state();
+                false
+            }
+            None => false,
+        }
+    }
+
     fn store_failed(&self, error: crate::store::StoreError) -> Option<DateTime<Utc>> {
         tracing::error!(target_name = %self.target.name, %error, "cannot read the queue; trying again in a second");
         Some(Utc::now() + chrono::Duration::seconds(1))
@@ -291,6 +306,11 @@ impl Worker {
             Outcome::Permanent { reason, answer } => {
                 (AttemptResult::Refused, Some(*reason), answer.clone())
             }
+            Outcome::Gone { answer } => (
+                AttemptResult::Throttled,
+                Some(FailureReason::ClientError),
+                answer.clone(),
+            ),
         };
         let now = Utc::now();
         if let Outcome::Retry {
@@ -305,6 +325,12 @@ impl Worker {
             self.limiter.pause_until(until);
             self.save_limiter_state();
             tracing::warn!(target_name = name, paused_until = %until, %answer, "target asked herald to slow down; sending nothing to it until then");
+        }
+        if let Outcome::Gone { .. } = &outcome {
+            self.limiter.set_gone(Some(self.target.fingerprint.clone()));
+            self.save_limiter_state();
+            tracing::error!(target_name = name, %answer,
+                "TARGET {name} IS GONE (HTTP 410): herald sends nothing more to it until its settings change; its messages stay queued");
         }
         let digest = jobs.len() > 1;
         for InFlight {
@@ -330,6 +356,10 @@ impl Worker {
                     tracing::error!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "dead_letter", reason = reason.as_str(), %answer,
                         "DELIVERY REFUSED by target {name}: the message is kept as a dead letter; check the target's settings");
                     self.bury(&key, job, *reason, answer.clone())
+                }
+                Outcome::Gone { .. } => {
+                    job.due_at = now;
+                    self.store.reschedule_job(&key, &job).map(|_| ())
                 }
                 Outcome::Retry {
                     after,
@@ -388,6 +418,7 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
     let clock = Instant::now();
     let mut jobs = Vec::with_capacity(batch.len());
     let mut views = Vec::with_capacity(batch.len());
+    let mut raws = Vec::with_capacity(batch.len());
     let mut mentions = Mentions::default();
     let mut failure = None;
     for (key, job) in batch {
@@ -398,6 +429,7 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
                     MessageView::new(&stored.alert, stored.id, job.id, started)
                         .with_folded(job.folded),
                 );
+                raws.push(stored.alert.raw);
                 mentions.merge(&job.mentions);
                 jobs.push(InFlight { key, job, issue_id });
             }
@@ -436,6 +468,7 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
                     view: &views[0],
                     mentions: &mentions,
                     idempotency_key: &key,
+                    raw: raws.first().map(|raw| raw.get()),
                 })
                 .await
         }

@@ -171,13 +171,13 @@ impl DingTalkTarget {
             .await;
         let response = match response {
             Ok(response) => response,
-            Err(error) => return Attempted::Done(transport_failure(&error)),
+            Err(error) => return Attempted::Done(super::http_failure(&error)),
         };
         let status = response.status();
-        let retry_after = retry_after(response.headers());
+        let retry_after = super::retry_after(response.headers());
         let text = match response.text().await {
             Ok(text) => text,
-            Err(error) => return Attempted::Done(transport_failure(&error)),
+            Err(error) => return Attempted::Done(super::http_failure(&error)),
         };
         classify(
             status.as_u16(),
@@ -286,18 +286,7 @@ impl DingTalkTarget {
             body.to_string()
         };
 
-        let mut body = build(text);
-        let mut kept = text.trim().to_string();
-        while body.len() > max_bytes && !kept.is_empty() {
-            let excess = body.len() - max_bytes;
-            let mut cut = kept.len().saturating_sub(excess + 32);
-            while cut > 0 && !kept.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            kept.truncate(cut);
-            body = build(&format!("{kept}\n\n… (cut to fit DingTalk's size limit)"));
-        }
-        body
+        super::fit_body(text, max_bytes, build)
     }
 }
 
@@ -389,42 +378,6 @@ fn classify(
             answer,
         },
     })
-}
-
-pub(crate) fn transport_failure(error: &reqwest::Error) -> Outcome {
-    let reason = if error.is_timeout() {
-        FailureReason::Timeout
-    } else {
-        FailureReason::Other
-    };
-    // reqwest's message names the URL, which holds the access token: describe the failure without it.
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else if error.is_body() || error.is_decode() {
-        "the answer could not be read"
-    } else {
-        "the request failed"
-    };
-    Outcome::Retry {
-        after: None,
-        pause_target: false,
-        reason,
-        answer: what.to_string(),
-    }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is rare from these APIs and is ignored).
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds.min(24 * 3600)))
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 
 pub mod console;
 pub mod dingtalk;
+pub mod feishu;
+pub mod webhook;
+pub mod wecom;
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use crate::alert::Level;
 use crate::config::{Config, TargetConfig};
-use crate::queue::RetrySchedule;
+use crate::queue::{RateLimit, RetrySchedule};
 use crate::render::{
     level_icon, truncate_chars, DigestView, MessageView, TemplateError, Templates,
 };
@@ -25,10 +28,13 @@ use crate::route::Mentions;
 pub enum TargetSettings {
     Console(console::ConsoleSettings),
     DingTalk(dingtalk::DingTalkSettings),
+    Webhook(webhook::WebhookSettings),
+    Feishu(feishu::FeishuSettings),
+    Wecom(wecom::WecomSettings),
 }
 
 impl TargetSettings {
-    pub const KINDS: [&'static str; 2] = ["console", "dingtalk"];
+    pub const KINDS: [&'static str; 5] = ["console", "dingtalk", "webhook", "feishu", "wecom"];
 
     /// Reads the keys of `table` that belong to `kind` (the shared keys are already taken out).
     /// Errors carry the key path relative to the target and a message.
@@ -40,6 +46,21 @@ impl TargetSettings {
                 let settings: dingtalk::DingTalkSettings = crate::config::typed(value, "")?;
                 settings.validate()?;
                 Ok(TargetSettings::DingTalk(settings))
+            }
+            "webhook" => {
+                let settings: webhook::WebhookSettings = crate::config::typed(value, "")?;
+                settings.validate()?;
+                Ok(TargetSettings::Webhook(settings))
+            }
+            "feishu" => {
+                let settings: feishu::FeishuSettings = crate::config::typed(value, "")?;
+                settings.validate()?;
+                Ok(TargetSettings::Feishu(settings))
+            }
+            "wecom" => {
+                let settings: wecom::WecomSettings = crate::config::typed(value, "")?;
+                settings.validate()?;
+                Ok(TargetSettings::Wecom(settings))
             }
             other => Err((
                 "kind".into(),
@@ -55,7 +76,26 @@ impl TargetSettings {
         match self {
             TargetSettings::Console(_) => "console",
             TargetSettings::DingTalk(_) => "dingtalk",
+            TargetSettings::Webhook(_) => "webhook",
+            TargetSettings::Feishu(_) => "feishu",
+            TargetSettings::Wecom(_) => "wecom",
         }
+    }
+
+    /// Identifies these settings, secrets included (hashed), so herald can tell when a target
+    /// was reconfigured (a target that answered 410 Gone stays stopped until then).
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let url = match self {
+            TargetSettings::Console(_) => "",
+            TargetSettings::DingTalk(s) => s.url.expose(),
+            TargetSettings::Webhook(s) => s.url.expose(),
+            TargetSettings::Feishu(s) => s.url.expose(),
+            TargetSettings::Wecom(s) => s.url.expose(),
+        };
+        let shown = serde_json::to_string(self).unwrap_or_default();
+        let digest = sha2::Sha256::digest(format!("{url}\n{shown}").as_bytes());
+        hex::encode(&digest[..8])
     }
 }
 
@@ -77,6 +117,9 @@ pub enum Outcome {
         reason: FailureReason,
         answer: String,
     },
+    /// The endpoint is gone for good (HTTP 410): stop sending to this target until its settings
+    /// change. The message itself waits, queued.
+    Gone { answer: String },
 }
 
 /// Why an attempt failed, in the categories operators chart (Alertmanager's `reason` label).
@@ -110,6 +153,8 @@ pub struct Delivery<'a> {
     pub view: &'a MessageView,
     pub mentions: &'a Mentions,
     pub idempotency_key: &'a str,
+    /// Sentry's payload as received, for targets that forward it (never given to templates).
+    pub raw: Option<&'a str>,
 }
 
 /// Several alerts merged into one message, when a target's rate limit cannot take them one by one.
@@ -181,8 +226,10 @@ pub struct Target {
     pub timeout: Duration,
     /// How many deliveries may be in flight at once.
     pub concurrency: usize,
-    /// At most this many attempts per minute (`None`: no limit).
-    pub per_minute_limit: Option<u32>,
+    /// The downstream's rate limits, which herald keeps to.
+    pub limit: RateLimit,
+    /// See [`TargetSettings::fingerprint`].
+    pub fingerprint: String,
     sender: Sender,
     templates: Arc<Templates>,
 }
@@ -190,6 +237,9 @@ pub struct Target {
 enum Sender {
     Console(console::ConsoleTarget),
     DingTalk(dingtalk::DingTalkTarget),
+    Webhook(webhook::WebhookTarget),
+    Feishu(feishu::FeishuTarget),
+    Wecom(wecom::WecomTarget),
 }
 
 impl Target {
@@ -198,24 +248,47 @@ impl Target {
         templates: Arc<Templates>,
         client: reqwest::Client,
     ) -> Target {
-        let (sender, concurrency, per_minute_limit) = match &config.settings {
-            TargetSettings::Console(_) => (Sender::Console(console::ConsoleTarget), 1, None),
+        let timeout = config.timeout;
+        let (sender, concurrency, limit) = match &config.settings {
+            TargetSettings::Console(_) => {
+                (Sender::Console(console::ConsoleTarget), 1, RateLimit::NONE)
+            }
             TargetSettings::DingTalk(settings) => (
                 Sender::DingTalk(dingtalk::DingTalkTarget::new(
                     settings.clone(),
                     client,
-                    config.timeout,
+                    timeout,
                 )),
                 1,
-                Some(settings.max_per_minute).filter(|n| *n > 0),
+                RateLimit::per_minute(settings.max_per_minute),
+            ),
+            TargetSettings::Webhook(settings) => (
+                Sender::Webhook(webhook::WebhookTarget::new(
+                    settings.clone(),
+                    client,
+                    timeout,
+                )),
+                4,
+                RateLimit::NONE,
+            ),
+            TargetSettings::Feishu(settings) => (
+                Sender::Feishu(feishu::FeishuTarget::new(settings.clone(), client, timeout)),
+                1,
+                feishu::FeishuSettings::rate_limit(),
+            ),
+            TargetSettings::Wecom(settings) => (
+                Sender::Wecom(wecom::WecomTarget::new(settings.clone(), client, timeout)),
+                1,
+                RateLimit::per_minute(20),
             ),
         };
         Target {
             name: config.name.clone(),
             kind: config.settings.kind(),
-            timeout: config.timeout,
+            timeout,
             concurrency,
-            per_minute_limit,
+            limit,
+            fingerprint: config.settings.fingerprint(),
             sender,
             templates,
         }
@@ -223,25 +296,38 @@ impl Target {
 
     /// Whether this target can merge several alerts into one digest message.
     pub fn digests(&self) -> bool {
-        self.per_minute_limit.is_some() && self.templates.has_digest(&self.name)
+        self.limit.per_minute.is_some() && self.templates.has_digest(&self.name)
     }
 
     /// Renders the message this target would send for `delivery`, exactly as it would go on the wire.
     pub fn render(&self, delivery: &Delivery<'_>) -> Result<String, TemplateError> {
-        let text = self.templates.render(&self.name, delivery.view)?;
-        Ok(self.wire_body(&Message::of_alert(delivery, text)))
+        let message = Message::of_alert(delivery, self.text(delivery)?);
+        Ok(match &self.sender {
+            Sender::Console(_) | Sender::Webhook(_) => message.text,
+            Sender::DingTalk(target) => target.request_body(&message, None),
+            Sender::Feishu(target) => target.request_body(&message, None),
+            Sender::Wecom(target) => target.request_body(&message),
+        })
     }
 
-    fn wire_body(&self, message: &Message<'_>) -> String {
+    /// The message's text: the target's template, or for a webhook without one, herald's JSON.
+    fn text(&self, delivery: &Delivery<'_>) -> Result<String, TemplateError> {
         match &self.sender {
-            Sender::Console(_) => message.text.clone(),
-            Sender::DingTalk(target) => target.request_body(message, None),
+            Sender::Webhook(target) if !self.templates.has(&self.name) => {
+                let raw = delivery.raw.filter(|_| target.include_raw());
+                Ok(webhook::payload(
+                    delivery.view,
+                    delivery.idempotency_key,
+                    raw,
+                ))
+            }
+            _ => self.templates.render(&self.name, delivery.view),
         }
     }
 
     /// One attempt at delivering an alert. Never panics, never retries.
     pub async fn deliver(&self, delivery: &Delivery<'_>) -> Outcome {
-        match self.templates.render(&self.name, delivery.view) {
+        match self.text(delivery) {
             Ok(text) => self.send(&Message::of_alert(delivery, text)).await,
             Err(error) => template_failure(error),
         }
@@ -259,6 +345,9 @@ impl Target {
         match &self.sender {
             Sender::Console(target) => target.deliver(&message.text),
             Sender::DingTalk(target) => target.deliver(message).await,
+            Sender::Webhook(target) => target.deliver(message).await,
+            Sender::Feishu(target) => target.deliver(message).await,
+            Sender::Wecom(target) => target.deliver(message).await,
         }
     }
 }
@@ -305,4 +394,105 @@ fn http_client() -> reqwest::Client {
         .connect_timeout(Duration::from_secs(5))
         .build()
         .unwrap_or_default()
+}
+
+/// Checks a downstream URL at config time.
+pub(crate) fn validate_url(url: &crate::secret::Secret) -> Result<(), (String, String)> {
+    let parsed = reqwest::Url::parse(url.expose())
+        .map_err(|e| ("url".to_string(), format!("is not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(("url".into(), "must be an http or https URL".into()));
+    }
+    Ok(())
+}
+
+/// Builds a body from `text` with `build`, cutting `text` on a character boundary until the body
+/// is at most `max_bytes`. `build` adds what must never be cut (links, mentions, keywords).
+pub(crate) fn fit_body(text: &str, max_bytes: usize, build: impl Fn(&str) -> String) -> String {
+    let mut body = build(text);
+    let mut kept = text.trim().to_string();
+    while body.len() > max_bytes && !kept.is_empty() {
+        let excess = body.len() - max_bytes;
+        let mut cut = kept.len().saturating_sub(excess + 32);
+        while cut > 0 && !kept.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        kept.truncate(cut);
+        body = build(&format!("{kept}\n\n… (cut to fit the size limit)"));
+    }
+    body
+}
+
+/// A request that got no HTTP answer: retried. The message never names the URL, which may hold
+/// a token.
+pub(crate) fn http_failure(error: &reqwest::Error) -> Outcome {
+    let reason = if error.is_timeout() {
+        FailureReason::Timeout
+    } else {
+        FailureReason::Other
+    };
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_body() || error.is_decode() {
+        "the answer could not be read"
+    } else {
+        "the request failed"
+    };
+    Outcome::Retry {
+        after: None,
+        pause_target: false,
+        reason,
+        answer: what.to_string(),
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from these APIs and is ignored).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(24 * 3600)))
+}
+
+/// An answer without the downstream's own error code: judged by its HTTP status.
+pub(crate) fn classify_http_status(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &str,
+) -> Outcome {
+    let answer = format!("HTTP {status}: {body}");
+    match status {
+        429 => Outcome::Retry {
+            after: retry_after.or(Some(Duration::from_secs(60))),
+            pause_target: true,
+            reason: FailureReason::RateLimited,
+            answer,
+        },
+        408 | 500..=599 => Outcome::Retry {
+            after: retry_after,
+            pause_target: false,
+            reason: FailureReason::ServerError,
+            answer,
+        },
+        401 | 403 => Outcome::Permanent {
+            reason: FailureReason::AuthError,
+            answer,
+        },
+        400..=499 => Outcome::Permanent {
+            reason: FailureReason::ClientError,
+            answer,
+        },
+        _ => Outcome::Retry {
+            after: None,
+            pause_target: false,
+            reason: FailureReason::Other,
+            answer: format!("{answer} (no code in the answer)"),
+        },
+    }
 }

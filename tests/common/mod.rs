@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dingtalk;
+pub mod downstream;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;

@@ -1,0 +1,270 @@
+//! The `wecom` target: a WeCom (企业微信) group robot.
+//!
+//! Wire rules (REFERENCE.md §3): no signing (the `key` in the URL is the credential); markdown
+//! content at most 4,096 bytes (mentions as `<@userid>` in the text), text content at most 2,048
+//! bytes (mentions in `mentioned_list` / `mentioned_mobile_list`); 20 messages a minute per robot.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+use super::{http_failure, FailureReason, Message, Outcome};
+use crate::alert::Level;
+use crate::render::truncate_chars;
+use crate::secret::Secret;
+
+pub const MAX_MARKDOWN_BYTES: usize = 4_096;
+pub const MAX_TEXT_BYTES: usize = 2_048;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WecomSettings {
+    /// The robot's webhook URL, `key` included.
+    pub url: Secret,
+    /// `markdown` (default) or `text` (plain text; the only kind that can @ by phone number).
+    #[serde(default)]
+    pub message: WecomMessage,
+    /// WeCom user ids to @ in every alert (not in "resolved" messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_user_ids: Vec<String>,
+    /// Phone numbers to @ (text messages only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_mobiles: Vec<String>,
+    /// Levels at which everyone is @-mentioned (text messages only: `@all`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_all: Vec<Level>,
+    /// How long to leave the robot alone after WeCom says it is sending too much (45009).
+    #[serde(default = "default_throttle_pause", with = "crate::config::duration")]
+    pub throttle_pause: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WecomMessage {
+    #[default]
+    Markdown,
+    Text,
+}
+
+fn default_throttle_pause() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl WecomSettings {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        super::validate_url(&self.url)
+    }
+}
+
+pub struct WecomTarget {
+    settings: WecomSettings,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl WecomTarget {
+    pub fn new(settings: WecomSettings, client: reqwest::Client, timeout: Duration) -> Self {
+        WecomTarget {
+            settings,
+            client,
+            timeout,
+        }
+    }
+
+    /// The JSON body: its `content` cut to WeCom's limit in bytes, the link and mentions kept.
+    pub fn request_body(&self, message: &Message<'_>) -> String {
+        let mention = !message.resolved;
+        let all = mention
+            && (message.mentions.all
+                || message
+                    .level
+                    .is_some_and(|l| self.settings.mention_all.contains(&l)));
+        let user_ids: Vec<&str> = if mention {
+            self.settings
+                .mention_user_ids
+                .iter()
+                .chain(&message.mentions.user_ids)
+                .map(String::as_str)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut footer = String::new();
+        if let Some(link) = message
+            .link
+            .as_deref()
+            .filter(|l| !message.text.contains(l))
+        {
+            footer.push_str(&match self.settings.message {
+                WecomMessage::Markdown => format!("\n\n[Open in Sentry]({link})"),
+                WecomMessage::Text => format!("\n\n{link}"),
+            });
+        }
+        match self.settings.message {
+            WecomMessage::Markdown => {
+                if !user_ids.is_empty() {
+                    let people: Vec<String> =
+                        user_ids.iter().map(|id| format!("<@{id}>")).collect();
+                    footer.push_str(&format!("\n\n{}", people.join(" ")));
+                }
+                let content = fit_content(&message.text, &footer, MAX_MARKDOWN_BYTES);
+                json!({"msgtype": "markdown", "markdown": {"content": content}}).to_string()
+            }
+            WecomMessage::Text => {
+                let mut mentioned: Vec<&str> = user_ids.clone();
+                let mut mobiles: Vec<&str> = if mention {
+                    self.settings
+                        .mention_mobiles
+                        .iter()
+                        .chain(&message.mentions.mobiles)
+                        .map(String::as_str)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                if all {
+                    mentioned.push("@all");
+                    mobiles.push("@all");
+                }
+                let content = fit_content(&message.text, &footer, MAX_TEXT_BYTES);
+                json!({"msgtype": "text", "text": {
+                    "content": content,
+                    "mentioned_list": mentioned,
+                    "mentioned_mobile_list": mobiles,
+                }})
+                .to_string()
+            }
+        }
+    }
+
+    pub async fn deliver(&self, message: &Message<'_>) -> Outcome {
+        let response = self
+            .client
+            .post(self.settings.url.expose())
+            .timeout(self.timeout)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
+            .body(self.request_body(message))
+            .send()
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => return http_failure(&error),
+        };
+        let status = response.status().as_u16();
+        let retry_after = super::retry_after(response.headers());
+        let text = response.text().await.unwrap_or_default();
+        classify(status, retry_after, &text, self.settings.throttle_pause)
+    }
+}
+
+/// `text` cut (on a character boundary) so that `text + footer` is at most `max` bytes.
+fn fit_content(text: &str, footer: &str, max: usize) -> String {
+    let text = text.trim();
+    if text.len() + footer.len() <= max {
+        return format!("{text}{footer}");
+    }
+    const CUT: &str = "\n… (cut)";
+    let mut keep = max.saturating_sub(footer.len() + CUT.len());
+    while keep > 0 && !text.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{CUT}{footer}", &text[..keep])
+}
+
+/// Reads WeCom's answer: `errcode` 0 is success; 93000 (bad key) and 40058 (too long) are
+/// permanent; 45009 (too many) pauses the robot.
+fn classify(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &str,
+    throttle_pause: Duration,
+) -> Outcome {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let Some(code) = parsed.as_ref().and_then(|v| v.get("errcode")?.as_i64()) else {
+        return super::classify_http_status(status, retry_after, &truncate_chars(body.trim(), 300));
+    };
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.get("errmsg")?.as_str())
+        .unwrap_or_default();
+    let answer = format!("errcode {code}: {message}");
+    match code {
+        0 => Outcome::Delivered { answer },
+        45009 => Outcome::Retry {
+            after: Some(retry_after.unwrap_or(throttle_pause)),
+            pause_target: true,
+            reason: FailureReason::RateLimited,
+            answer,
+        },
+        93000 => Outcome::Permanent {
+            reason: FailureReason::AuthError,
+            answer,
+        },
+        40058 => Outcome::Permanent {
+            reason: FailureReason::ClientError,
+            answer,
+        },
+        -1 => Outcome::Retry {
+            after: None,
+            pause_target: false,
+            reason: FailureReason::ServerError,
+            answer,
+        },
+        _ => Outcome::Retry {
+            after: None,
+            pause_target: false,
+            reason: FailureReason::Other,
+            answer,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_is_cut_on_a_character_boundary() {
+        let footer = "\n\n[Open in Sentry](https://s.io/1)";
+        let content = fit_content(&"错".repeat(3000), footer, MAX_MARKDOWN_BYTES);
+        assert!(content.len() <= MAX_MARKDOWN_BYTES);
+        assert!(content.ends_with(footer));
+        assert!(content.contains("(cut)"));
+    }
+
+    #[test]
+    fn errcodes() {
+        let pause = Duration::from_secs(60);
+        assert!(matches!(
+            classify(200, None, r#"{"errcode":0,"errmsg":"ok"}"#, pause),
+            Outcome::Delivered { .. }
+        ));
+        assert!(matches!(
+            classify(200, None, r#"{"errcode":45009,"errmsg":"freq"}"#, pause),
+            Outcome::Retry {
+                pause_target: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(
+                200,
+                None,
+                r#"{"errcode":93000,"errmsg":"invalid webhook url"}"#,
+                pause
+            ),
+            Outcome::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify(200, None, r#"{"errcode":40058,"errmsg":"too long"}"#, pause),
+            Outcome::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify(503, None, "", pause),
+            Outcome::Retry { .. }
+        ));
+    }
+}

@@ -1,0 +1,113 @@
+//! A generic fake downstream on 127.0.0.1: records every request (headers and body) and answers
+//! from a script of (HTTP status, body) pairs; once the script is used up, `default` answers.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub at: Instant,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[derive(Default)]
+struct Script {
+    replies: VecDeque<(u16, String)>,
+    default: (u16, String),
+    received: Vec<Request>,
+}
+
+#[derive(Clone)]
+pub struct FakeDownstream {
+    script: Arc<Mutex<Script>>,
+    pub address: SocketAddr,
+}
+
+impl FakeDownstream {
+    /// A downstream answering `default_status` with `default_body` unless scripted otherwise.
+    pub async fn start(default_status: u16, default_body: &str) -> FakeDownstream {
+        let script = Arc::new(Mutex::new(Script {
+            default: (default_status, default_body.into()),
+            ..Script::default()
+        }));
+        let app = Router::new().fallback(receive).with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeDownstream { script, address }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn script(&self, replies: impl IntoIterator<Item = (u16, &'static str)>) {
+        self.script
+            .lock()
+            .unwrap()
+            .replies
+            .extend(replies.into_iter().map(|(s, b)| (s, b.to_string())));
+    }
+
+    pub fn received(&self) -> Vec<Request> {
+        self.script.lock().unwrap().received.clone()
+    }
+
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Request> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if received.len() >= count {
+                return received;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "got {} of {count} requests in {timeout:?}",
+                received.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn receive(
+    State(script): State<Arc<Mutex<Script>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (status, answer) = {
+        let mut script = script.lock().unwrap();
+        script.received.push(Request {
+            at: Instant::now(),
+            headers,
+            body,
+        });
+        script
+            .replies
+            .pop_front()
+            .unwrap_or_else(|| script.default.clone())
+    };
+    (StatusCode::from_u16(status).unwrap(), answer).into_response()
+}
