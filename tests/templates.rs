@@ -28,6 +28,21 @@ url = "https://oapi.dingtalk.com/robot/send?access_token=golden"
 [[targets]]
 name = "stdout"
 kind = "console"
+
+[[targets]]
+name = "lark"
+kind = "feishu"
+url = "https://open.feishu.cn/open-apis/bot/v2/hook/golden"
+
+[[targets]]
+name = "wx"
+kind = "wecom"
+url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=golden"
+
+[[targets]]
+name = "hook"
+kind = "webhook"
+url = "https://hooks.example.com/sentry"
 "#;
 
 /// Things Sentry events carry that must never reach a chat group: request headers and data, the
@@ -107,6 +122,7 @@ fn default_templates_match_their_golden_files() {
             .clone()
     };
     let (robot, stdout) = (target("robot"), target("stdout"));
+    let (lark, wx, hook) = (target("lark"), target("wx"), target("hook"));
     let mut mismatches = Vec::new();
 
     for (name, view) in views() {
@@ -141,6 +157,22 @@ fn default_templates_match_their_golden_files() {
             &mut mismatches,
         );
 
+        let card: Value = serde_json::from_str(&lark.render(&delivery).unwrap()).unwrap();
+        assert_eq!(card["msg_type"], "interactive", "{name}");
+        let card_markdown = card["card"]["elements"][0]["content"].as_str().unwrap().to_string();
+        check_golden(&golden_dir().join("feishu").join(format!("{name}.md")), &card_markdown, &mut mismatches);
+
+        let wecom: Value = serde_json::from_str(&wx.render(&delivery).unwrap()).unwrap();
+        let wecom_markdown = wecom["markdown"]["content"].as_str().unwrap().to_string();
+        assert!(wecom_markdown.len() <= 4096, "{name}");
+        check_golden(&golden_dir().join("wecom").join(format!("{name}.md")), &wecom_markdown, &mut mismatches);
+
+        // The webhook's default body is herald's documented JSON, never the raw payload unasked.
+        let json: Value = serde_json::from_str(&hook.render(&delivery).unwrap()).unwrap();
+        assert_eq!(json["type"], "herald.alert", "{name}");
+        assert_eq!(json["alert"]["title"], Value::String(view.title.clone()), "{name}");
+        assert!(json.get("raw").is_none(), "{name}");
+
         let text = stdout.render(&delivery).unwrap();
         check_golden(
             &golden_dir().join("console").join(format!("{name}.txt")),
@@ -148,7 +180,7 @@ fn default_templates_match_their_golden_files() {
             &mut mismatches,
         );
 
-        for rendered in [&markdown, &text] {
+        for rendered in [&markdown, &text, &card_markdown, &wecom_markdown] {
             for secret in NEVER_SHOWN {
                 assert!(
                     !rendered.contains(secret),
