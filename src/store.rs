@@ -219,7 +219,8 @@ impl Store {
         let key: [u8; 16] = sha2::Sha256::digest(key.as_bytes())[..16]
             .try_into()
             .expect("SHA-256 is 32 bytes");
-        let mut current = self.inner.dedupe.get(key)?;
+        // Most keys are new: try to claim at once, and read only on a conflict.
+        let mut current: Option<sled::IVec> = None;
         loop {
             if let Some((first, seen_ms)) = current.as_deref().and_then(parse_dedupe_value) {
                 if seen_ms + remember.as_millis() as u64 > now_ms {
@@ -257,6 +258,7 @@ impl Store {
             let (new_record, decision) = update(record);
             let new_bytes = match &new_record {
                 Some(record) => Some(serde_json::to_vec(record)?),
+                None if current.is_none() => return Ok(decision), // nothing to write
                 None => None,
             };
             match self

@@ -159,18 +159,33 @@ fn default_templates_match_their_golden_files() {
 
         let card: Value = serde_json::from_str(&lark.render(&delivery).unwrap()).unwrap();
         assert_eq!(card["msg_type"], "interactive", "{name}");
-        let card_markdown = card["card"]["elements"][0]["content"].as_str().unwrap().to_string();
-        check_golden(&golden_dir().join("feishu").join(format!("{name}.md")), &card_markdown, &mut mismatches);
+        let card_markdown = card["card"]["elements"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        check_golden(
+            &golden_dir().join("feishu").join(format!("{name}.md")),
+            &card_markdown,
+            &mut mismatches,
+        );
 
         let wecom: Value = serde_json::from_str(&wx.render(&delivery).unwrap()).unwrap();
         let wecom_markdown = wecom["markdown"]["content"].as_str().unwrap().to_string();
         assert!(wecom_markdown.len() <= 4096, "{name}");
-        check_golden(&golden_dir().join("wecom").join(format!("{name}.md")), &wecom_markdown, &mut mismatches);
+        check_golden(
+            &golden_dir().join("wecom").join(format!("{name}.md")),
+            &wecom_markdown,
+            &mut mismatches,
+        );
 
         // The webhook's default body is herald's documented JSON, never the raw payload unasked.
         let json: Value = serde_json::from_str(&hook.render(&delivery).unwrap()).unwrap();
         assert_eq!(json["type"], "herald.alert", "{name}");
-        assert_eq!(json["alert"]["title"], Value::String(view.title.clone()), "{name}");
+        assert_eq!(
+            json["alert"]["title"],
+            Value::String(view.title.clone()),
+            "{name}"
+        );
         assert!(json.get("raw").is_none(), "{name}");
 
         let text = stdout.render(&delivery).unwrap();
