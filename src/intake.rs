@@ -15,7 +15,7 @@ use crate::alert::Alert;
 use crate::config::Config;
 use crate::queue::{AlertId, DeliveryJob, Folded, Wakers};
 use crate::route::{Routed, Router};
-use crate::store::{FoldRecord, Store, StoreError, StoredAlert};
+use crate::store::{FoldRecord, Store, StoreError};
 
 /// What became of an accepted callback.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,11 +88,6 @@ impl Intake {
             });
         }
 
-        let stored = StoredAlert {
-            id: alert_id,
-            received_at: now,
-            alert: alert.clone(),
-        };
         let routed = self.router.route(alert);
         let fold_kind = self.fold_kind(alert);
         let mut plans: Vec<(Routed<'_>, Plan)> = Vec::with_capacity(routed.len());
@@ -117,7 +112,7 @@ impl Intake {
             } => *first_in_window,
         };
         if plans.is_empty() || plans.iter().any(|(_, plan)| shown(plan)) {
-            store.insert_alert(&stored)?;
+            store.insert_alert(alert_id, now, alert)?;
         }
         let mut receipt = Receipt {
             alert_id,

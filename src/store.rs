@@ -171,11 +171,25 @@ impl Store {
 
     /// Writes an alert (durable after the next [`Store::commit`]). Write it before its jobs: sled
     /// recovers a prefix of its log, so after a crash a job never exists without its alert.
-    pub fn insert_alert(&self, stored: &StoredAlert) -> Result<(), StoreError> {
-        let previous = self
-            .inner
-            .alerts
-            .insert(stored.id.to_be_bytes(), serde_json::to_vec(stored)?)?;
+    pub fn insert_alert(
+        &self,
+        id: AlertId,
+        received_at: DateTime<Utc>,
+        alert: &Alert,
+    ) -> Result<(), StoreError> {
+        /// [`StoredAlert`]'s layout, borrowing the alert rather than copying it.
+        #[derive(Serialize)]
+        struct Record<'a> {
+            id: AlertId,
+            received_at: DateTime<Utc>,
+            alert: &'a Alert,
+        }
+        let record = serde_json::to_vec(&Record {
+            id,
+            received_at,
+            alert,
+        })?;
+        let previous = self.inner.alerts.insert(id.to_be_bytes(), record)?;
         if previous.is_none() {
             self.inner.alert_count.fetch_add(1, Ordering::Relaxed);
         }
@@ -662,22 +676,13 @@ mod tests {
 
     /// Stores `alert` with a job for each of `targets`, durably, as the intake does.
     async fn accept(store: &Store, alert: &Alert, targets: &[&str]) -> Result<AlertId, StoreError> {
-        let stored = StoredAlert {
-            id: store.next_id()?,
-            received_at: Utc::now(),
-            alert: alert.clone(),
-        };
-        store.insert_alert(&stored)?;
+        let id = store.next_id()?;
+        store.insert_alert(id, Utc::now(), alert)?;
         for target in targets {
-            store.insert_job(&DeliveryJob::new(
-                store.next_id()?,
-                stored.id,
-                target,
-                Utc::now(),
-            ))?;
+            store.insert_job(&DeliveryJob::new(store.next_id()?, id, target, Utc::now()))?;
         }
         store.commit().await?;
-        Ok(stored.id)
+        Ok(id)
     }
 
     #[tokio::test]
@@ -739,12 +744,9 @@ mod tests {
         let old = now - chrono::Duration::hours(2);
         // An old alert no job refers to; an old alert with a queued job; a fresh alert.
         for (id, received_at) in [(1, old), (2, old), (3, now)] {
-            let alert = StoredAlert {
-                id,
-                received_at,
-                alert: sample_alert(id as u32),
-            };
-            store.insert_alert(&alert).unwrap();
+            store
+                .insert_alert(id, received_at, &sample_alert(id as u32))
+                .unwrap();
         }
         store
             .insert_job(&DeliveryJob::new(10, 2, "t", now))
