@@ -434,10 +434,10 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
                 jobs.push(InFlight { key, job, issue_id });
             }
             Ok(None) => {
-                failure.get_or_insert(Outcome::Permanent {
-                    reason: FailureReason::Other,
-                    answer: format!("alert {} is missing from the store", job.alert_id),
-                });
+                failure.get_or_insert(Outcome::permanent(
+                    FailureReason::Other,
+                    format!("alert {} is missing from the store", job.alert_id),
+                ));
                 jobs.push(InFlight {
                     key,
                     job,
@@ -445,12 +445,11 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
                 });
             }
             Err(error) => {
-                failure.get_or_insert(Outcome::Retry {
-                    after: Some(Duration::from_secs(5)),
-                    pause_target: false,
-                    reason: FailureReason::Other,
-                    answer: format!("cannot read alert {}: {error}", job.alert_id),
-                });
+                failure.get_or_insert(Outcome::retry_after(
+                    Some(Duration::from_secs(5)),
+                    FailureReason::Other,
+                    format!("cannot read alert {}: {error}", job.alert_id),
+                ));
                 jobs.push(InFlight {
                     key,
                     job,

@@ -20,12 +20,10 @@ impl ConsoleTarget {
             Ok(()) => Outcome::Delivered {
                 answer: "written to stdout".into(),
             },
-            Err(error) => Outcome::Retry {
-                after: None,
-                pause_target: false,
-                reason: FailureReason::Other,
-                answer: format!("cannot write to stdout: {error}"),
-            },
+            Err(error) => Outcome::retry(
+                FailureReason::Other,
+                format!("cannot write to stdout: {error}"),
+            ),
         }
     }
 }

@@ -141,10 +141,10 @@ impl DingTalkTarget {
                 answer: format!("{answer} (resent shortened after {first_answer})"),
             },
             Attempted::Done(outcome) => outcome,
-            Attempted::TooLong(answer) => Outcome::Permanent {
-                reason: FailureReason::ClientError,
-                answer: format!("{answer} (even at {SHRUNK_BODY_BYTES} bytes)"),
-            },
+            Attempted::TooLong(answer) => Outcome::permanent(
+                FailureReason::ClientError,
+                format!("{answer} (even at {SHRUNK_BODY_BYTES} bytes)"),
+            ),
         }
     }
 
@@ -152,10 +152,7 @@ impl DingTalkTarget {
         let url = match self.signed_url() {
             Ok(url) => url,
             Err(error) => {
-                return Attempted::Done(Outcome::Permanent {
-                    reason: FailureReason::ClientError,
-                    answer: error,
-                })
+                return Attempted::Done(Outcome::permanent(FailureReason::ClientError, error))
             }
         };
         let response = self
@@ -304,30 +301,28 @@ fn classify(
 ) -> Attempted {
     let snippet = truncate_chars(body.trim(), 300);
     if status == 429 {
-        return Attempted::Done(Outcome::Retry {
-            after: retry_after.or(Some(throttle_pause)),
-            pause_target: true,
-            reason: FailureReason::RateLimited,
-            answer: format!("HTTP 429: {snippet}"),
-        });
+        return Attempted::Done(Outcome::slow_down(
+            retry_after.or(Some(throttle_pause)),
+            FailureReason::RateLimited,
+            format!("HTTP 429: {snippet}"),
+        ));
     }
     if status >= 500 || status == 408 {
-        return Attempted::Done(Outcome::Retry {
-            after: retry_after,
-            pause_target: false,
-            reason: FailureReason::ServerError,
-            answer: format!("HTTP {status}: {snippet}"),
-        });
+        return Attempted::Done(Outcome::retry_after(
+            retry_after,
+            FailureReason::ServerError,
+            format!("HTTP {status}: {snippet}"),
+        ));
     }
     if !(200..300).contains(&status) {
-        return Attempted::Done(Outcome::Permanent {
-            reason: if status == 401 || status == 403 {
+        return Attempted::Done(Outcome::permanent(
+            if status == 401 || status == 403 {
                 FailureReason::AuthError
             } else {
                 FailureReason::ClientError
             },
-            answer: format!("HTTP {status}: {snippet}"),
-        });
+            format!("HTTP {status}: {snippet}"),
+        ));
     }
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let errcode = parsed.as_ref().and_then(|v| match v.get("errcode")? {
@@ -340,43 +335,26 @@ fn classify(
         .and_then(|v| v.get("errmsg")?.as_str().map(str::to_string))
         .unwrap_or_default();
     let Some(errcode) = errcode else {
-        return Attempted::Done(Outcome::Retry {
-            after: None,
-            pause_target: false,
-            reason: FailureReason::Other,
-            answer: format!("HTTP {status} without an errcode: {snippet}"),
-        });
+        return Attempted::Done(Outcome::retry(
+            FailureReason::Other,
+            format!("HTTP {status} without an errcode: {snippet}"),
+        ));
     };
     let answer = format!("errcode {errcode}: {errmsg}");
     Attempted::Done(match errcode {
         0 => Outcome::Delivered { answer },
-        130101 | 410100 => Outcome::Retry {
-            after: Some(throttle_pause),
-            pause_target: true,
-            reason: FailureReason::RateLimited,
-            answer,
-        },
+        130101 | 410100 => {
+            Outcome::slow_down(Some(throttle_pause), FailureReason::RateLimited, answer)
+        }
         460101 | 101002 => return Attempted::TooLong(answer),
-        310000 | 300001 | 300005 | 400101 | 400102 | 400106 => Outcome::Permanent {
-            reason: FailureReason::AuthError,
-            answer,
-        },
-        400013 | 400105 | 400402 | 40035 | 43004 | 430101..=430104 => Outcome::Permanent {
-            reason: FailureReason::ClientError,
-            answer,
-        },
-        -1 => Outcome::Retry {
-            after: None,
-            pause_target: false,
-            reason: FailureReason::ServerError,
-            answer,
-        },
-        _ => Outcome::Retry {
-            after: None,
-            pause_target: false,
-            reason: FailureReason::Other,
-            answer,
-        },
+        310000 | 300001 | 300005 | 400101 | 400102 | 400106 => {
+            Outcome::permanent(FailureReason::AuthError, answer)
+        }
+        400013 | 400105 | 400402 | 40035 | 43004 | 430101..=430104 => {
+            Outcome::permanent(FailureReason::ClientError, answer)
+        }
+        -1 => Outcome::retry(FailureReason::ServerError, answer),
+        _ => Outcome::retry(FailureReason::Other, answer),
     })
 }
 
@@ -399,10 +377,9 @@ mod tests {
     fn outcome(status: u16, body: &str) -> Outcome {
         match classify(status, None, body, Duration::from_secs(600)) {
             Attempted::Done(outcome) => outcome,
-            Attempted::TooLong(answer) => Outcome::Permanent {
-                reason: FailureReason::Other,
-                answer: format!("TOO LONG {answer}"),
-            },
+            Attempted::TooLong(answer) => {
+                Outcome::permanent(FailureReason::Other, format!("TOO LONG {answer}"))
+            }
         }
     }
 

@@ -221,36 +221,16 @@ fn classify(
     let answer = format!("code {code}: {message}");
     match code {
         0 => Outcome::Delivered { answer },
-        11232 | 9499 => Outcome::Retry {
-            after: Some(retry_after.unwrap_or(throttle_pause)),
-            pause_target: true,
-            reason: FailureReason::RateLimited,
+        11232 | 9499 => Outcome::slow_down(
+            Some(retry_after.unwrap_or(throttle_pause)),
+            FailureReason::RateLimited,
             answer,
-        },
-        19021 | 19022 => Outcome::Permanent {
-            reason: FailureReason::AuthError,
-            answer,
-        },
-        19024 => Outcome::Permanent {
-            reason: FailureReason::ClientError,
-            answer,
-        },
-        _ if status >= 500 => Outcome::Retry {
-            after: retry_after,
-            pause_target: false,
-            reason: FailureReason::ServerError,
-            answer,
-        },
-        _ if (400..500).contains(&status) => Outcome::Permanent {
-            reason: FailureReason::ClientError,
-            answer,
-        },
-        _ => Outcome::Retry {
-            after: None,
-            pause_target: false,
-            reason: FailureReason::Other,
-            answer,
-        },
+        ),
+        19021 | 19022 => Outcome::permanent(FailureReason::AuthError, answer),
+        19024 => Outcome::permanent(FailureReason::ClientError, answer),
+        _ if status >= 500 => Outcome::retry_after(retry_after, FailureReason::ServerError, answer),
+        _ if (400..500).contains(&status) => Outcome::permanent(FailureReason::ClientError, answer),
+        _ => Outcome::retry(FailureReason::Other, answer),
     }
 }
 

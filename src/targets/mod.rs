@@ -122,6 +122,49 @@ pub enum Outcome {
     Gone { answer: String },
 }
 
+impl Outcome {
+    /// Try again on the queue's schedule.
+    pub fn retry(reason: FailureReason, answer: impl Into<String>) -> Outcome {
+        Outcome::retry_after(None, reason, answer)
+    }
+
+    /// Try again after `after` if the downstream said when, else on the queue's schedule.
+    pub fn retry_after(
+        after: Option<Duration>,
+        reason: FailureReason,
+        answer: impl Into<String>,
+    ) -> Outcome {
+        Outcome::Retry {
+            after,
+            pause_target: false,
+            reason,
+            answer: answer.into(),
+        }
+    }
+
+    /// The downstream asked to be sent less: send nothing to this target for `after` (or the
+    /// queue's default pause), then try again.
+    pub fn slow_down(
+        after: Option<Duration>,
+        reason: FailureReason,
+        answer: impl Into<String>,
+    ) -> Outcome {
+        Outcome::Retry {
+            after,
+            pause_target: true,
+            reason,
+            answer: answer.into(),
+        }
+    }
+
+    pub fn permanent(reason: FailureReason, answer: impl Into<String>) -> Outcome {
+        Outcome::Permanent {
+            reason,
+            answer: answer.into(),
+        }
+    }
+}
+
 /// Why an attempt failed, in the categories operators chart (Alertmanager's `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -353,10 +396,7 @@ impl Target {
 }
 
 fn template_failure(error: TemplateError) -> Outcome {
-    Outcome::Permanent {
-        reason: FailureReason::Other,
-        answer: error.to_string(),
-    }
+    Outcome::permanent(FailureReason::Other, error.to_string())
 }
 
 /// A configured target and the retry schedule the queue applies to it.
@@ -468,31 +508,17 @@ pub(crate) fn classify_http_status(
 ) -> Outcome {
     let answer = format!("HTTP {status}: {body}");
     match status {
-        429 => Outcome::Retry {
-            after: retry_after.or(Some(Duration::from_secs(60))),
-            pause_target: true,
-            reason: FailureReason::RateLimited,
+        429 => Outcome::slow_down(
+            retry_after.or(Some(Duration::from_secs(60))),
+            FailureReason::RateLimited,
             answer,
-        },
-        408 | 500..=599 => Outcome::Retry {
-            after: retry_after,
-            pause_target: false,
-            reason: FailureReason::ServerError,
-            answer,
-        },
-        401 | 403 => Outcome::Permanent {
-            reason: FailureReason::AuthError,
-            answer,
-        },
-        400..=499 => Outcome::Permanent {
-            reason: FailureReason::ClientError,
-            answer,
-        },
-        _ => Outcome::Retry {
-            after: None,
-            pause_target: false,
-            reason: FailureReason::Other,
-            answer: format!("{answer} (no code in the answer)"),
-        },
+        ),
+        408 | 500..=599 => Outcome::retry_after(retry_after, FailureReason::ServerError, answer),
+        401 | 403 => Outcome::permanent(FailureReason::AuthError, answer),
+        400..=499 => Outcome::permanent(FailureReason::ClientError, answer),
+        _ => Outcome::retry(
+            FailureReason::Other,
+            format!("{answer} (no code in the answer)"),
+        ),
     }
 }

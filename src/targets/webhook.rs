@@ -180,30 +180,22 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &str) -> Outcome {
     match status {
         200..=299 => Outcome::Delivered { answer },
         410 => Outcome::Gone { answer },
-        429 => Outcome::Retry {
-            after: Some(retry_after.unwrap_or_default().max(Duration::from_secs(60))),
-            pause_target: true,
-            reason: FailureReason::RateLimited,
+        429 => Outcome::slow_down(
+            Some(retry_after.unwrap_or_default().max(Duration::from_secs(60))),
+            FailureReason::RateLimited,
             answer,
-        },
-        408 | 500..=599 => Outcome::Retry {
-            after: retry_after,
-            pause_target: false,
-            reason: if status == 408 {
+        ),
+        408 | 500..=599 => Outcome::retry_after(
+            retry_after,
+            if status == 408 {
                 FailureReason::Timeout
             } else {
                 FailureReason::ServerError
             },
             answer,
-        },
-        401 | 403 => Outcome::Permanent {
-            reason: FailureReason::AuthError,
-            answer,
-        },
-        _ => Outcome::Permanent {
-            reason: FailureReason::ClientError,
-            answer,
-        },
+        ),
+        401 | 403 => Outcome::permanent(FailureReason::AuthError, answer),
+        _ => Outcome::permanent(FailureReason::ClientError, answer),
     }
 }
 

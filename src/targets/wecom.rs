@@ -193,32 +193,15 @@ fn classify(
     let answer = format!("errcode {code}: {message}");
     match code {
         0 => Outcome::Delivered { answer },
-        45009 => Outcome::Retry {
-            after: Some(retry_after.unwrap_or(throttle_pause)),
-            pause_target: true,
-            reason: FailureReason::RateLimited,
+        45009 => Outcome::slow_down(
+            Some(retry_after.unwrap_or(throttle_pause)),
+            FailureReason::RateLimited,
             answer,
-        },
-        93000 => Outcome::Permanent {
-            reason: FailureReason::AuthError,
-            answer,
-        },
-        40058 => Outcome::Permanent {
-            reason: FailureReason::ClientError,
-            answer,
-        },
-        -1 => Outcome::Retry {
-            after: None,
-            pause_target: false,
-            reason: FailureReason::ServerError,
-            answer,
-        },
-        _ => Outcome::Retry {
-            after: None,
-            pause_target: false,
-            reason: FailureReason::Other,
-            answer,
-        },
+        ),
+        93000 => Outcome::permanent(FailureReason::AuthError, answer),
+        40058 => Outcome::permanent(FailureReason::ClientError, answer),
+        -1 => Outcome::retry(FailureReason::ServerError, answer),
+        _ => Outcome::retry(FailureReason::Other, answer),
     }
 }
 
