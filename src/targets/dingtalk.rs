@@ -299,30 +299,9 @@ fn classify(
     body: &str,
     throttle_pause: Duration,
 ) -> Attempted {
-    let snippet = truncate_chars(body.trim(), 300);
-    if status == 429 {
-        return Attempted::Done(Outcome::slow_down(
-            retry_after.or(Some(throttle_pause)),
-            FailureReason::RateLimited,
-            format!("HTTP 429: {snippet}"),
-        ));
-    }
-    if status >= 500 || status == 408 {
-        return Attempted::Done(Outcome::retry_after(
-            retry_after,
-            FailureReason::ServerError,
-            format!("HTTP {status}: {snippet}"),
-        ));
-    }
     if !(200..300).contains(&status) {
-        return Attempted::Done(Outcome::permanent(
-            if status == 401 || status == 403 {
-                FailureReason::AuthError
-            } else {
-                FailureReason::ClientError
-            },
-            format!("HTTP {status}: {snippet}"),
-        ));
+        let snippet = truncate_chars(body.trim(), 300);
+        return Attempted::Done(super::classify_http_status(status, retry_after, &snippet));
     }
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let errcode = parsed.as_ref().and_then(|v| match v.get("errcode")? {
@@ -337,7 +316,10 @@ fn classify(
     let Some(errcode) = errcode else {
         return Attempted::Done(Outcome::retry(
             FailureReason::Other,
-            format!("HTTP {status} without an errcode: {snippet}"),
+            format!(
+                "HTTP {status} without an errcode: {}",
+                truncate_chars(body.trim(), 300)
+            ),
         ));
     };
     let answer = format!("errcode {errcode}: {errmsg}");
