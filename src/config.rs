@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// Largest request body accepted on the hooks; larger ones are answered 413.
     #[serde(default = "ServerConfig::default_body_limit", with = "byte_size")]
     pub body_limit: u64,
+    /// On SIGTERM/SIGINT, how long deliveries in flight may take to finish.
+    #[serde(default = "ServerConfig::default_shutdown_grace", with = "duration")]
+    pub shutdown_grace: Duration,
 }
 
 impl ServerConfig {
@@ -87,6 +90,9 @@ impl ServerConfig {
     fn default_body_limit() -> u64 {
         1024 * 1024
     }
+    fn default_shutdown_grace() -> Duration {
+        Duration::from_secs(10)
+    }
 }
 
 impl Default for ServerConfig {
@@ -96,6 +102,7 @@ impl Default for ServerConfig {
             data_dir: Self::default_data_dir(),
             admin_token: None,
             body_limit: Self::default_body_limit(),
+            shutdown_grace: Self::default_shutdown_grace(),
         }
     }
 }

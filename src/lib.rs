@@ -4,6 +4,7 @@ pub mod alert;
 pub mod config;
 pub mod http;
 pub mod intake;
+pub mod metrics;
 pub mod queue;
 pub mod render;
 pub mod route;

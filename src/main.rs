@@ -29,6 +29,9 @@ enum Command {
     Serve {
         #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
         config: PathBuf,
+        /// `human` (the default) or `json`, one object a line, for log collectors.
+        #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
     },
     /// Validate the config (templates included) and print it with every secret masked; exit 1 if
     /// it is not usable.
@@ -72,16 +75,19 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve { config } => {
-            let _log_writer = init_logging();
-            let (config, targets) = match load(&config) {
+        Command::Serve {
+            config: path,
+            log_format,
+        } => {
+            let _log_writer = init_logging(log_format);
+            let (config, targets) = match load(&path) {
                 Ok(loaded) => loaded,
                 Err(code) => return code,
             };
             let Some(runtime) = runtime() else {
                 return ExitCode::FAILURE;
             };
-            match runtime.block_on(herald::server::serve(config, targets)) {
+            match runtime.block_on(herald::server::serve(path, config, targets)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -296,16 +302,24 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 /// A background thread does the writing, so a request never waits on the terminal or a log
 /// collector's pipe. It is not lossy: when its buffer is full, callers wait rather than drop lines.
 /// The returned guard flushes what is buffered when `main` returns.
-fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(writer);
+    match format {
+        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
     guard
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }

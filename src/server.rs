@@ -1,21 +1,27 @@
-//! `herald serve`: open the store, bind, answer until SIGINT/SIGTERM, then drain and flush.
+//! `herald serve`: open the store, start the workers, answer until SIGINT/SIGTERM, then stop
+//! accepting, let deliveries in flight finish (up to `server.shutdown_grace`), flush and exit.
+//! SIGHUP reloads the config file: targets, routes, templates, secrets. A config that does not load
+//! is refused with an error in the log, and the running one is kept.
 
 use anyhow::Context;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Mutex;
 
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Live};
+use crate::metrics::Metrics;
 use crate::queue::{Queue, Wakers};
 use crate::store::Store;
 use crate::targets::Configured;
 
-/// How long in-flight deliveries may take to finish once shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-pub async fn serve(config: Config, targets: Vec<Configured>) -> anyhow::Result<()> {
+pub async fn serve(
+    config_path: PathBuf,
+    config: Config,
+    targets: Vec<Configured>,
+) -> anyhow::Result<()> {
     let data_dir = config.server.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await
@@ -34,11 +40,22 @@ pub async fn serve(config: Config, targets: Vec<Configured>) -> anyhow::Result<(
     );
 
     report_queued_jobs(&store, &config);
+    let metrics = Arc::new(Metrics::new());
+    let config = Arc::new(config);
     let wakers = Wakers::new(config.targets.iter().map(|t| t.name.as_str()));
-    let queue = Queue::start(store.clone(), targets, &wakers);
-
+    let queue = Arc::new(Mutex::new(Queue::start(
+        store.clone(),
+        targets,
+        &wakers,
+        metrics.clone(),
+    )));
     let sweeper = tokio::spawn(sweep_periodically(store.clone(), config.clone()));
-    let state = Arc::new(AppState::new(&config, store.clone(), wakers));
+    let state = Arc::new(AppState::new(
+        store.clone(),
+        metrics.clone(),
+        Live::new(config.clone(), store.clone(), wakers),
+    ));
+
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -49,8 +66,9 @@ pub async fn serve(config: Config, targets: Vec<Configured>) -> anyhow::Result<(
         "herald listening on http://{address}"
     );
 
+    let reloader = tokio::spawn(reload_on_sighup(config_path, state.clone(), queue.clone()));
     let shutdown_state = state.clone();
-    axum::serve(listener, http::router(state))
+    axum::serve(listener, http::router(state.clone()))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             shutdown_state.shutting_down.store(true, Ordering::Relaxed);
@@ -59,8 +77,11 @@ pub async fn serve(config: Config, targets: Vec<Configured>) -> anyhow::Result<(
         .await
         .context("the HTTP server failed")?;
 
+    reloader.abort();
     sweeper.abort();
-    queue.stop(SHUTDOWN_GRACE).await;
+    let grace = state.live.load().config.server.shutdown_grace;
+    let running = std::mem::replace(&mut *queue.lock().await, Queue::idle());
+    running.stop(grace).await;
     store
         .commit()
         .await
@@ -69,9 +90,81 @@ pub async fn serve(config: Config, targets: Vec<Configured>) -> anyhow::Result<(
     Ok(())
 }
 
+/// On each SIGHUP: load the config again; if it loads (templates included), restart the workers
+/// on it and swap it in. Queued jobs are in the store and are picked up by the new workers.
+async fn reload_on_sighup(config_path: PathBuf, state: Arc<AppState>, queue: Arc<Mutex<Queue>>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::error!(
+                "cannot listen for SIGHUP; the config cannot be reloaded without a restart"
+            );
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            reload(&config_path, &state, &queue).await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (config_path, state, queue);
+}
+
+async fn reload(config_path: &PathBuf, state: &AppState, queue: &Mutex<Queue>) {
+    let loaded = Config::load(config_path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            crate::targets::build_all(&config)
+                .map(|targets| (config, targets))
+                .map_err(|e| e.to_string())
+        });
+    let (config, targets) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tracing::error!(%error, "SIGHUP: the new config is refused; herald keeps running on the old one");
+            return;
+        }
+    };
+    let old = state.live.load_full();
+    for (key, changed) in [
+        (
+            "server.listen",
+            config.server.listen != old.config.server.listen,
+        ),
+        (
+            "server.data_dir",
+            config.server.data_dir != old.config.server.data_dir,
+        ),
+    ] {
+        if changed {
+            tracing::warn!(
+                key,
+                "SIGHUP: {key} changed; that takes a restart, the old value stays in force"
+            );
+        }
+    }
+    let config = Arc::new(config);
+    let wakers = Wakers::new(config.targets.iter().map(|t| t.name.as_str()));
+    let mut queue = queue.lock().await;
+    let running = std::mem::replace(&mut *queue, Queue::idle());
+    running.stop(old.config.server.shutdown_grace).await;
+    *queue = Queue::start(state.store.clone(), targets, &wakers, state.metrics.clone());
+    state.live.store(Arc::new(Live::new(
+        config.clone(),
+        state.store.clone(),
+        wakers,
+    )));
+    tracing::info!(
+        targets = config.targets.len(),
+        routes = config.routes.len(),
+        "SIGHUP: config reloaded"
+    );
+}
+
 /// Sweeps expired dedupe and fold records and old alerts every `store.sweep_every`, and reports
 /// what the store takes on disk, so the data folder does not grow without bound.
-async fn sweep_periodically(store: Store, config: Config) {
+async fn sweep_periodically(store: Store, config: Arc<Config>) {
     let mut ticks = tokio::time::interval(config.store.sweep_every);
     ticks.tick().await;
     loop {

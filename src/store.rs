@@ -5,8 +5,9 @@
 //! | `meta`   | `b"schema"`                                      | schema version, u32 BE  |
 //! | `alerts` | alert id, u64 BE                                 | [`StoredAlert`] as JSON |
 //! | `jobs`   | target name, `0x00`, due time in ms u64 BE, job id u64 BE | [`DeliveryJob`] as JSON |
-//! | `dead_letters` | job id, u64 BE                             | [`DeadLetter`] as JSON  |
+//! | `dead_letters` | target name, `0x00`, job id u64 BE        | [`DeadLetter`] as JSON  |
 //! | `targets` | target name                                     | [`TargetState`] as JSON |
+//! | `targets` | target name, `0x00`, `b"paused"`                | present while an operator paused it |
 //! | `dedupe` | SHA-256 of an alert's dedupe key, first 16 bytes | first alert id u64 BE, seen at ms u64 BE |
 //! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
 //!
@@ -492,11 +493,11 @@ impl Store {
     pub fn bury_job(&self, key: &JobKey, dead: &DeadLetter) -> Result<(), StoreError> {
         use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
         let value = serde_json::to_vec(dead)?;
-        let id = dead.job.id.to_be_bytes();
+        let id = dead_letter_key(&dead.job.target, dead.job.id);
         let removed = (&self.inner.jobs, &self.inner.dead_letters)
             .transaction(|(jobs, dead_letters)| {
                 let removed = jobs.remove(&key.0)?;
-                dead_letters.insert(&id, value.clone())?;
+                dead_letters.insert(id.as_slice(), value.clone())?;
                 Ok::<_, ConflictableTransactionError<()>>(removed.is_some())
             })
             .map_err(|e| match e {
@@ -512,7 +513,75 @@ impl Store {
         Ok(())
     }
 
-    /// Every dead letter, oldest first.
+    /// Dead letters per target name.
+    pub fn dead_letters_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        count_per_target(&self.inner.dead_letters)
+    }
+
+    /// Puts dead letters back in the queue, due now, with a fresh retry schedule (their earlier
+    /// attempts are kept in the job's history). `select` picks which (by their job). Returns
+    /// the jobs queued again.
+    pub fn replay_dead_letters(
+        &self,
+        select: impl Fn(&DeliveryJob) -> bool,
+    ) -> Result<Vec<DeliveryJob>, StoreError> {
+        let mut replayed = Vec::new();
+        for entry in self.inner.dead_letters.iter() {
+            let (key, value) = entry?;
+            let dead: DeadLetter = serde_json::from_slice(&value)?;
+            if !select(&dead.job) {
+                continue;
+            }
+            let mut job = dead.job;
+            job.due_at = Utc::now();
+            job.replayed_attempts.append(&mut job.attempts);
+            let job_value = serde_json::to_vec(&job)?;
+            let job_tree_key = job_key(&job);
+            use sled::transaction::{TransactionError, Transactional};
+            let moved =
+                (&self.inner.dead_letters, &self.inner.jobs).transaction(|(dead_letters, jobs)| {
+                    if dead_letters.remove(&key)?.is_none() {
+                        return Ok(false);
+                    }
+                    jobs.insert(job_tree_key.as_slice(), job_value.clone())?;
+                    Ok(true)
+                });
+            match moved {
+                Ok(true) => {
+                    self.inner.dead_letter_count.fetch_sub(1, Ordering::Relaxed);
+                    self.inner.queued_job_count.fetch_add(1, Ordering::Relaxed);
+                    replayed.push(job);
+                }
+                Ok(false) => {}
+                Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
+                Err(TransactionError::Abort(())) => {}
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// Pauses (or resumes) a target on an operator's word; kept apart from the worker's own state.
+    pub fn set_operator_pause(&self, target: &str, paused: bool) -> Result<(), StoreError> {
+        let key = operator_pause_key(target);
+        if paused {
+            self.inner
+                .targets
+                .insert(key, Utc::now().to_rfc3339().as_bytes())?;
+        } else {
+            self.inner.targets.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Whether an operator paused `target`.
+    pub fn operator_paused(&self, target: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .inner
+            .targets
+            .contains_key(operator_pause_key(target))?)
+    }
+
+    /// Every dead letter, by target, oldest first.
     pub fn dead_letters(&self) -> impl Iterator<Item = Result<DeadLetter, StoreError>> + '_ {
         self.inner
             .dead_letters
@@ -526,15 +595,7 @@ impl Store {
 
     /// Queued jobs per target name (including targets no longer configured).
     pub fn queued_jobs_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        let mut counts = BTreeMap::new();
-        for key in self.inner.jobs.iter().keys() {
-            let key = key?;
-            let name = key.split(|b| *b == 0).next().unwrap_or_default();
-            *counts
-                .entry(String::from_utf8_lossy(name).into_owned())
-                .or_insert(0) += 1;
-        }
-        Ok(counts)
+        count_per_target(&self.inner.jobs)
     }
 
     /// What a target's limiter saved (recent attempts, a pause).
@@ -583,6 +644,31 @@ fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
 #[derive(Deserialize)]
 struct AlertAge {
     received_at: DateTime<Utc>,
+}
+
+/// Counts the keys of a tree keyed `target name, 0x00, …` per target name.
+fn count_per_target(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, StoreError> {
+    let mut counts = BTreeMap::new();
+    for key in tree.iter().keys() {
+        let key = key?;
+        let name = key.split(|b| *b == 0).next().unwrap_or_default();
+        *counts
+            .entry(String::from_utf8_lossy(name).into_owned())
+            .or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+fn dead_letter_key(target: &str, job: JobId) -> Vec<u8> {
+    let mut key = target_prefix(target);
+    key.extend_from_slice(&job.to_be_bytes());
+    key
+}
+
+fn operator_pause_key(target: &str) -> Vec<u8> {
+    let mut key = target_prefix(target);
+    key.extend_from_slice(b"paused");
+    key
 }
 
 fn parse_dedupe_value(value: &[u8]) -> Option<(AlertId, u64)> {

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{fixture, fixtures_dir, sign, LEGACY_TOKEN, SECRET};
 use herald::config::Config;
-use herald::http::{router, AppState};
+use herald::http::{router, AppState, Live};
 use herald::sentry::{parse_integration_payload, parse_legacy_payload};
 use herald::store::Store;
 use proptest::prelude::*;
@@ -41,10 +41,15 @@ impl Intake {
         let text = common::base_config(&dir.path().join("data"));
         let config = Config::parse(std::path::Path::new("fuzz.toml"), &text, |_| None).unwrap();
         let store = Store::open(&config.server.data_dir).unwrap();
-        let state = Arc::new(AppState::new(
-            &config,
-            store,
+        let live = Live::new(
+            Arc::new(config),
+            store.clone(),
             herald::queue::Wakers::default(),
+        );
+        let state = Arc::new(AppState::new(
+            store,
+            Arc::new(herald::metrics::Metrics::new()),
+            live,
         ));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -20,6 +20,8 @@ pub enum ApiError {
     StoreUnavailable(#[source] StoreError),
     #[error("herald is shutting down; nothing was accepted")]
     ShuttingDown,
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl ApiError {
@@ -28,6 +30,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::StoreUnavailable(_) | ApiError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "too_large",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::NotFound(_) => "not_found",
         }
     }
 }

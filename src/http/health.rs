@@ -31,3 +31,34 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
     });
     (status, Json(body))
 }
+
+/// Prometheus text format.
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+) -> Result<
+    (
+        StatusCode,
+        [(axum::http::HeaderName, &'static str); 1],
+        String,
+    ),
+    super::ApiError,
+> {
+    let targets = state.live.load().target_names();
+    let store = state.store.clone();
+    let metrics = state.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || metrics.render(&store, &targets))
+        .await
+        .map_err(|e| {
+            super::ApiError::StoreUnavailable(crate::store::StoreError::Sled(
+                sled::Error::Unsupported(e.to_string()),
+            ))
+        })??;
+    Ok((
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    ))
+}

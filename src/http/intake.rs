@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Live};
 use crate::alert::{Alert, Level};
 use crate::sentry::{parse_integration_payload, parse_legacy_payload, PayloadError};
 
@@ -45,13 +45,14 @@ pub async fn sentry_hook(
     body: Body,
 ) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
     let resource = header_text(&headers, RESOURCE_HEADER);
+    let live = state.live.load_full();
     let result = async {
         refuse_if_shutting_down(&state)?;
-        let body = read_limited(&headers, body, state.body_limit).await?;
+        let body = read_limited(&headers, body, live.config.server.body_limit).await?;
         let signature = header_text(&headers, SIGNATURE_HEADER).ok_or(ApiError::Unauthorized(
             "missing Sentry-Hook-Signature header",
         ))?;
-        if !state.verifier.verify(&body, signature) {
+        if !live.verifier.verify(&body, signature) {
             return Err(ApiError::Unauthorized(
                 "Sentry-Hook-Signature does not match the body under any configured client secret",
             ));
@@ -69,10 +70,10 @@ pub async fn sentry_hook(
             )));
         }
         let alert = parse_integration_payload(resource, &body).map_err(payload_error)?;
-        accept(&state, alert).await
+        accept(&state, &live, alert).await
     }
     .await;
-    log_outcome(resource.unwrap_or("-"), &result);
+    log_outcome(&state, resource.unwrap_or("-"), &result);
     result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
 }
 
@@ -82,27 +83,32 @@ pub async fn legacy_hook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
+    let live = state.live.load_full();
     let result = async {
         refuse_if_shutting_down(&state)?;
-        let body = read_limited(&headers, body, state.body_limit).await?;
+        let body = read_limited(&headers, body, live.config.server.body_limit).await?;
         // Every token is compared, so the time taken does not reveal which one (if any) matched.
-        let known = state.legacy_tokens.iter().fold(false, |found, candidate| {
+        let known = live.legacy_tokens().iter().fold(false, |found, candidate| {
             bool::from(candidate.expose().as_bytes().ct_eq(token.as_bytes())) | found
         });
         if !known {
             return Err(ApiError::Unauthorized("unknown legacy webhook token"));
         }
         let alert = parse_legacy_payload(&body).map_err(payload_error)?;
-        accept(&state, alert).await
+        accept(&state, &live, alert).await
     }
     .await;
-    log_outcome("legacy", &result);
+    log_outcome(&state, "legacy", &result);
     result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
 }
 
 /// Dedupes, routes, folds, stores and flushes: after this returns `Ok`, it is all on disk.
-async fn accept(state: &AppState, alert: Alert) -> Result<IntakeReceipt, ApiError> {
-    let receipt = state.intake.accept(&alert).await?;
+async fn accept(state: &AppState, live: &Live, alert: Alert) -> Result<IntakeReceipt, ApiError> {
+    let receipt = live.intake.accept(&alert).await?;
+    if receipt.duplicate {
+        state.metrics.deduplicated();
+    }
+    state.metrics.folded(receipt.folded.len());
     Ok(IntakeReceipt {
         status: if receipt.duplicate {
             "duplicate"
@@ -164,8 +170,18 @@ fn payload_error(error: PayloadError) -> ApiError {
     ApiError::BadRequest(error.to_string())
 }
 
-/// One log line per callback, whatever became of it.
-fn log_outcome(resource: &str, result: &Result<IntakeReceipt, ApiError>) {
+/// One log line and one metric per callback, whatever became of it.
+fn log_outcome(state: &AppState, resource: &str, result: &Result<IntakeReceipt, ApiError>) {
+    match result {
+        // Only what passed the signature check may name a label; unknown names are "other".
+        Ok(receipt) if receipt.recognized => {
+            state
+                .metrics
+                .webhook(&receipt.resource, &receipt.action, receipt.status)
+        }
+        Ok(receipt) => state.metrics.webhook("other", "other", receipt.status),
+        Err(error) => state.metrics.webhook("unknown", "unknown", error.outcome()),
+    }
     match result {
         Ok(receipt) => tracing::info!(
             resource = %receipt.resource,

@@ -1,11 +1,14 @@
-//! herald's HTTP surface: the Sentry hooks and the health probes, on one axum router.
+//! herald's HTTP surface on one axum router: the Sentry hooks, the health probes, the metrics and
+//! the admin API.
 
+mod admin;
 mod error;
 mod health;
 mod intake;
 
 pub use error::ApiError;
 
+use arc_swap::ArcSwap;
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::atomic::AtomicBool;
@@ -13,30 +16,55 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::intake::Intake;
+use crate::metrics::Metrics;
 use crate::queue::Wakers;
 use crate::secret::Secret;
 use crate::sentry::SignatureVerifier;
 use crate::store::Store;
 
-/// Everything a request handler needs, built once at start.
+/// Everything a request handler needs. What comes from the config is in [`Live`], replaced as a
+/// whole when the config is reloaded (SIGHUP), so a request sees one config from start to end.
 pub struct AppState {
     pub store: Store,
-    pub intake: Intake,
-    pub verifier: SignatureVerifier,
-    pub legacy_tokens: Vec<Secret>,
-    pub body_limit: u64,
+    pub metrics: Arc<Metrics>,
+    pub live: ArcSwap<Live>,
     /// Set when shutdown begins: the hooks answer 503 from then on.
     pub shutting_down: AtomicBool,
 }
 
-impl AppState {
-    pub fn new(config: &Config, store: Store, wakers: Wakers) -> Self {
-        AppState {
-            intake: Intake::new(config, store.clone(), wakers),
-            store,
+/// The parts of the state that a config reload replaces.
+pub struct Live {
+    pub config: Arc<Config>,
+    pub intake: Intake,
+    pub verifier: SignatureVerifier,
+    pub wakers: Wakers,
+}
+
+impl Live {
+    pub fn new(config: Arc<Config>, store: Store, wakers: Wakers) -> Live {
+        Live {
+            intake: Intake::new(&config, store, wakers.clone()),
             verifier: SignatureVerifier::new(&config.sentry.client_secrets),
-            legacy_tokens: config.sentry.legacy_tokens.clone(),
-            body_limit: config.server.body_limit,
+            wakers,
+            config,
+        }
+    }
+
+    pub fn legacy_tokens(&self) -> &[Secret] {
+        &self.config.sentry.legacy_tokens
+    }
+
+    pub fn target_names(&self) -> Vec<String> {
+        self.config.targets.iter().map(|t| t.name.clone()).collect()
+    }
+}
+
+impl AppState {
+    pub fn new(store: Store, metrics: Arc<Metrics>, live: Live) -> Self {
+        AppState {
+            store,
+            metrics,
+            live: ArcSwap::from_pointee(live),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -48,5 +76,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/hooks/sentry/legacy/{token}", post(intake::legacy_hook))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/dead-letters", get(admin::list_dead_letters))
+        .route("/api/dead-letters/replay", post(admin::replay_dead_letters))
+        .route(
+            "/api/dead-letters/{id}/replay",
+            post(admin::replay_dead_letter),
+        )
+        .route("/api/targets", get(admin::list_targets))
+        .route("/api/targets/{name}/pause", post(admin::pause_target))
+        .route("/api/targets/{name}/resume", post(admin::resume_target))
         .with_state(state)
 }

@@ -44,6 +44,12 @@ pub struct TargetState {
     /// target's settings then. Nothing is sent until the settings change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gone_for: Option<String>,
+    /// When the downstream last accepted a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<DateTime<Utc>>,
+    /// When an attempt last failed, and what the downstream said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<(DateTime<Utc>, String)>,
 }
 
 /// Sliding windows: at most `limit` attempts in any window. A fixed-minute counter would allow
@@ -163,6 +169,14 @@ impl RateLimiter {
 
     pub fn gone_for(&self) -> Option<&str> {
         self.state.gone_for.as_deref()
+    }
+
+    pub fn delivered(&mut self, at: DateTime<Utc>) {
+        self.state.last_success = Some(at);
+    }
+
+    pub fn failed(&mut self, at: DateTime<Utc>, answer: &str) {
+        self.state.last_error = Some((at, answer.to_string()));
     }
 
     pub fn state(&self) -> &TargetState {

@@ -47,6 +47,9 @@ pub struct DeliveryJob {
     /// the alert to show are taken from the fold record when the job is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary_of: Option<String>,
+    /// Attempts made before an operator replayed the job from the dead letters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replayed_attempts: Vec<Attempt>,
 }
 
 /// How many repeats of an issue were folded, since when.
@@ -69,6 +72,7 @@ impl DeliveryJob {
             mentions: Mentions::default(),
             folded: None,
             summary_of: None,
+            replayed_attempts: Vec::new(),
         }
     }
 

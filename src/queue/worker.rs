@@ -9,6 +9,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use super::{Attempt, AttemptResult, DeadLetter, DeliveryJob, JobId, RateLimiter, RetrySchedule};
+use crate::metrics::Metrics;
 use crate::render::{DigestView, MessageView};
 use crate::route::Mentions;
 use crate::store::{JobKey, Store};
@@ -53,7 +54,12 @@ pub struct Queue {
 
 impl Queue {
     /// Starts one worker per target. Each resumes the jobs already queued for it.
-    pub fn start(store: Store, targets: Vec<Configured>, wakers: &Wakers) -> Queue {
+    pub fn start(
+        store: Store,
+        targets: Vec<Configured>,
+        wakers: &Wakers,
+        metrics: Arc<Metrics>,
+    ) -> Queue {
         let (stop, stopped) = watch::channel(false);
         let mut workers = JoinSet::new();
         for (target, schedule) in targets {
@@ -65,6 +71,7 @@ impl Queue {
                 limiter: RateLimiter::new(target.limit, state),
                 wake: wakers.get(&target.name),
                 store: store.clone(),
+                metrics: metrics.clone(),
                 target,
                 schedule,
                 stopped: stopped.clone(),
@@ -72,6 +79,14 @@ impl Queue {
             workers.spawn(worker.run());
         }
         Queue { stop, workers }
+    }
+
+    /// A queue with no workers, to stand in while workers are being replaced.
+    pub fn idle() -> Queue {
+        Queue {
+            stop: watch::channel(false).0,
+            workers: JoinSet::new(),
+        }
     }
 
     /// Stops taking new jobs and waits up to `grace` for attempts in flight to finish. Jobs whose
@@ -94,6 +109,7 @@ struct Worker {
     schedule: RetrySchedule,
     limiter: RateLimiter,
     store: Store,
+    metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     stopped: watch::Receiver<bool>,
 }
@@ -173,7 +189,13 @@ impl Worker {
         in_flight: &mut JoinSet<Finished>,
         busy: &mut HashSet<JobId>,
     ) -> Option<DateTime<Utc>> {
-        if self.stopped_as_gone() {
+        if self.stopped_as_gone()
+            || self
+                .store
+                .operator_paused(&self.target.name)
+                .unwrap_or(false)
+        {
+            // Woken again when the target is resumed or its settings change.
             return None;
         }
         while in_flight.len() < self.target.concurrency {
@@ -332,6 +354,19 @@ impl Worker {
             tracing::error!(target_name = name, %answer,
                 "TARGET {name} IS GONE (HTTP 410): herald sends nothing more to it until its settings change; its messages stay queued");
         }
+        let failure = match &outcome {
+            Outcome::Delivered { .. } => None,
+            _ => reason,
+        };
+        for _ in &jobs {
+            self.metrics
+                .attempt(name, self.target.kind, latency, failure);
+        }
+        match &outcome {
+            Outcome::Delivered { .. } => self.limiter.delivered(now),
+            _ => self.limiter.failed(now, &answer),
+        }
+        self.save_limiter_state();
         let digest = jobs.len() > 1;
         for InFlight {
             key,

@@ -1,0 +1,194 @@
+//! The admin API (`/api/…`): dead letters, targets, pause and resume. Off unless
+//! `server.admin_token` is set; every request must carry `Authorization: Bearer <admin_token>`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, AppState, Live};
+use crate::queue::DeliveryJob;
+
+/// Checks the bearer token (in constant time) and hands back the live config.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Live>, ApiError> {
+    let live = state.live.load_full();
+    let Some(token) = &live.config.server.admin_token else {
+        return Err(ApiError::NotFound(
+            "the admin API is off: set server.admin_token to use it".into(),
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized(
+            "missing Authorization: Bearer <admin_token>",
+        ))?;
+    if !bool::from(given.trim().as_bytes().ct_eq(token.expose().as_bytes())) {
+        return Err(ApiError::Unauthorized("wrong admin token"));
+    }
+    Ok(live)
+}
+
+#[derive(Deserialize)]
+pub struct TargetFilter {
+    target: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DeadLetterItem {
+    id: String,
+    target: String,
+    alert_id: String,
+    issue_id: Option<String>,
+    title: Option<String>,
+    reason: &'static str,
+    /// The downstream's last answer as it said it (errcode and message, or HTTP status and body).
+    last_answer: String,
+    died_at: DateTime<Utc>,
+    attempts: usize,
+}
+
+pub async fn list_dead_letters(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(filter): Query<TargetFilter>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let mut items = Vec::new();
+    for dead in state.store.dead_letters() {
+        let dead = dead?;
+        if filter
+            .target
+            .as_ref()
+            .is_some_and(|t| *t != dead.job.target)
+        {
+            continue;
+        }
+        let alert = state
+            .store
+            .alert(dead.job.alert_id)?
+            .map(|stored| stored.alert);
+        items.push(DeadLetterItem {
+            id: dead.job.id.to_string(),
+            target: dead.job.target.clone(),
+            alert_id: dead.job.alert_id.to_string(),
+            issue_id: alert.as_ref().and_then(|a| a.issue_id.clone()),
+            title: alert.map(|a| a.title),
+            reason: dead.reason.as_str(),
+            last_answer: dead.last_answer,
+            died_at: dead.died_at,
+            attempts: dead.job.attempts.len(),
+        });
+    }
+    Ok(Json(json!({ "dead_letters": items })))
+}
+
+pub async fn replay_dead_letter(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let live = authorize(&state, &headers)?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a dead letter id")))?;
+    let replayed = state.store.replay_dead_letters(|job| job.id == id)?;
+    if replayed.is_empty() {
+        return Err(ApiError::NotFound(format!("no dead letter has id {id}")));
+    }
+    Ok(Json(replayed_answer(&live, &replayed)))
+}
+
+pub async fn replay_dead_letters(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(filter): Query<TargetFilter>,
+) -> Result<Json<Value>, ApiError> {
+    let live = authorize(&state, &headers)?;
+    let target = filter.target.ok_or_else(|| {
+        ApiError::BadRequest("say which target's dead letters to replay: ?target=NAME".into())
+    })?;
+    let replayed = state
+        .store
+        .replay_dead_letters(|job| job.target == target)?;
+    Ok(Json(replayed_answer(&live, &replayed)))
+}
+
+fn replayed_answer(live: &Live, replayed: &[DeliveryJob]) -> Value {
+    let targets: Vec<&str> = replayed.iter().map(|job| job.target.as_str()).collect();
+    live.wakers.wake(&targets);
+    for job in replayed {
+        tracing::info!(target_name = %job.target, job_id = job.id, "dead letter replayed by an operator");
+    }
+    json!({ "replayed": replayed.iter().map(|job| job.id.to_string()).collect::<Vec<_>>() })
+}
+
+pub async fn list_targets(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let live = authorize(&state, &headers)?;
+    let queued = state.store.queued_jobs_per_target()?;
+    let dead = state.store.dead_letters_per_target()?;
+    let mut targets = Vec::new();
+    for target in &live.config.targets {
+        let name = target.name.as_str();
+        let saved = state.store.target_state(name)?;
+        targets.push(json!({
+            "name": name,
+            "kind": target.settings.kind(),
+            "queue_depth": queued.get(name).copied().unwrap_or(0),
+            "dead_letters": dead.get(name).copied().unwrap_or(0),
+            "last_success": saved.last_success,
+            "last_error": saved.last_error.map(|(at, answer)| json!({"at": at, "answer": answer})),
+            "paused_until": saved.paused_until,
+            "paused_by_operator": state.store.operator_paused(name)?,
+            "gone": saved.gone_for.is_some(),
+        }));
+    }
+    Ok(Json(json!({ "targets": targets })))
+}
+
+pub async fn pause_target(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(&state, &headers, &name, true)
+}
+
+pub async fn resume_target(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    set_paused(&state, &headers, &name, false)
+}
+
+fn set_paused(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    paused: bool,
+) -> Result<Json<Value>, ApiError> {
+    let live = authorize(state, headers)?;
+    if live.config.target(name).is_none() {
+        return Err(ApiError::NotFound(format!("no target is named {name:?}")));
+    }
+    state.store.set_operator_pause(name, paused)?;
+    if !paused {
+        live.wakers.wake(&[name]);
+    }
+    tracing::warn!(
+        target_name = name,
+        paused,
+        "target {} by an operator",
+        if paused { "paused" } else { "resumed" }
+    );
+    Ok(Json(json!({ "target": name, "paused": paused })))
+}
