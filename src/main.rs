@@ -63,6 +63,17 @@ enum Command {
         /// A JSON file holding a Sentry webhook payload.
         payload: PathBuf,
     },
+    /// Inspect or replay dead letters: on the data folder when herald is stopped, or through the
+    /// admin API (server.admin_token) when it runs.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+    /// Exit 0 if herald answers on /healthz (for container health checks).
+    Healthcheck {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+    },
     /// Send one test message to a target now and print the downstream's answer.
     SendTest {
         #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
@@ -70,6 +81,32 @@ enum Command {
         /// The target's name.
         #[arg(long)]
         target: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// List dead letters (all, or one target's).
+    List {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        target: Option<String>,
+        /// herald's address when it runs (default: `server.listen`).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Put dead letters back in the queue: one by id, or all of a target.
+    Replay {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        #[arg(long, conflicts_with = "target", required_unless_present = "target")]
+        id: Option<u64>,
+        #[arg(long)]
+        target: Option<String>,
+        /// herald's address when it runs (default: `server.listen`).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -185,6 +222,31 @@ fn main() -> ExitCode {
                 println!("  -> {}{mentions}", routed.target);
             }
             ExitCode::SUCCESS
+        }
+        Command::DeadLetters { action } => dead_letters::run(action),
+        Command::Healthcheck { config } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(error) => return refuse_config(&error.to_string()),
+            };
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            let url = format!("{}/healthz", dead_letters::local_url(&config));
+            let healthy = runtime.block_on(async {
+                reqwest::Client::new()
+                    .get(&url)
+                    .timeout(std::time::Duration::from_secs(3))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            });
+            if healthy {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("herald: {url} did not answer 200");
+                ExitCode::FAILURE
+            }
         }
         Command::SendTest { config, target } => {
             let (_, targets) = match load(&config) {
@@ -322,4 +384,166 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
 enum LogFormat {
     Human,
     Json,
+}
+
+/// `herald dead-letters`: straight on the store when herald is stopped (the store is then free),
+/// through the admin API when it runs (the store is locked by the running herald).
+mod dead_letters {
+    use super::*;
+    use herald::store::Store;
+    use serde_json::Value;
+
+    pub fn run(action: DeadLetterAction) -> ExitCode {
+        let (path, url) = match &action {
+            DeadLetterAction::List { config, url, .. }
+            | DeadLetterAction::Replay { config, url, .. } => (config.clone(), url.clone()),
+        };
+        let config = match Config::load(&path) {
+            Ok(config) => config,
+            Err(error) => return refuse_config(&error.to_string()),
+        };
+        match Store::open(&config.server.data_dir) {
+            Ok(store) => offline(&store, action),
+            Err(store_error) => match &config.server.admin_token {
+                Some(_) => online(&config, url.unwrap_or_else(|| local_url(&config)), action),
+                None => {
+                    eprintln!("herald: cannot open the store ({store_error}); if herald is running, set server.admin_token to reach it through the admin API");
+                    ExitCode::FAILURE
+                }
+            },
+        }
+    }
+
+    fn offline(store: &Store, action: DeadLetterAction) -> ExitCode {
+        let result = match action {
+            DeadLetterAction::List { target, .. } => store.dead_letters().try_for_each(|dead| {
+                let dead = dead?;
+                if target.as_ref().is_none_or(|t| *t == dead.job.target) {
+                    let title = store
+                        .alert(dead.job.alert_id)?
+                        .map(|s| s.alert.title)
+                        .unwrap_or_default();
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        dead.job.id,
+                        dead.job.target,
+                        dead.died_at.to_rfc3339(),
+                        dead.reason.as_str(),
+                        dead.last_answer,
+                        title
+                    );
+                }
+                Ok(())
+            }),
+            DeadLetterAction::Replay { id, target, .. } => store
+                .replay_dead_letters(|job| {
+                    Some(job.id) == id || target.as_ref() == Some(&job.target)
+                })
+                .map(|replayed| {
+                    println!(
+                        "replayed {} dead letters; herald delivers them when it runs",
+                        replayed.len()
+                    )
+                }),
+        };
+        let flushed = result.and_then(|()| flush(store));
+        match flushed {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("herald: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn flush(store: &Store) -> Result<(), herald::store::StoreError> {
+        match runtime() {
+            Some(runtime) => runtime.block_on(store.commit()),
+            None => Ok(()),
+        }
+    }
+
+    fn online(config: &Config, base: String, action: DeadLetterAction) -> ExitCode {
+        let Some(runtime) = runtime() else {
+            return ExitCode::FAILURE;
+        };
+        let token = config
+            .server
+            .admin_token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+            .unwrap_or_default();
+        let base = base.trim_end_matches('/').to_string();
+        let client = reqwest::Client::new();
+        let request = match &action {
+            DeadLetterAction::List { target, .. } => {
+                let query: Vec<(&str, &str)> =
+                    target.iter().map(|t| ("target", t.as_str())).collect();
+                client.get(format!("{base}/api/dead-letters")).query(&query)
+            }
+            DeadLetterAction::Replay { id: Some(id), .. } => {
+                client.post(format!("{base}/api/dead-letters/{id}/replay"))
+            }
+            DeadLetterAction::Replay { target, .. } => client
+                .post(format!("{base}/api/dead-letters/replay"))
+                .query(&[("target", target.clone().unwrap_or_default())]),
+        };
+        let answer = runtime.block_on(async {
+            let response = request.bearer_auth(token).send().await?;
+            let status = response.status();
+            Ok::<_, reqwest::Error>((
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            ))
+        });
+        match answer {
+            Ok((status, body)) if status.is_success() => {
+                if let Some(items) = body["dead_letters"].as_array() {
+                    for dead in items {
+                        let field = |k: &str| dead[k].as_str().unwrap_or_default().to_string();
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}\t{}",
+                            field("id"),
+                            field("target"),
+                            field("died_at"),
+                            field("reason"),
+                            field("last_answer"),
+                            field("title")
+                        );
+                    }
+                } else {
+                    let count = body["replayed"].as_array().map_or(0, Vec::len);
+                    println!("replayed {count} dead letters");
+                }
+                ExitCode::SUCCESS
+            }
+            Ok((status, body)) => {
+                eprintln!(
+                    "herald: the admin API answered {status}: {}",
+                    body["error"].as_str().unwrap_or_default()
+                );
+                ExitCode::FAILURE
+            }
+            Err(error) => {
+                eprintln!(
+                    "herald: cannot reach herald's admin API at {base}: {}",
+                    if error.is_connect() {
+                        "connection refused"
+                    } else {
+                        "request failed"
+                    }
+                );
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// herald's own address, as a local client reaches it (a wildcard listen means loopback).
+    pub fn local_url(config: &Config) -> String {
+        let mut address = config.server.listen;
+        if address.ip().is_unspecified() {
+            address.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+        }
+        format!("http://{address}")
+    }
 }

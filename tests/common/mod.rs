@@ -76,6 +76,11 @@ impl Herald {
 
     /// Starts herald with `config` (written into `dir`).
     pub fn start_with(dir: Arc<tempfile::TempDir>, config: &str) -> Herald {
+        Herald::launch(dir, config, &[])
+    }
+
+    /// Starts herald with `config` (written into `dir`) and extra environment variables.
+    pub fn launch(dir: Arc<tempfile::TempDir>, config: &str, env: &[(&str, &str)]) -> Herald {
         let config_path = dir.path().join("herald.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
@@ -83,6 +88,7 @@ impl Herald {
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -94,11 +100,10 @@ impl Herald {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("herald listening on http://").nth(1) {
-                    let address = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
+                    let address: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect();
                     let _ = address_tx.send(address);
                 }
                 sink.lock().unwrap().push(line);
@@ -171,13 +176,31 @@ impl Herald {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then waits for the exit status.
-    pub fn terminate(&mut self) -> ExitStatus {
+    /// Sends `signal` (`"HUP"`, `"TERM"`, …) to herald.
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Waits until the log has a line containing `text` (or panics after `timeout`).
+    pub async fn wait_for_log(&self, text: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.logs().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in the log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
         for _ in 0..200 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
