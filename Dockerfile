@@ -24,5 +24,6 @@ ENV HERALD_CONFIG=/etc/herald/herald.toml \
 USER herald
 VOLUME ["/data"]
 EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s CMD ["herald", "healthcheck"]
 ENTRYPOINT ["herald"]
 CMD ["serve"]

@@ -111,7 +111,7 @@ async fn reload_on_sighup(config_path: PathBuf, state: Arc<AppState>, queue: Arc
     let _ = (config_path, state, queue);
 }
 
-async fn reload(config_path: &PathBuf, state: &AppState, queue: &Mutex<Queue>) {
+async fn reload(config_path: &std::path::Path, state: &AppState, queue: &Mutex<Queue>) {
     let loaded = Config::load(config_path)
         .map_err(|e| e.to_string())
         .and_then(|config| {
