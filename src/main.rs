@@ -117,14 +117,14 @@ fn main() -> ExitCode {
             log_format,
         } => {
             let _log_writer = init_logging(log_format);
-            let (config, targets) = match load(&path) {
+            let (config, _) = match load(&path) {
                 Ok(loaded) => loaded,
                 Err(code) => return code,
             };
             let Some(runtime) = runtime() else {
                 return ExitCode::FAILURE;
             };
-            match runtime.block_on(herald::server::serve(path, config, targets)) {
+            match runtime.block_on(herald::server::serve(path, config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!("{error:#}");
@@ -295,8 +295,8 @@ fn main() -> ExitCode {
 /// The config and its targets (templates compiled), or the exit code after saying what is wrong.
 fn load(path: &Path) -> Result<(Config, Vec<Configured>), ExitCode> {
     let config = Config::load(path).map_err(|error| refuse_config(&error.to_string()))?;
-    let targets =
-        herald::targets::build_all(&config).map_err(|error| refuse_config(&error.to_string()))?;
+    let targets = herald::targets::build_all(&config, None)
+        .map_err(|error| refuse_config(&error.to_string()))?;
     Ok((config, targets))
 }
 

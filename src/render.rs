@@ -58,6 +58,10 @@ pub fn default_template(kind: &str) -> Option<(&'static str, &'static str)> {
         )),
         "feishu" => Some(("feishu.md.hbs", include_str!("../templates/feishu.md.hbs"))),
         "wecom" => Some(("wecom.md.hbs", include_str!("../templates/wecom.md.hbs"))),
+        "github" => Some((
+            "github_issue.md.hbs",
+            include_str!("../templates/github_issue.md.hbs"),
+        )),
         _ => None,
     }
 }
@@ -202,6 +206,8 @@ impl Templates {
 /// What a template sees of an alert: its normalized fields, some derived ones, and the delivery.
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageView {
+    /// The Sentry installation the alert came from (scopes issue ids).
+    pub installation: Option<String>,
     pub resource: String,
     pub action: String,
     /// `resource.action`.
@@ -368,6 +374,7 @@ impl MessageView {
         let location = alert.culprit.clone().or_else(|| frames.first().cloned());
         let metric = alert.metric_alert.as_ref();
         MessageView {
+            installation: alert.installation.clone(),
             resource: alert.resource.clone(),
             action: alert.action.clone(),
             event: alert.event_name(),

@@ -15,13 +15,8 @@ use crate::http::{self, AppState, Live};
 use crate::metrics::Metrics;
 use crate::queue::{Queue, Wakers};
 use crate::store::Store;
-use crate::targets::Configured;
 
-pub async fn serve(
-    config_path: PathBuf,
-    config: Config,
-    targets: Vec<Configured>,
-) -> anyhow::Result<()> {
+pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let data_dir = config.server.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await
@@ -40,6 +35,8 @@ pub async fn serve(
     );
 
     report_queued_jobs(&store, &config);
+    let targets = crate::targets::build_all(&config, Some(&store))
+        .context("the config's templates do not load")?;
     let metrics = Arc::new(Metrics::new());
     let config = Arc::new(config);
     let wakers = Wakers::new(config.targets.iter().map(|t| t.name.as_str()));
@@ -115,7 +112,7 @@ async fn reload(config_path: &std::path::Path, state: &AppState, queue: &Mutex<Q
     let loaded = Config::load(config_path)
         .map_err(|e| e.to_string())
         .and_then(|config| {
-            crate::targets::build_all(&config)
+            crate::targets::build_all(&config, Some(&state.store))
                 .map(|targets| (config, targets))
                 .map_err(|e| e.to_string())
         });

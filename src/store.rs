@@ -10,6 +10,7 @@
 //! | `targets` | target name, `0x00`, `b"paused"`                | present while an operator paused it |
 //! | `dedupe` | SHA-256 of an alert's dedupe key, first 16 bytes | first alert id u64 BE, seen at ms u64 BE |
 //! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
+//! | `links`  | target name, `0x00`, repo/installation/issue     | [`LinkRecord`] as JSON  |
 //!
 //! Integers are big-endian so that key order is numeric order: a prefix scan of `jobs` over one
 //! target yields its jobs by due time. Target names cannot contain `0x00` (config validation).
@@ -64,6 +65,16 @@ pub struct FoldRecord {
     pub folded: u64,
 }
 
+/// The GitHub issue a Sentry issue is linked to, or a create in progress (so a create whose answer
+/// was lost is looked for before another is tried).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creating_since: Option<DateTime<Utc>>,
+}
+
 /// What a sweep removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -86,6 +97,7 @@ struct Inner {
     targets: sled::Tree,
     dedupe: sled::Tree,
     folds: sled::Tree,
+    links: sled::Tree,
     commits: GroupCommit,
     alert_count: AtomicU64,
     queued_job_count: AtomicU64,
@@ -140,6 +152,7 @@ impl Store {
         let targets = db.open_tree("targets")?;
         let dedupe = db.open_tree("dedupe")?;
         let folds = db.open_tree("folds")?;
+        let links = db.open_tree("links")?;
         let alert_count = alerts.len() as u64;
         let queued_job_count = jobs.len() as u64;
         let dead_letter_count = dead_letters.len() as u64;
@@ -154,6 +167,7 @@ impl Store {
                 targets,
                 dedupe,
                 folds,
+                links,
                 alert_count: AtomicU64::new(alert_count),
                 queued_job_count: AtomicU64::new(queued_job_count),
                 dead_letter_count: AtomicU64::new(dead_letter_count),
@@ -558,6 +572,27 @@ impl Store {
             }
         }
         Ok(replayed)
+    }
+
+    /// The link of `key` (repo/installation/issue) for `target`.
+    pub fn link(&self, target: &str, key: &str) -> Result<Option<LinkRecord>, StoreError> {
+        match self.inner.links.get(fold_tree_key(target, key))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Saves a link and waits until it is on disk: a link must survive a crash that follows it.
+    pub async fn save_link(
+        &self,
+        target: &str,
+        key: &str,
+        record: &LinkRecord,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .links
+            .insert(fold_tree_key(target, key), serde_json::to_vec(record)?)?;
+        self.commit().await
     }
 
     /// Pauses (or resumes) a target on an operator's word; kept apart from the worker's own state.

@@ -43,6 +43,12 @@ url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=golden"
 name = "hook"
 kind = "webhook"
 url = "https://hooks.example.com/sentry"
+
+[[targets]]
+name = "issues"
+kind = "github"
+repo = "acme/backend"
+token = "ghp_golden"
 "#;
 
 /// Things Sentry events carry that must never reach a chat group: request headers and data, the
@@ -112,7 +118,7 @@ fn check_golden(path: &Path, rendered: &str, mismatches: &mut Vec<String>) {
 #[test]
 fn default_templates_match_their_golden_files() {
     let config = Config::parse(Path::new("golden.toml"), CONFIG, |_| None).unwrap();
-    let targets = build_all(&config).unwrap();
+    let targets = build_all(&config, None).unwrap();
     let target = |name: &str| {
         targets
             .iter()
@@ -122,7 +128,12 @@ fn default_templates_match_their_golden_files() {
             .clone()
     };
     let (robot, stdout) = (target("robot"), target("stdout"));
-    let (lark, wx, hook) = (target("lark"), target("wx"), target("hook"));
+    let (lark, wx, hook, issues) = (
+        target("lark"),
+        target("wx"),
+        target("hook"),
+        target("issues"),
+    );
     let mut mismatches = Vec::new();
 
     for (name, view) in views() {
@@ -188,6 +199,15 @@ fn default_templates_match_their_golden_files() {
         );
         assert!(json.get("raw").is_none(), "{name}");
 
+        let created: Value = serde_json::from_str(&issues.render(&delivery).unwrap()).unwrap();
+        let issue_body = created["body"].as_str().unwrap().to_string();
+        assert!(issue_body.chars().count() <= 65_536, "{name}");
+        check_golden(
+            &golden_dir().join("github").join(format!("{name}.md")),
+            &issue_body,
+            &mut mismatches,
+        );
+
         let text = stdout.render(&delivery).unwrap();
         check_golden(
             &golden_dir().join("console").join(format!("{name}.txt")),
@@ -195,7 +215,13 @@ fn default_templates_match_their_golden_files() {
             &mut mismatches,
         );
 
-        for rendered in [&markdown, &text, &card_markdown, &wecom_markdown] {
+        for rendered in [
+            &markdown,
+            &text,
+            &card_markdown,
+            &wecom_markdown,
+            &issue_body,
+        ] {
             for secret in NEVER_SHOWN {
                 assert!(
                     !rendered.contains(secret),

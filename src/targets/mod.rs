@@ -7,6 +7,7 @@
 pub mod console;
 pub mod dingtalk;
 pub mod feishu;
+pub mod github;
 pub mod webhook;
 pub mod wecom;
 
@@ -21,6 +22,7 @@ use crate::render::{
     level_icon, truncate_chars, DigestView, MessageView, TemplateError, Templates,
 };
 use crate::route::Mentions;
+use crate::store::Store;
 
 /// The kind-specific part of a `[[targets]]` table.
 #[derive(Debug, Clone, Serialize)]
@@ -31,10 +33,13 @@ pub enum TargetSettings {
     Webhook(webhook::WebhookSettings),
     Feishu(feishu::FeishuSettings),
     Wecom(wecom::WecomSettings),
+    Github(github::GithubSettings),
 }
 
 impl TargetSettings {
-    pub const KINDS: [&'static str; 5] = ["console", "dingtalk", "webhook", "feishu", "wecom"];
+    pub const KINDS: [&'static str; 6] = [
+        "console", "dingtalk", "webhook", "feishu", "wecom", "github",
+    ];
 
     /// Reads the keys of `table` that belong to `kind` (the shared keys are already taken out).
     /// Errors carry the key path relative to the target and a message.
@@ -62,6 +67,11 @@ impl TargetSettings {
                 settings.validate()?;
                 Ok(TargetSettings::Wecom(settings))
             }
+            "github" => {
+                let settings: github::GithubSettings = crate::config::typed(value, "")?;
+                settings.validate()?;
+                Ok(TargetSettings::Github(settings))
+            }
             other => Err((
                 "kind".into(),
                 format!(
@@ -79,6 +89,7 @@ impl TargetSettings {
             TargetSettings::Webhook(_) => "webhook",
             TargetSettings::Feishu(_) => "feishu",
             TargetSettings::Wecom(_) => "wecom",
+            TargetSettings::Github(_) => "github",
         }
     }
 
@@ -92,6 +103,7 @@ impl TargetSettings {
             TargetSettings::Webhook(s) => s.url.expose(),
             TargetSettings::Feishu(s) => s.url.expose(),
             TargetSettings::Wecom(s) => s.url.expose(),
+            TargetSettings::Github(s) => s.token.expose(),
         };
         let shown = serde_json::to_string(self).unwrap_or_default();
         let digest = sha2::Sha256::digest(format!("{url}\n{shown}").as_bytes());
@@ -283,13 +295,17 @@ enum Sender {
     Webhook(webhook::WebhookTarget),
     Feishu(feishu::FeishuTarget),
     Wecom(wecom::WecomTarget),
+    Github(github::GithubTarget),
 }
 
 impl Target {
+    /// `store` is where a GitHub target keeps its links; without one (`render`, `send-test`), a
+    /// GitHub target opens issues without linking them.
     pub fn new(
         config: &TargetConfig,
         templates: Arc<Templates>,
         client: reqwest::Client,
+        store: Option<&Store>,
     ) -> Target {
         let timeout = config.timeout;
         let (sender, concurrency, limit) = match &config.settings {
@@ -324,6 +340,17 @@ impl Target {
                 1,
                 RateLimit::per_minute(20),
             ),
+            TargetSettings::Github(settings) => (
+                Sender::Github(github::GithubTarget::new(
+                    &config.name,
+                    settings.clone(),
+                    client,
+                    timeout,
+                    store.cloned(),
+                )),
+                1,
+                github::GithubSettings::rate_limit(),
+            ),
         };
         Target {
             name: config.name.clone(),
@@ -350,6 +377,7 @@ impl Target {
             Sender::DingTalk(target) => target.request_body(&message, None),
             Sender::Feishu(target) => target.request_body(&message, None),
             Sender::Wecom(target) => target.request_body(&message),
+            Sender::Github(target) => target.create_body(&message, delivery.view),
         })
     }
 
@@ -371,7 +399,15 @@ impl Target {
     /// One attempt at delivering an alert. Never panics, never retries.
     pub async fn deliver(&self, delivery: &Delivery<'_>) -> Outcome {
         match self.text(delivery) {
-            Ok(text) => self.send(&Message::of_alert(delivery, text)).await,
+            Ok(text) => match &self.sender {
+                // GitHub acts on the Sentry issue's state, not just on a message.
+                Sender::Github(target) => {
+                    target
+                        .deliver(&Message::of_alert(delivery, text), delivery.view)
+                        .await
+                }
+                _ => self.send(&Message::of_alert(delivery, text)).await,
+            },
             Err(error) => template_failure(error),
         }
     }
@@ -391,6 +427,9 @@ impl Target {
             Sender::Webhook(target) => target.deliver(message).await,
             Sender::Feishu(target) => target.deliver(message).await,
             Sender::Wecom(target) => target.deliver(message).await,
+            Sender::Github(_) => {
+                Outcome::permanent(FailureReason::Other, "GitHub takes no digests")
+            }
         }
     }
 }
@@ -404,7 +443,7 @@ pub type Configured = (Arc<Target>, RetrySchedule);
 
 /// Every configured target, ready to send, with its retry schedule. Fails on a template that does
 /// not compile or render, naming the file and line.
-pub fn build_all(config: &Config) -> Result<Vec<Configured>, TemplateError> {
+pub fn build_all(config: &Config, store: Option<&Store>) -> Result<Vec<Configured>, TemplateError> {
     let templates = Arc::new(Templates::load(
         &config.targets,
         config.templates.timezone(),
@@ -420,7 +459,12 @@ pub fn build_all(config: &Config) -> Result<Vec<Configured>, TemplateError> {
                 .map(RetrySchedule::new)
                 .unwrap_or_else(RetrySchedule::standard);
             (
-                Arc::new(Target::new(target, templates.clone(), client.clone())),
+                Arc::new(Target::new(
+                    target,
+                    templates.clone(),
+                    client.clone(),
+                    store,
+                )),
                 schedule,
             )
         })

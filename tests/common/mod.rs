@@ -4,6 +4,7 @@
 
 pub mod dingtalk;
 pub mod downstream;
+pub mod github;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;

@@ -1,0 +1,507 @@
+//! The `github` target: one GitHub issue per Sentry issue, kept in step with Sentry.
+//!
+//! - The first alert about a Sentry issue (its `issue.created`, or the first alert of an issue with
+//!   no GitHub issue yet) opens a GitHub issue; later alerts add nothing (or, if asked, a comment —
+//!   folding already makes that at most one per window).
+//! - `issue.resolved` closes it as completed, `issue.ignored` as not planned (switchable),
+//!   `issue.unresolved` reopens it with a comment; the current state is read first and what is
+//!   already true is skipped.
+//! - Never two GitHub issues for one Sentry issue: every issue herald opens carries a hidden
+//!   marker; before a create, herald durably notes that a create is under way, and if a note from
+//!   an earlier try is found (a timeout, a reset, a crash after the POST), it looks for the marker
+//!   among recent issues before creating again. The link (Sentry issue → number) is stored, on disk,
+//!   before the job is done.
+//! - GitHub's rules (REFERENCE.md §4): bearer token, `Accept`, API version, `User-Agent`; writes one at
+//!   a time and at least a second apart; 403/429 with `retry-after` or `x-ratelimit-remaining: 0` wait
+//!   as told (a minute at least otherwise); 401/404/410/422 are permanent.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{http_failure, FailureReason, Message, Outcome};
+use crate::alert::Level;
+use crate::queue::RateLimit;
+use crate::render::{truncate_chars, MessageView};
+use crate::secret::Secret;
+use crate::store::{LinkRecord, Store};
+
+/// GitHub refuses issue bodies over 65,536 characters.
+pub const MAX_BODY_CHARS: usize = 65_536;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubSettings {
+    /// `owner/name`.
+    pub repo: String,
+    pub token: Secret,
+    /// `https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise.
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignees: Vec<String>,
+    /// An extra label per level, e.g. `{ fatal = "P0", error = "bug" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub level_labels: BTreeMap<Level, String>,
+    /// Close as "not planned" when the Sentry issue is archived/ignored.
+    #[serde(default = "yes")]
+    pub close_on_ignore: bool,
+    /// Reopen (with a comment) when Sentry says the issue is unresolved again.
+    #[serde(default = "yes")]
+    pub reopen_on_unresolve: bool,
+    /// Copy Sentry comments to the GitHub issue.
+    #[serde(default)]
+    pub mirror_comments: bool,
+    /// Comment on the GitHub issue for later alerts of a linked issue (at most one per fold window).
+    #[serde(default)]
+    pub comment_on_repeat: bool,
+}
+
+fn default_api_url() -> String {
+    "https://api.github.com".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl GithubSettings {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let parts: Vec<&str> = self.repo.split('/').collect();
+        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+            return Err((
+                "repo".into(),
+                format!("{:?} must be \"owner/name\"", self.repo),
+            ));
+        }
+        super::validate_url(&Secret::new(self.api_url.clone()))
+            .map_err(|(_, m)| ("api_url".into(), m))?;
+        if self.token.expose().trim().is_empty() {
+            return Err(("token".into(), "is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// Writes one at a time, a second apart, at most 80 a minute.
+    pub fn rate_limit() -> RateLimit {
+        RateLimit {
+            per_minute: Some(80),
+            per_second: Some(1),
+        }
+    }
+}
+
+/// What a Sentry alert means for its GitHub issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Open,
+    Close { not_planned: bool },
+    Reopen,
+    Comment,
+    Nothing,
+}
+
+pub struct GithubTarget {
+    name: String,
+    settings: GithubSettings,
+    client: reqwest::Client,
+    timeout: Duration,
+    /// Where links are kept; `None` for `render` and `send-test`, which open without linking.
+    store: Option<Store>,
+}
+
+/// A GitHub API answer, read.
+enum Answer {
+    Ok(Value),
+    Failed(Outcome),
+}
+
+impl GithubTarget {
+    pub fn new(
+        name: &str,
+        settings: GithubSettings,
+        client: reqwest::Client,
+        timeout: Duration,
+        store: Option<Store>,
+    ) -> Self {
+        GithubTarget {
+            name: name.to_string(),
+            settings,
+            client,
+            timeout,
+            store,
+        }
+    }
+
+    /// The body of the issue herald would open: the rendered template cut to GitHub's limit in
+    /// characters, then the marker (never cut).
+    pub fn issue_body(&self, text: &str, view: &MessageView) -> String {
+        let marker = format!("\n\n{}", marker(view));
+        let room = MAX_BODY_CHARS.saturating_sub(marker.chars().count() + 40);
+        let body = if text.chars().count() > room {
+            format!(
+                "{}\n\n… (cut to fit GitHub's limit)",
+                truncate_chars(text, room)
+            )
+        } else {
+            text.to_string()
+        };
+        format!("{body}{marker}")
+    }
+
+    /// The request body of a create, as `herald render` shows it.
+    pub fn create_body(&self, message: &Message<'_>, view: &MessageView) -> String {
+        let mut labels = self.settings.labels.clone();
+        if let Some(label) = view.level.and_then(|l| self.settings.level_labels.get(&l)) {
+            labels.push(label.clone());
+        }
+        json!({
+            "title": truncate_chars(&view.title, 256),
+            "body": self.issue_body(&message.text, view),
+            "labels": labels,
+            "assignees": self.settings.assignees,
+        })
+        .to_string()
+    }
+
+    pub async fn deliver(&self, message: &Message<'_>, view: &MessageView) -> Outcome {
+        let Some(issue) = view.issue_id.as_deref() else {
+            return Outcome::Delivered {
+                answer: "not about a Sentry issue: nothing to do on GitHub".into(),
+            };
+        };
+        let key = format!(
+            "{}/{}/{issue}",
+            self.settings.repo,
+            view.installation.as_deref().unwrap_or("-")
+        );
+        let link = match self
+            .store
+            .as_ref()
+            .map(|store| store.link(&self.name, &key))
+            .transpose()
+        {
+            Ok(link) => link.flatten().unwrap_or_default(),
+            Err(error) => {
+                return Outcome::retry(
+                    FailureReason::Other,
+                    format!("cannot read the link: {error}"),
+                )
+            }
+        };
+        match (self.action(view), link.number) {
+            (Action::Open, None) | (Action::Comment, None) => {
+                self.open(message, view, &key, link).await
+            }
+            (Action::Open, Some(number)) => Outcome::Delivered {
+                answer: format!("already linked to #{number}"),
+            },
+            (Action::Close { not_planned }, Some(number)) => self.close(number, not_planned).await,
+            (Action::Reopen, Some(number)) => self.reopen(number, view).await,
+            (Action::Comment, Some(number)) => self.comment(number, &message.text).await,
+            (_, None) | (Action::Nothing, _) => Outcome::Delivered {
+                answer: "nothing to do on GitHub".into(),
+            },
+        }
+    }
+
+    fn action(&self, view: &MessageView) -> Action {
+        match (view.resource.as_str(), view.action.as_str()) {
+            ("issue", "created") => Action::Open,
+            ("issue", "resolved") => Action::Close { not_planned: false },
+            ("issue", "ignored" | "archived") if self.settings.close_on_ignore => {
+                Action::Close { not_planned: true }
+            }
+            ("issue", "unresolved") if self.settings.reopen_on_unresolve => Action::Reopen,
+            ("comment", "created") if self.settings.mirror_comments => Action::Comment,
+            ("event_alert" | "error" | "activity_alert", _) if self.settings.comment_on_repeat => {
+                Action::Comment
+            }
+            ("event_alert" | "error" | "activity_alert", _) => Action::Open,
+            _ => Action::Nothing,
+        }
+    }
+
+    /// Opens the GitHub issue, unless an earlier, uncertain try already did.
+    async fn open(
+        &self,
+        message: &Message<'_>,
+        view: &MessageView,
+        key: &str,
+        link: LinkRecord,
+    ) -> Outcome {
+        if let Some(since) = link.creating_since {
+            match self.find_marked(view, since).await {
+                Ok(Some(number)) => {
+                    return self
+                        .link(key, number, "found the issue an earlier try opened")
+                        .await
+                }
+                Ok(None) => {}
+                Err(outcome) => return outcome,
+            }
+        }
+        let intent = LinkRecord {
+            number: None,
+            creating_since: Some(link.creating_since.unwrap_or_else(chrono::Utc::now)),
+        };
+        if let Err(error) = self.save_link(key, &intent).await {
+            return Outcome::retry(
+                FailureReason::Other,
+                format!("cannot note the create: {error}"),
+            );
+        }
+        let body = self.create_body(message, view);
+        match self
+            .request(
+                reqwest::Method::POST,
+                &format!("/repos/{}/issues", self.settings.repo),
+                Some(body),
+            )
+            .await
+        {
+            Answer::Ok(created) => match created["number"].as_u64() {
+                Some(number) => self.link(key, number, "opened").await,
+                None => Outcome::retry(
+                    FailureReason::Other,
+                    "GitHub answered the create without an issue number",
+                ),
+            },
+            Answer::Failed(outcome) => outcome,
+        }
+    }
+
+    async fn link(&self, key: &str, number: u64, what: &str) -> Outcome {
+        let record = LinkRecord {
+            number: Some(number),
+            creating_since: None,
+        };
+        match self.save_link(key, &record).await {
+            Ok(()) => Outcome::Delivered {
+                answer: format!("{what} #{number}"),
+            },
+            Err(error) => Outcome::retry(
+                FailureReason::Other,
+                format!("opened #{number} but cannot store the link: {error}"),
+            ),
+        }
+    }
+
+    async fn save_link(
+        &self,
+        key: &str,
+        record: &LinkRecord,
+    ) -> Result<(), crate::store::StoreError> {
+        match &self.store {
+            Some(store) => store.save_link(&self.name, key, record).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Looks through the issues updated since `since` for herald's marker of this Sentry issue.
+    async fn find_marked(
+        &self,
+        view: &MessageView,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<u64>, Outcome> {
+        let marker = marker(view);
+        let since = (since - chrono::Duration::minutes(5))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let path = format!(
+            "/repos/{}/issues?state=all&sort=created&direction=desc&per_page=100&since={since}",
+            self.settings.repo
+        );
+        match self.request(reqwest::Method::GET, &path, None).await {
+            Answer::Ok(Value::Array(issues)) => Ok(issues
+                .iter()
+                .find(|issue| {
+                    issue["body"]
+                        .as_str()
+                        .is_some_and(|body| body.contains(&marker))
+                })
+                .and_then(|issue| issue["number"].as_u64())),
+            Answer::Ok(_) => Ok(None),
+            Answer::Failed(outcome) => Err(outcome),
+        }
+    }
+
+    async fn state(&self, number: u64) -> Result<Value, Outcome> {
+        match self
+            .request(
+                reqwest::Method::GET,
+                &format!("/repos/{}/issues/{number}", self.settings.repo),
+                None,
+            )
+            .await
+        {
+            Answer::Ok(issue) => Ok(issue),
+            Answer::Failed(outcome) => Err(outcome),
+        }
+    }
+
+    async fn close(&self, number: u64, not_planned: bool) -> Outcome {
+        let issue = match self.state(number).await {
+            Ok(issue) => issue,
+            Err(outcome) => return outcome,
+        };
+        if issue["state"] == "closed" {
+            return Outcome::Delivered {
+                answer: format!("#{number} was already closed"),
+            };
+        }
+        let reason = if not_planned {
+            "not_planned"
+        } else {
+            "completed"
+        };
+        let body = json!({"state": "closed", "state_reason": reason}).to_string();
+        match self
+            .request(
+                reqwest::Method::PATCH,
+                &format!("/repos/{}/issues/{number}", self.settings.repo),
+                Some(body),
+            )
+            .await
+        {
+            Answer::Ok(_) => Outcome::Delivered {
+                answer: format!("closed #{number} as {reason}"),
+            },
+            Answer::Failed(outcome) => outcome,
+        }
+    }
+
+    async fn reopen(&self, number: u64, view: &MessageView) -> Outcome {
+        let issue = match self.state(number).await {
+            Ok(issue) => issue,
+            Err(outcome) => return outcome,
+        };
+        if issue["state"] == "open" {
+            return Outcome::Delivered {
+                answer: format!("#{number} was already open"),
+            };
+        }
+        let body = json!({"state": "open", "state_reason": "reopened"}).to_string();
+        if let Answer::Failed(outcome) = self
+            .request(
+                reqwest::Method::PATCH,
+                &format!("/repos/{}/issues/{number}", self.settings.repo),
+                Some(body),
+            )
+            .await
+        {
+            return outcome;
+        }
+        // GitHub asks for writes at least a second apart.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let release = view.release.as_deref().unwrap_or("an unknown release");
+        match self
+            .comment(
+                number,
+                &format!("Regressed in {release}: Sentry marked this issue unresolved again."),
+            )
+            .await
+        {
+            Outcome::Delivered { .. } => Outcome::Delivered {
+                answer: format!("reopened #{number}"),
+            },
+            // Reopened but not commented: retrying would only find it open and skip; say so.
+            other => Outcome::Delivered {
+                answer: format!("reopened #{number}; the comment failed: {other:?}"),
+            },
+        }
+    }
+
+    async fn comment(&self, number: u64, text: &str) -> Outcome {
+        let body = json!({"body": truncate_chars(text, MAX_BODY_CHARS)}).to_string();
+        match self
+            .request(
+                reqwest::Method::POST,
+                &format!("/repos/{}/issues/{number}/comments", self.settings.repo),
+                Some(body),
+            )
+            .await
+        {
+            Answer::Ok(_) => Outcome::Delivered {
+                answer: format!("commented on #{number}"),
+            },
+            Answer::Failed(outcome) => outcome,
+        }
+    }
+
+    async fn request(&self, method: reqwest::Method, path: &str, body: Option<String>) -> Answer {
+        let url = format!("{}{path}", self.settings.api_url.trim_end_matches('/'));
+        let mut request = self
+            .client
+            .request(method, url)
+            .timeout(self.timeout)
+            .bearer_auth(self.settings.token.expose())
+            .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28");
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => return Answer::Failed(http_failure(&error)),
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Answer::Ok(parsed);
+        }
+        let message = parsed["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| truncate_chars(text.trim(), 300));
+        let answer = format!("HTTP {status}: {message}");
+        let exhausted = headers
+            .get("x-ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            == Some("0");
+        Answer::Failed(match status {
+            403 | 429
+                if exhausted
+                    || headers.contains_key(reqwest::header::RETRY_AFTER)
+                    || status == 429 =>
+            {
+                let told = super::retry_after(&headers).or_else(|| reset_wait(&headers));
+                Outcome::slow_down(
+                    Some(told.unwrap_or(Duration::from_secs(60))),
+                    FailureReason::RateLimited,
+                    answer,
+                )
+            }
+            401 | 403 => Outcome::permanent(FailureReason::AuthError, answer),
+            404 | 410 | 422 => Outcome::permanent(FailureReason::ClientError, answer),
+            _ => super::classify_http_status(status, super::retry_after(&headers), &message),
+        })
+    }
+}
+
+/// The hidden marker in every issue herald opens: which Sentry issue it is for.
+fn marker(view: &MessageView) -> String {
+    format!(
+        "<!-- herald:sentry-issue {}/{} -->",
+        view.installation.as_deref().unwrap_or("-"),
+        view.issue_id.as_deref().unwrap_or("-")
+    )
+}
+
+/// The wait until `x-ratelimit-reset` (Unix seconds), when the rate limit is used up.
+fn reset_wait(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let reset: i64 = headers
+        .get("x-ratelimit-reset")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    let seconds = (reset - chrono::Utc::now().timestamp()).clamp(1, 3600);
+    Some(Duration::from_secs(seconds as u64))
+}
