@@ -103,7 +103,7 @@ impl FakeGithub {
 }
 
 /// GitHub's required headers; a request without them is refused as GitHub would.
-fn check_headers(repo: &Mutex<Repo>, headers: &HeaderMap) -> Result<(), Response> {
+fn check_headers(repo: &Mutex<Repo>, headers: &HeaderMap) -> Option<Response> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -131,9 +131,9 @@ fn check_headers(repo: &Mutex<Repo>, headers: &HeaderMap) -> Result<(), Response
     match problem {
         Some((status, message)) => {
             repo.lock().unwrap().refused.push(message.to_string());
-            Err((status, Json(json!({"message": message}))).into_response())
+            Some((status, Json(json!({"message": message}))).into_response())
         }
-        None => Ok(()),
+        None => None,
     }
 }
 
@@ -154,7 +154,7 @@ async fn create(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Err(refused) = check_headers(&repo, &headers) {
+    if let Some(refused) = check_headers(&repo, &headers) {
         return refused;
     }
     let text = body["body"].as_str().unwrap_or_default().to_string();
@@ -202,7 +202,7 @@ async fn create(
 }
 
 async fn list(State(repo): State<Arc<Mutex<Repo>>>, headers: HeaderMap) -> Response {
-    if let Err(refused) = check_headers(&repo, &headers) {
+    if let Some(refused) = check_headers(&repo, &headers) {
         return refused;
     }
     let issues: Vec<Value> = repo
@@ -221,7 +221,7 @@ async fn read(
     headers: HeaderMap,
     Path((_, _, number)): Path<(String, String, u64)>,
 ) -> Response {
-    if let Err(refused) = check_headers(&repo, &headers) {
+    if let Some(refused) = check_headers(&repo, &headers) {
         return refused;
     }
     match repo
@@ -242,7 +242,7 @@ async fn update(
     Path((_, _, number)): Path<(String, String, u64)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Err(refused) = check_headers(&repo, &headers) {
+    if let Some(refused) = check_headers(&repo, &headers) {
         return refused;
     }
     let mut repo = repo.lock().unwrap();
@@ -263,7 +263,7 @@ async fn comment(
     Path((_, _, number)): Path<(String, String, u64)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Err(refused) = check_headers(&repo, &headers) {
+    if let Some(refused) = check_headers(&repo, &headers) {
         return refused;
     }
     let mut repo = repo.lock().unwrap();
