@@ -114,6 +114,10 @@ impl Intake {
         if plans.is_empty() || plans.iter().any(|(_, plan)| shown(plan)) {
             store.insert_alert(alert_id, now, alert)?;
         }
+        let issue_key = alert
+            .issue_id
+            .as_ref()
+            .map(|issue| format!("{}/{issue}", alert.installation.as_deref().unwrap_or("-")));
         let mut receipt = Receipt {
             alert_id,
             duplicate: false,
@@ -126,6 +130,7 @@ impl Intake {
                     let mut job = DeliveryJob::new(store.next_id()?, alert_id, routed.target, now);
                     job.mentions = routed.mentions;
                     job.folded = carried;
+                    job.issue_key = issue_key.clone();
                     store.insert_job(&job)?;
                     receipt.queued.push(routed.target.to_string());
                 }
@@ -140,6 +145,7 @@ impl Intake {
                             DeliveryJob::new(store.next_id()?, alert_id, routed.target, window_end);
                         job.mentions = routed.mentions;
                         job.summary_of = Some(fold_key);
+                        job.issue_key = issue_key.clone();
                         store.insert_job(&job)?;
                     }
                     receipt.folded.push(routed.target.to_string());

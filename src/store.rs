@@ -467,6 +467,17 @@ impl Store {
         Ok(due)
     }
 
+    /// Every queued job of `target`, by due time.
+    pub fn queued_jobs_of<'a>(
+        &'a self,
+        target: &str,
+    ) -> impl Iterator<Item = Result<DeliveryJob, StoreError>> + 'a {
+        self.inner
+            .jobs
+            .scan_prefix(target_prefix(target))
+            .map(|entry| Ok(serde_json::from_slice(&entry?.1)?))
+    }
+
     /// When the earliest job of `target` not in `skip` is due.
     pub fn next_due_time(
         &self,

@@ -305,3 +305,27 @@ async fn a_wrong_token_is_a_dead_letter_with_github_s_message() {
         .logs()
         .contains("DELIVERY REFUSED by target backend-issues"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_never_overtakes_a_create_that_is_being_retried() {
+    let github = FakeGithub::start().await;
+    github.on_create(OnCreate::ServerError);
+    let herald = Herald::start_with_targets(&github_target(&github, "").replace(
+        "retry = [\"200ms\", \"200ms\", \"200ms\"]",
+        "retry = [\"1500ms\"]",
+    ));
+    herald
+        .post_sentry("issue", &issue_event("created", 8))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the create has failed once by now
+    herald
+        .post_sentry("issue", &issue_event("resolved", 8))
+        .await;
+    herald.wait_until_drained(Duration::from_secs(15)).await;
+    let issues = github.issues();
+    assert_eq!(issues.len(), 1);
+    assert_eq!(
+        issues[0].state, "closed",
+        "the resolve waited for the create's retry: {issues:?}"
+    );
+}

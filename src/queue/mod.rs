@@ -47,6 +47,9 @@ pub struct DeliveryJob {
     /// the alert to show are taken from the fold record when the job is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary_of: Option<String>,
+    /// `installation/issue id` of the alert: jobs of one issue are delivered in order, per target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_key: Option<String>,
     /// Attempts made before an operator replayed the job from the dead letters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replayed_attempts: Vec<Attempt>,
@@ -72,6 +75,7 @@ impl DeliveryJob {
             mentions: Mentions::default(),
             folded: None,
             summary_of: None,
+            issue_key: None,
             replayed_attempts: Vec::new(),
         }
     }

@@ -72,6 +72,7 @@ impl Queue {
                 wake: wakers.get(&target.name),
                 store: store.clone(),
                 metrics: metrics.clone(),
+                order: IssueOrder::from_queue(&store, &target.name),
                 target,
                 schedule,
                 stopped: stopped.clone(),
@@ -112,6 +113,84 @@ struct Worker {
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     stopped: watch::Receiver<bool>,
+    order: IssueOrder,
+}
+
+/// Keeps each Sentry issue's messages in the order they were accepted, per target: a job waits
+/// while an earlier job of its issue is in flight, or is waiting for a retry (then it is moved
+/// behind that retry). Without this, a `resolved` could overtake the `created` whose first try
+/// failed, and a GitHub issue would be opened after Sentry had already closed it.
+#[derive(Default)]
+struct IssueOrder {
+    in_flight: HashMap<String, JobId>,
+    /// The earliest job of each issue waiting for a retry, and when it is due.
+    waiting: HashMap<String, (JobId, DateTime<Utc>)>,
+}
+
+enum Blocker {
+    None,
+    InFlight,
+    Waiting(DateTime<Utc>),
+}
+
+impl IssueOrder {
+    /// Rebuilt at start from the queue: the jobs that already failed at least once.
+    fn from_queue(store: &Store, target: &str) -> IssueOrder {
+        let mut order = IssueOrder::default();
+        for job in store.queued_jobs_of(target).filter_map(Result::ok) {
+            if !job.attempts.is_empty() {
+                order.retrying(&job);
+            }
+        }
+        order
+    }
+
+    fn blocker(&self, job: &DeliveryJob) -> Blocker {
+        let Some(issue) = job.issue_key.as_deref() else {
+            return Blocker::None;
+        };
+        if self.in_flight.get(issue).is_some_and(|id| *id < job.id) {
+            return Blocker::InFlight;
+        }
+        match self.waiting.get(issue) {
+            Some((id, due)) if *id < job.id && *due >= job.due_at => Blocker::Waiting(*due),
+            _ => Blocker::None,
+        }
+    }
+
+    fn started(&mut self, job: &DeliveryJob) {
+        if let Some(issue) = &job.issue_key {
+            let earliest = self.in_flight.entry(issue.clone()).or_insert(job.id);
+            *earliest = (*earliest).min(job.id);
+        }
+    }
+
+    /// `job` finished an attempt; `retry_at` is when it is tried again, if it is.
+    fn finished(&mut self, job: &DeliveryJob, retry_at: Option<DateTime<Utc>>) {
+        let Some(issue) = &job.issue_key else { return };
+        if self.in_flight.get(issue) == Some(&job.id) {
+            self.in_flight.remove(issue);
+        }
+        match retry_at {
+            Some(_) => self.retrying(job),
+            None => {
+                if self.waiting.get(issue).is_some_and(|(id, _)| *id == job.id) {
+                    self.waiting.remove(issue);
+                }
+            }
+        }
+    }
+
+    fn retrying(&mut self, job: &DeliveryJob) {
+        let Some(issue) = &job.issue_key else { return };
+        let entry = self
+            .waiting
+            .entry(issue.clone())
+            .or_insert((job.id, job.due_at));
+        if job.id <= entry.0 {
+            *entry = (job.id, job.due_at);
+        }
+    }
 }
 
 /// The most alerts one digest message carries; more wait for the next digest. 25 lines of at most
@@ -189,6 +268,22 @@ impl Worker {
         in_flight: &mut JoinSet<Finished>,
         busy: &mut HashSet<JobId>,
     ) -> Option<DateTime<Utc>> {
+        // Jobs held back this round (an earlier job of their issue is in flight) are skipped like
+        // busy ones, then released: they are looked at again when that job finishes.
+        let mut held = Vec::new();
+        let next = self.start_due_jobs_in_order(in_flight, busy, &mut held);
+        for id in held {
+            busy.remove(&id);
+        }
+        next
+    }
+
+    fn start_due_jobs_in_order(
+        &mut self,
+        in_flight: &mut JoinSet<Finished>,
+        busy: &mut HashSet<JobId>,
+        held: &mut Vec<JobId>,
+    ) -> Option<DateTime<Utc>> {
         if self.stopped_as_gone()
             || self
                 .store
@@ -215,6 +310,27 @@ impl Worker {
                 Ok(due) => due,
                 Err(error) => return self.store_failed(error),
             };
+            let fetched = due.len();
+            due.retain(|(key, job)| match self.order.blocker(job) {
+                Blocker::None => true,
+                Blocker::InFlight => {
+                    held.push(job.id);
+                    busy.insert(job.id);
+                    false
+                }
+                Blocker::Waiting(until) => {
+                    // After the earlier one's retry, in the store, so the order survives a restart.
+                    let mut later = job.clone();
+                    later.due_at = until + chrono::Duration::milliseconds(1);
+                    if let Err(error) = self.store.reschedule_job(key, &later) {
+                        tracing::error!(target_name = %self.target.name, %error, "cannot reorder a job behind its issue's retry");
+                    }
+                    false
+                }
+            });
+            if due.is_empty() && fetched > 0 {
+                continue;
+            }
             if due.is_empty() {
                 return match self.store.next_due_time(&self.target.name, busy) {
                     Ok(next) => next,
@@ -269,6 +385,9 @@ impl Worker {
             self.limiter.record(now);
             self.save_limiter_state();
             busy.extend(batch.iter().map(|(_, job)| job.id));
+            for (_, job) in &batch {
+                self.order.started(job);
+            }
             in_flight.spawn(attempt(self.target.clone(), self.store.clone(), batch));
         }
         None
@@ -385,15 +504,18 @@ impl Worker {
             let stored = match &outcome {
                 Outcome::Delivered { .. } => {
                     tracing::info!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "delivered", %answer, "delivery");
+                    self.order.finished(&job, None);
                     self.store.finish_job(&key)
                 }
                 Outcome::Permanent { reason, .. } => {
                     tracing::error!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "dead_letter", reason = reason.as_str(), %answer,
                         "DELIVERY REFUSED by target {name}: the message is kept as a dead letter; check the target's settings");
+                    self.order.finished(&job, None);
                     self.bury(&key, job, *reason, answer.clone())
                 }
                 Outcome::Gone { .. } => {
                     job.due_at = now;
+                    self.order.finished(&job, Some(now));
                     self.store.reschedule_job(&key, &job).map(|_| ())
                 }
                 Outcome::Retry {
@@ -413,11 +535,13 @@ impl Worker {
                         Some(wait) => {
                             job.due_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
                             tracing::warn!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "retry", reason = reason.as_str(), retry_in = ?wait, %answer, "delivery");
+                            self.order.finished(&job, Some(job.due_at));
                             self.store.reschedule_job(&key, &job).map(|_| ())
                         }
                         None => {
                             tracing::error!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "dead_letter", reason = reason.as_str(), %answer,
                                 "DELIVERY GAVE UP for target {name} after {attempt_number} attempts: the message is kept as a dead letter");
+                            self.order.finished(&job, None);
                             self.bury(&key, job, *reason, answer.clone())
                         }
                     }

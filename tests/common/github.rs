@@ -21,6 +21,8 @@ pub enum OnCreate {
     CreateThenHang(Duration),
     /// Refuse with 403 and `retry-after`, creating nothing.
     SecondaryRateLimit { retry_after_seconds: u64 },
+    /// Answer 502, creating nothing.
+    ServerError,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +172,13 @@ async fn create(
             StatusCode::FORBIDDEN,
             [("retry-after", retry_after_seconds.to_string())],
             Json(json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."})),
+        )
+            .into_response();
+    }
+    if behaviour == Some(OnCreate::ServerError) {
+        return (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({"message": "Server Error"})),
         )
             .into_response();
     }
