@@ -581,7 +581,15 @@ pub(crate) fn typed<T: DeserializeOwned>(
     prefix: &str,
 ) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let inner = e.inner().to_string();
+        // toml adds a second line ("in `key`"); the key is named by herald already.
+        let inner = e
+            .inner()
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         let path = e.path().to_string();
         let (key, message) = match unknown_field(&inner) {
             // The path already ends with the unknown key when serde got that far.
