@@ -70,8 +70,8 @@ fn default_throttle_pause() -> Duration {
     Duration::from_secs(600)
 }
 
-impl DingTalkSettings {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+impl super::KindSettings for DingTalkSettings {
+    fn validate(&self) -> Result<(), (String, String)> {
         let url = reqwest::Url::parse(self.url.expose())
             .map_err(|e| ("url".to_string(), format!("is not a URL ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") {

@@ -46,8 +46,8 @@ fn default_throttle_pause() -> Duration {
     Duration::from_secs(60)
 }
 
-impl FeishuSettings {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+impl super::KindSettings for FeishuSettings {
+    fn validate(&self) -> Result<(), (String, String)> {
         super::validate_url(&self.url)?;
         if self
             .secret
@@ -61,7 +61,9 @@ impl FeishuSettings {
         }
         Ok(())
     }
+}
 
+impl FeishuSettings {
     pub fn rate_limit() -> RateLimit {
         RateLimit {
             per_minute: Some(100),

@@ -68,8 +68,8 @@ fn yes() -> bool {
     true
 }
 
-impl GithubSettings {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+impl super::KindSettings for GithubSettings {
+    fn validate(&self) -> Result<(), (String, String)> {
         let parts: Vec<&str> = self.repo.split('/').collect();
         if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
             return Err((
@@ -84,7 +84,9 @@ impl GithubSettings {
         }
         Ok(())
     }
+}
 
+impl GithubSettings {
     /// Writes one at a time, a second apart, at most 80 a minute.
     pub fn rate_limit() -> RateLimit {
         RateLimit {
@@ -357,18 +359,27 @@ impl GithubTarget {
         } else {
             "completed"
         };
-        let body = json!({"state": "closed", "state_reason": reason}).to_string();
-        match self
-            .request(
-                reqwest::Method::PATCH,
-                &format!("/repos/{}/issues/{number}", self.settings.repo),
-                Some(body),
-            )
-            .await
-        {
-            Answer::Ok(_) => Outcome::Delivered {
-                answer: format!("closed #{number} as {reason}"),
-            },
+        let body = json!({"state": "closed", "state_reason": reason});
+        self.write(
+            reqwest::Method::PATCH,
+            &format!("issues/{number}"),
+            body,
+            format!("closed #{number} as {reason}"),
+        )
+        .await
+    }
+
+    /// One write to the repo (`path` under `/repos/OWNER/NAME/`); `done` is the answer on success.
+    async fn write(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+        done: String,
+    ) -> Outcome {
+        let path = format!("/repos/{}/{path}", self.settings.repo);
+        match self.request(method, &path, Some(body.to_string())).await {
+            Answer::Ok(_) => Outcome::Delivered { answer: done },
             Answer::Failed(outcome) => outcome,
         }
     }
@@ -383,16 +394,17 @@ impl GithubTarget {
                 answer: format!("#{number} was already open"),
             };
         }
-        let body = json!({"state": "open", "state_reason": "reopened"}).to_string();
-        if let Answer::Failed(outcome) = self
-            .request(
+        let body = json!({"state": "open", "state_reason": "reopened"});
+        let reopened = self
+            .write(
                 reqwest::Method::PATCH,
-                &format!("/repos/{}/issues/{number}", self.settings.repo),
-                Some(body),
+                &format!("issues/{number}"),
+                body,
+                String::new(),
             )
-            .await
-        {
-            return outcome;
+            .await;
+        if !matches!(reopened, Outcome::Delivered { .. }) {
+            return reopened;
         }
         // GitHub asks for writes at least a second apart.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -415,20 +427,14 @@ impl GithubTarget {
     }
 
     async fn comment(&self, number: u64, text: &str) -> Outcome {
-        let body = json!({"body": truncate_chars(text, MAX_BODY_CHARS)}).to_string();
-        match self
-            .request(
-                reqwest::Method::POST,
-                &format!("/repos/{}/issues/{number}/comments", self.settings.repo),
-                Some(body),
-            )
-            .await
-        {
-            Answer::Ok(_) => Outcome::Delivered {
-                answer: format!("commented on #{number}"),
-            },
-            Answer::Failed(outcome) => outcome,
-        }
+        let body = json!({"body": truncate_chars(text, MAX_BODY_CHARS)});
+        self.write(
+            reqwest::Method::POST,
+            &format!("issues/{number}/comments"),
+            body,
+            format!("commented on #{number}"),
+        )
+        .await
     }
 
     async fn request(&self, method: reqwest::Method, path: &str, body: Option<String>) -> Answer {

@@ -47,31 +47,11 @@ impl TargetSettings {
         let value = toml::Value::Table(table);
         match kind {
             "console" => crate::config::typed(value, "").map(TargetSettings::Console),
-            "dingtalk" => {
-                let settings: dingtalk::DingTalkSettings = crate::config::typed(value, "")?;
-                settings.validate()?;
-                Ok(TargetSettings::DingTalk(settings))
-            }
-            "webhook" => {
-                let settings: webhook::WebhookSettings = crate::config::typed(value, "")?;
-                settings.validate()?;
-                Ok(TargetSettings::Webhook(settings))
-            }
-            "feishu" => {
-                let settings: feishu::FeishuSettings = crate::config::typed(value, "")?;
-                settings.validate()?;
-                Ok(TargetSettings::Feishu(settings))
-            }
-            "wecom" => {
-                let settings: wecom::WecomSettings = crate::config::typed(value, "")?;
-                settings.validate()?;
-                Ok(TargetSettings::Wecom(settings))
-            }
-            "github" => {
-                let settings: github::GithubSettings = crate::config::typed(value, "")?;
-                settings.validate()?;
-                Ok(TargetSettings::Github(settings))
-            }
+            "dingtalk" => checked(value).map(TargetSettings::DingTalk),
+            "webhook" => checked(value).map(TargetSettings::Webhook),
+            "feishu" => checked(value).map(TargetSettings::Feishu),
+            "wecom" => checked(value).map(TargetSettings::Wecom),
+            "github" => checked(value).map(TargetSettings::Github),
             other => Err((
                 "kind".into(),
                 format!(
@@ -109,6 +89,18 @@ impl TargetSettings {
         let digest = sha2::Sha256::digest(format!("{url}\n{shown}").as_bytes());
         hex::encode(&digest[..8])
     }
+}
+
+/// A kind's settings, with the checks serde cannot make.
+pub trait KindSettings: serde::de::DeserializeOwned {
+    fn validate(&self) -> Result<(), (String, String)>;
+}
+
+/// Reads a kind's settings strictly and checks them.
+fn checked<S: KindSettings>(value: toml::Value) -> Result<S, (String, String)> {
+    let settings: S = crate::config::typed(value, "")?;
+    settings.validate()?;
+    Ok(settings)
 }
 
 /// How one attempt went.

@@ -49,8 +49,8 @@ fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>
     })
 }
 
-impl WebhookSettings {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+impl super::KindSettings for WebhookSettings {
+    fn validate(&self) -> Result<(), (String, String)> {
         let url = reqwest::Url::parse(self.url.expose())
             .map_err(|e| ("url".to_string(), format!("is not a URL ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -202,6 +202,7 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::targets::KindSettings;
 
     #[test]
     fn signs_like_standard_webhooks() {

@@ -50,8 +50,8 @@ fn default_throttle_pause() -> Duration {
     Duration::from_secs(60)
 }
 
-impl WecomSettings {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+impl super::KindSettings for WecomSettings {
+    fn validate(&self) -> Result<(), (String, String)> {
         super::validate_url(&self.url)
     }
 }
