@@ -537,7 +537,10 @@ pub fn escape_markdown(text: &str) -> String {
 /// The contents of a JSON string literal (without the quotes).
 pub fn escape_json(text: &str) -> String {
     let quoted = serde_json::to_string(text).unwrap_or_default();
-    quoted[1..quoted.len() - 1].to_string()
+    quoted
+        .get(1..quoted.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// At most `max_chars` characters; a cut text ends with `…`.
