@@ -36,6 +36,8 @@ impl Request {
 struct Script {
     replies: VecDeque<(u16, String)>,
     default: (u16, String),
+    /// Hold every answer this long (a downstream that hangs).
+    hang: Option<Duration>,
     received: Vec<Request>,
 }
 
@@ -71,6 +73,16 @@ impl FakeDownstream {
             .extend(replies.into_iter().map(|(s, b)| (s, b.to_string())));
     }
 
+    /// From now on, answer `status` with `body` (once the script is used up).
+    pub fn answer(&self, status: u16, body: &str) {
+        self.script.lock().unwrap().default = (status, body.to_string());
+    }
+
+    /// From now on, hold every answer this long (`None`: answer at once).
+    pub fn hang(&self, hang: Option<Duration>) {
+        self.script.lock().unwrap().hang = hang;
+    }
+
     pub fn received(&self) -> Vec<Request> {
         self.script.lock().unwrap().received.clone()
     }
@@ -97,17 +109,21 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (status, answer) = {
+    let (status, answer, hang) = {
         let mut script = script.lock().unwrap();
         script.received.push(Request {
             at: Instant::now(),
             headers,
             body,
         });
-        script
+        let (status, answer) = script
             .replies
             .pop_front()
-            .unwrap_or_else(|| script.default.clone())
+            .unwrap_or_else(|| script.default.clone());
+        (status, answer, script.hang)
     };
+    if let Some(hang) = hang {
+        tokio::time::sleep(hang).await;
+    }
     (StatusCode::from_u16(status).unwrap(), answer).into_response()
 }

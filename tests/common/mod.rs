@@ -159,6 +159,10 @@ impl Herald {
         Herald::start_with(self.dir.clone(), &config)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
