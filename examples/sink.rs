@@ -22,7 +22,9 @@ struct Sink {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9999".into());
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9999".into());
     let sink = Arc::new(Sink::default());
     let app = Router::new()
         .route("/robot/send", post(accept))
@@ -30,17 +32,26 @@ async fn main() {
         .route("/count", get(count))
         .route("/arrivals", get(arrivals))
         .with_state(sink);
-    let listener = tokio::net::TcpListener::bind(&address).await.expect("the sink's address is free");
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .expect("the sink's address is free");
     eprintln!("sink listening on {address}");
     axum::serve(listener, app).await.expect("the sink runs");
 }
 
 async fn accept(State(sink): State<Arc<Sink>>, body: axum::body::Bytes) -> &'static str {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64;
     sink.received.fetch_add(1, Ordering::Relaxed);
     if let Ok(message) = serde_json::from_slice::<serde_json::Value>(&body) {
         if let Some(issue) = message["alert"]["issue_id"].as_str() {
-            sink.arrivals.lock().unwrap().entry(issue.to_string()).or_insert(now);
+            sink.arrivals
+                .lock()
+                .unwrap()
+                .entry(issue.to_string())
+                .or_insert(now);
         }
     }
     r#"{"errcode":0,"errmsg":"ok"}"#

@@ -88,6 +88,30 @@ impl Intake {
             });
         }
 
+        let receipt = match self.record(alert, alert_id, now) {
+            Ok(receipt) => receipt,
+            Err(error) => {
+                // Nothing was stored: a retry of this callback must not be taken for a duplicate.
+                if let Err(release) = store.release_dedupe_key(&alert.dedupe_key, alert_id) {
+                    tracing::error!(error = %release, "cannot release the dedupe key of a callback that failed");
+                }
+                return Err(error);
+            }
+        };
+        store.commit().await?;
+        let woken: Vec<&str> = receipt.queued.iter().map(String::as_str).collect();
+        self.wakers.wake(&woken);
+        Ok(receipt)
+    }
+
+    /// The writes of [`Intake::accept`] after the dedupe claim: folds, the alert, its jobs.
+    fn record(
+        &self,
+        alert: &Alert,
+        alert_id: AlertId,
+        now: DateTime<Utc>,
+    ) -> Result<Receipt, StoreError> {
+        let store = &self.store;
         let routed = self.router.route(alert);
         let fold_kind = self.fold_kind(alert);
         let mut plans: Vec<(Routed<'_>, Plan)> = Vec::with_capacity(routed.len());
@@ -152,9 +176,6 @@ impl Intake {
                 }
             }
         }
-        store.commit().await?;
-        let woken: Vec<&str> = receipt.queued.iter().map(String::as_str).collect();
-        self.wakers.wake(&woken);
         Ok(receipt)
     }
 

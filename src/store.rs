@@ -245,9 +245,7 @@ impl Store {
         value[8..].copy_from_slice(&now_ms.to_be_bytes());
         // Hashed: a dedupe key can be long (installation, resource, ids, a rule's name) and there
         // is one record per callback; 16 bytes of SHA-256 keep them small without collisions.
-        let key: [u8; 16] = sha2::Sha256::digest(key.as_bytes())[..16]
-            .try_into()
-            .expect("SHA-256 is 32 bytes");
+        let key = dedupe_tree_key(key);
         // Most keys are new: try to claim at once, and read only on a conflict.
         let mut current: Option<sled::IVec> = None;
         loop {
@@ -265,6 +263,21 @@ impl Store {
                 Err(conflict) => current = conflict.current,
             }
         }
+    }
+
+    /// Undoes [`Store::claim_dedupe_key`] for a callback that could not be stored, if the claim
+    /// is still `alert_id`'s.
+    pub fn release_dedupe_key(&self, key: &str, alert_id: AlertId) -> Result<(), StoreError> {
+        let key = dedupe_tree_key(key);
+        if let Some(current) = self.inner.dedupe.get(key)? {
+            if parse_dedupe_value(&current).is_some_and(|(first, _)| first == alert_id) {
+                let _ = self
+                    .inner
+                    .dedupe
+                    .compare_and_swap(key, Some(current), None::<&[u8]>)?;
+            }
+        }
+        Ok(())
     }
 
     /// Atomically updates the fold record of (`target`, `fold_key`) with `update`, which gets the
@@ -717,6 +730,13 @@ fn operator_pause_key(target: &str) -> Vec<u8> {
     key
 }
 
+/// 16 bytes of SHA-256 of a dedupe key.
+fn dedupe_tree_key(key: &str) -> [u8; 16] {
+    sha2::Sha256::digest(key.as_bytes())[..16]
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
+}
+
 fn parse_dedupe_value(value: &[u8]) -> Option<(AlertId, u64)> {
     let first = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
     let seen_ms = u64::from_be_bytes(value.get(8..16)?.try_into().ok()?);
@@ -928,6 +948,27 @@ mod tests {
             .update_fold("t", "counting", |r| (r.clone(), r.map(|r| r.folded)))
             .unwrap();
         assert_eq!(counting, Some(3));
+    }
+
+    #[test]
+    fn a_released_claim_can_be_claimed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(
+            store.claim_dedupe_key("k", 1, Utc::now(), hour).unwrap(),
+            None
+        );
+        store.release_dedupe_key("k", 2).unwrap(); // not its claim: kept
+        assert_eq!(
+            store.claim_dedupe_key("k", 3, Utc::now(), hour).unwrap(),
+            Some(1)
+        );
+        store.release_dedupe_key("k", 1).unwrap();
+        assert_eq!(
+            store.claim_dedupe_key("k", 4, Utc::now(), hour).unwrap(),
+            None
+        );
     }
 
     #[test]
