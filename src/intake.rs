@@ -99,7 +99,14 @@ impl Intake {
             }
         };
         store.commit().await?;
-        let woken: Vec<&str> = receipt.queued.iter().map(String::as_str).collect();
+        // Folded targets too: a window's first fold queues its summary, due later, and a worker
+        // that went to sleep before it existed must learn when to wake.
+        let woken: Vec<&str> = receipt
+            .queued
+            .iter()
+            .chain(&receipt.folded)
+            .map(String::as_str)
+            .collect();
         self.wakers.wake(&woken);
         Ok(receipt)
     }

@@ -109,7 +109,11 @@ async fn fifty_alerts_of_one_issue_become_one_message_and_a_count() {
     // At the end of the window, one message carries the count (generous: CI machines are busy).
     let deadline = Instant::now() + Duration::from_secs(40);
     while robot.received().len() < 2 {
-        assert!(Instant::now() < deadline, "no summary; herald's log:\n{}", herald.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no summary; herald's log:\n{}",
+            herald.logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let received = robot.received();
