@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::Mutex;
 
 use crate::config::Config;
@@ -17,6 +18,11 @@ use crate::queue::{Queue, Wakers};
 use crate::store::Store;
 
 pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
+    let Signals {
+        hangup,
+        terminate,
+        interrupt,
+    } = Signals::register().context("cannot listen for signals")?;
     let data_dir = config.server.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await
@@ -63,11 +69,16 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         "herald listening on http://{address}"
     );
 
-    let reloader = tokio::spawn(reload_on_sighup(config_path, state.clone(), queue.clone()));
+    let reloader = tokio::spawn(reload_on_sighup(
+        hangup,
+        config_path,
+        state.clone(),
+        queue.clone(),
+    ));
     let shutdown_state = state.clone();
     axum::serve(listener, http::router(state.clone()))
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            shutdown_signal(terminate, interrupt).await;
             shutdown_state.shutting_down.store(true, Ordering::Relaxed);
             tracing::info!("shutting down: no new callbacks, finishing the ones in flight");
         })
@@ -89,23 +100,15 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
 /// On each SIGHUP: load the config again; if it loads (templates included), restart the workers
 /// on it and swap it in. Queued jobs are in the store and are picked up by the new workers.
-async fn reload_on_sighup(config_path: PathBuf, state: Arc<AppState>, queue: Arc<Mutex<Queue>>) {
-    #[cfg(unix)]
-    {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::error!(
-                "cannot listen for SIGHUP; the config cannot be reloaded without a restart"
-            );
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            reload(&config_path, &state, &queue).await;
-        }
+async fn reload_on_sighup(
+    mut hangups: Signal,
+    config_path: PathBuf,
+    state: Arc<AppState>,
+    queue: Arc<Mutex<Queue>>,
+) {
+    while hangups.recv().await.is_some() {
+        reload(&config_path, &state, &queue).await;
     }
-    #[cfg(not(unix))]
-    let _ = (config_path, state, queue);
 }
 
 async fn reload(config_path: &std::path::Path, state: &AppState, queue: &Mutex<Queue>) {
@@ -217,24 +220,28 @@ fn report_queued_jobs(store: &Store, config: &Config) {
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT stops herald");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
+/// The signals herald acts on. They are registered before herald says it is listening: a signal
+/// that arrived between start and registration would otherwise get its default action, and for
+/// SIGHUP and SIGTERM that is to kill the process on the spot.
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+}
+
+async fn shutdown_signal(mut terminate: Signal, mut interrupt: Signal) {
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
 }
