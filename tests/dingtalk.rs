@@ -114,11 +114,9 @@ async fn a_throttled_robot_is_paused_then_delivered() {
     assert!(gap >= Duration::from_millis(1400), "paused only {gap:?}");
     assert_eq!(received.len(), 3);
     assert_eq!(herald.readiness().await["dead_letters"], 0);
-    assert!(
-        herald.logs().contains("asked herald to slow down"),
-        "{}",
-        herald.logs()
-    );
+    herald
+        .wait_for_log("asked herald to slow down", Duration::from_secs(10))
+        .await;
 }
 
 #[tokio::test]
@@ -137,11 +135,9 @@ async fn a_refused_message_is_a_dead_letter_after_one_attempt() {
         1,
         "no retry after a permanent errcode"
     );
-    assert!(
-        herald.logs().contains("DELIVERY REFUSED by target oncall"),
-        "{}",
-        herald.logs()
-    );
+    herald
+        .wait_for_log("DELIVERY REFUSED by target oncall", Duration::from_secs(10))
+        .await;
 
     assert!(herald.terminate().success());
     let store = Store::open(&herald.data_dir()).unwrap();
@@ -218,11 +214,9 @@ async fn a_message_in_flight_at_sigkill_is_delivered_after_restart() {
     let restarted = herald.restart();
     let received = robot.wait_for(2, Duration::from_secs(10)).await;
     restarted.wait_until_drained(Duration::from_secs(5)).await;
-    assert!(
-        restarted.logs().contains("resumed 1 queued jobs"),
-        "{}",
-        restarted.logs()
-    );
+    restarted
+        .wait_for_log("resumed 1 queued jobs", Duration::from_secs(10))
+        .await;
     assert_eq!(
         received[0].body["msgUuid"], received[1].body["msgUuid"],
         "DingTalk can tell it is the same message"

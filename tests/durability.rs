@@ -48,11 +48,9 @@ async fn accepted_callbacks_survive_sigkill() {
     let ready = restarted.readiness().await;
     assert_eq!(ready["alerts"], 200, "{ready}");
     assert_eq!(ready["queued_jobs"], 200, "{ready}");
-    assert!(
-        restarted.logs().contains("queued_jobs=200"),
-        "{}",
-        restarted.logs()
-    );
+    restarted
+        .wait_for_log("queued_jobs=200", Duration::from_secs(10))
+        .await;
     drop(restarted);
 
     // Every accepted issue is there, each with its job.
@@ -81,9 +79,7 @@ async fn sigterm_stops_cleanly() {
     );
     let status = herald.terminate();
     assert!(status.success(), "{status:?}");
-    assert!(
-        herald.logs().contains("everything accepted is on disk"),
-        "{}",
-        herald.logs()
-    );
+    herald
+        .wait_for_log("everything accepted is on disk", Duration::from_secs(10))
+        .await;
 }

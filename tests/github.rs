@@ -181,13 +181,12 @@ async fn a_create_whose_answer_is_lost_is_not_repeated() {
         1,
         "the retry found the issue the lost answer had opened"
     );
-    assert!(
-        herald
-            .logs()
-            .contains("found the issue an earlier try opened"),
-        "{}",
-        herald.logs()
-    );
+    herald
+        .wait_for_log(
+            "found the issue an earlier try opened",
+            Duration::from_secs(10),
+        )
+        .await;
     // It is linked: resolving closes that issue.
     herald
         .post_sentry("issue", &issue_event("resolved", 3))
@@ -296,14 +295,15 @@ async fn a_wrong_token_is_a_dead_letter_with_github_s_message() {
         .await;
     let ready = herald.wait_until_drained(Duration::from_secs(10)).await;
     assert_eq!(ready["dead_letters"], 1);
-    assert!(
-        herald.logs().contains("Bad credentials"),
-        "{}",
-        herald.logs()
-    );
-    assert!(herald
-        .logs()
-        .contains("DELIVERY REFUSED by target backend-issues"));
+    herald
+        .wait_for_log("Bad credentials", Duration::from_secs(10))
+        .await;
+    herald
+        .wait_for_log(
+            "DELIVERY REFUSED by target backend-issues",
+            Duration::from_secs(10),
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

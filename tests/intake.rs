@@ -7,6 +7,7 @@ use common::{fixture, fixtures_dir, resource_of, sign, Herald, LEGACY_TOKEN, SEC
 use herald::alert::Level;
 use herald::store::Store;
 use serde_json::Value;
+use std::time::Duration;
 
 /// What one fixture must normalize to: (file, issue id, level, title, link).
 type Expected = (
@@ -134,6 +135,10 @@ async fn every_fixture_is_accepted_and_stored_as_the_right_alert() {
 
     // What the receipt said is what is on disk, raw payload included.
     assert!(herald.terminate().success());
+    // The last line herald writes: once it is read, so is every line before it.
+    herald
+        .wait_for_log("everything accepted is on disk", Duration::from_secs(10))
+        .await;
     let store = Store::open(&herald.data_dir()).unwrap();
     assert_eq!(store.alert_count(), EXPECTED.len() as u64 - 1);
     for ((name, issue_id, level, title, link), id) in EXPECTED.iter().zip(stored_ids) {
@@ -529,11 +534,10 @@ async fn unknown_resources_and_actions_are_accepted_and_recorded() {
     assert_eq!(receipt["recognized"], false);
     assert_eq!(receipt["issue_id"], "9");
     assert_eq!(herald.readiness().await["alerts"], 2);
-    assert!(
-        herald
-            .logs()
-            .contains("resource=brand_new_resource action=exploded"),
-        "{}",
-        herald.logs()
-    );
+    herald
+        .wait_for_log(
+            "resource=brand_new_resource action=exploded",
+            Duration::from_secs(10),
+        )
+        .await;
 }

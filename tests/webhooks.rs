@@ -132,11 +132,9 @@ async fn webhook_410_stops_the_target_until_its_settings_change() {
         "both messages wait"
     );
     assert_eq!(herald.readiness().await["dead_letters"], 0);
-    assert!(
-        herald.logs().contains("TARGET audit IS GONE (HTTP 410)"),
-        "{}",
-        herald.logs()
-    );
+    herald
+        .wait_for_log("TARGET audit IS GONE (HTTP 410)", Duration::from_secs(10))
+        .await;
 
     // The same settings after a restart: still stopped.
     herald.kill();
