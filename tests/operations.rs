@@ -391,6 +391,10 @@ async fn json_logs_and_no_secret_in_logs_metrics_or_check_config() {
     oncall.wait_for(2, Duration::from_secs(10)).await;
     herald.wait_until_drained(Duration::from_secs(10)).await;
 
+    // Every attempt is logged: the robot's failed first attempt, then its second.
+    herald
+        .wait_for_log("\"attempt\":2", Duration::from_secs(10))
+        .await;
     let logs = herald.logs();
     for line in logs.lines() {
         let parsed: Value =
