@@ -93,19 +93,17 @@ impl FakeDingTalk {
 
     /// Waits until at least `count` requests arrived (or panics after `timeout`).
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let received = self.received();
-            if received.len() >= count {
-                return received;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the robot got {} of {count} requests in {timeout:?}",
-                received.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::eventually(
+            timeout,
+            || {
+                format!(
+                    "the robot got {} of {count} requests",
+                    self.received().len()
+                )
+            },
+            || Some(self.received()).filter(|received| received.len() >= count),
+        )
+        .await
     }
 }
 

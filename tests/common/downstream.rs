@@ -88,19 +88,12 @@ impl FakeDownstream {
     }
 
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Request> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let received = self.received();
-            if received.len() >= count {
-                return received;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "got {} of {count} requests in {timeout:?}",
-                received.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::eventually(
+            timeout,
+            || format!("got {} of {count} requests", self.received().len()),
+            || Some(self.received()).filter(|received| received.len() >= count),
+        )
+        .await
     }
 }
 

@@ -92,15 +92,12 @@ impl FakeGithub {
     }
 
     pub async fn wait_until(&self, what: &str, timeout: Duration, done: impl Fn(&[Issue]) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !done(&self.issues()) {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not within {timeout:?}; issues: {:?}",
-                self.issues()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        super::eventually(
+            timeout,
+            || format!("{what}: not yet; issues: {:?}", self.issues()),
+            || done(&self.issues()).then_some(()),
+        )
+        .await
     }
 }
 

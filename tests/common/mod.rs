@@ -18,6 +18,26 @@ use std::time::Duration;
 pub const SECRET: &str = "integration-test-secret";
 pub const LEGACY_TOKEN: &str = "legacy-token-0123456789";
 
+/// Polls `check` every 20 ms until it gives a value; panics after `timeout` with `what()`.
+pub async fn eventually<T>(
+    timeout: Duration,
+    what: impl Fn() -> String,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} (after {timeout:?})",
+            what()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A signature computed here, independently of herald's own code.
 pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -192,15 +212,12 @@ impl Herald {
 
     /// Waits until the log has a line containing `text` (or panics after `timeout`).
     pub async fn wait_for_log(&self, text: &str, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        while !self.logs().contains(text) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no {text:?} in the log:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            timeout,
+            || format!("no {text:?} in the log:\n{}", self.logs()),
+            || self.logs().contains(text).then_some(()),
+        )
+        .await
     }
 
     /// SIGTERM, then waits for the exit status.
