@@ -164,6 +164,9 @@ pub struct Alert {
     /// What makes two callbacks "the same thing said twice" (REFERENCE.md §1), scoped by installation.
     pub dedupe_key: String,
     /// The payload exactly as received.
+    /// Not part of the alert's own record: the store keeps it apart (`payloads`), so that reading
+    /// an alert to render a message does not read its whole payload.
+    #[serde(skip_serializing, default = "no_payload")]
     pub raw: Box<RawValue>,
 }
 
@@ -177,4 +180,9 @@ impl Alert {
     pub fn top_frame(&self) -> Option<&Frame> {
         self.frames.last()
     }
+}
+
+/// What an alert read without its payload carries in `raw`: JSON `null`.
+fn no_payload() -> Box<RawValue> {
+    RawValue::from_string("null".to_string()).expect("null is JSON")
 }

@@ -3,7 +3,8 @@
 //! | tree     | key                                              | value                   |
 //! |----------|--------------------------------------------------|-------------------------|
 //! | `meta`   | `b"schema"`                                      | schema version, u32 BE  |
-//! | `alerts` | alert id, u64 BE                                 | [`StoredAlert`] as JSON |
+//! | `alerts` | alert id, u64 BE                                 | [`StoredAlert`] as JSON, without the raw payload |
+//! | `payloads` | alert id, u64 BE                               | the raw Sentry payload, verbatim |
 //! | `jobs`   | target name, `0x00`, due time in ms u64 BE, job id u64 BE | [`DeliveryJob`] as JSON |
 //! | `dead_letters` | target name, `0x00`, job id u64 BE        | [`DeadLetter`] as JSON  |
 //! | `targets` | target name                                     | [`TargetState`] as JSON |
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use crate::alert::Alert;
 use crate::queue::{AlertId, DeadLetter, DeliveryJob, JobId, TargetState};
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashSet};
 
 const SCHEMA_KEY: &[u8] = b"schema";
@@ -92,6 +94,7 @@ struct Inner {
     path: PathBuf,
     db: sled::Db,
     alerts: sled::Tree,
+    payloads: sled::Tree,
     jobs: sled::Tree,
     dead_letters: sled::Tree,
     targets: sled::Tree,
@@ -147,6 +150,7 @@ impl Store {
             }
         }
         let alerts = db.open_tree("alerts")?;
+        let payloads = db.open_tree("payloads")?;
         let jobs = db.open_tree("jobs")?;
         let dead_letters = db.open_tree("dead_letters")?;
         let targets = db.open_tree("targets")?;
@@ -162,6 +166,7 @@ impl Store {
                 commits: GroupCommit::new(db.clone()),
                 db,
                 alerts,
+                payloads,
                 jobs,
                 dead_letters,
                 targets,
@@ -204,6 +209,10 @@ impl Store {
             received_at,
             alert,
         })?;
+        // The payload first: an alert record never exists without it.
+        self.inner
+            .payloads
+            .insert(id.to_be_bytes(), alert.raw.get().as_bytes())?;
         let previous = self.inner.alerts.insert(id.to_be_bytes(), record)?;
         if previous.is_none() {
             self.inner.alert_count.fetch_add(1, Ordering::Relaxed);
@@ -421,6 +430,7 @@ impl Store {
             let old = serde_json::from_slice::<AlertAge>(&value)
                 .map_or(true, |a| a.received_at <= cutoff);
             if old && self.inner.alerts.remove(&key)?.is_some() {
+                self.inner.payloads.remove(&key)?;
                 self.inner.alert_count.fetch_sub(1, Ordering::Relaxed);
                 report.alerts += 1;
             }
@@ -428,14 +438,28 @@ impl Store {
         Ok(report)
     }
 
+    /// An alert, its raw payload included.
     pub fn alert(&self, id: AlertId) -> Result<Option<StoredAlert>, StoreError> {
+        let Some(mut stored) = self.alert_without_payload(id)? else {
+            return Ok(None);
+        };
+        if let Some(payload) = self.inner.payloads.get(id.to_be_bytes())? {
+            let text = String::from_utf8(payload.to_vec())
+                .map_err(|e| StoreError::Sled(sled::Error::Unsupported(e.to_string())))?;
+            stored.alert.raw = RawValue::from_string(text)?;
+        }
+        Ok(Some(stored))
+    }
+
+    /// An alert's normalized fields, without reading its raw payload (`raw` is `null`).
+    pub fn alert_without_payload(&self, id: AlertId) -> Result<Option<StoredAlert>, StoreError> {
         match self.inner.alerts.get(id.to_be_bytes())? {
             Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
             None => Ok(None),
         }
     }
 
-    /// Every stored alert, oldest first.
+    /// Every stored alert, oldest first, without its raw payload (see [`Store::alert`]).
     pub fn alerts(&self) -> impl Iterator<Item = Result<StoredAlert, StoreError>> + '_ {
         self.inner
             .alerts
