@@ -175,11 +175,6 @@ impl Alert {
     pub fn event_name(&self) -> String {
         format!("{}.{}", self.resource, self.action)
     }
-
-    /// The top in-app frame (the innermost one), which is usually where the bug is.
-    pub fn top_frame(&self) -> Option<&Frame> {
-        self.frames.last()
-    }
 }
 
 /// What an alert read without its payload carries in `raw`: JSON `null`.

@@ -487,10 +487,12 @@ fn registry(timezone: Tz) -> Handlebars<'static> {
     let mut registry = Handlebars::new();
     registry.register_escape_fn(handlebars::no_escape);
     registry.set_strict_mode(false);
-    registry.register_helper("md", Box::new(markdown_helper));
-    registry.register_helper("json", Box::new(json_helper));
+    register_text_helper(&mut registry, "md", escape_markdown);
+    register_text_helper(&mut registry, "json", escape_json);
+    register_text_helper(&mut registry, "level_icon", |text| {
+        level_icon(Level::parse(text)).to_string()
+    });
     registry.register_helper("truncate", Box::new(truncate_helper));
-    registry.register_helper("level_icon", Box::new(level_icon_helper));
     registry.register_helper(
         "time",
         Box::new(
@@ -603,26 +605,26 @@ fn time_param(h: &Helper, index: usize) -> Result<Option<DateTime<Utc>>, RenderE
     }
 }
 
-fn markdown_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    out.write(&escape_markdown(&string_param(h, 0)))?;
-    Ok(())
-}
-
-fn json_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    out.write(&escape_json(&string_param(h, 0)))?;
-    Ok(())
+/// A helper that turns its one argument (as text) into other text.
+fn register_text_helper(
+    registry: &mut Handlebars<'static>,
+    name: &str,
+    transform: fn(&str) -> String,
+) {
+    registry.register_helper(
+        name,
+        Box::new(
+            move |h: &Helper,
+                  _: &Handlebars,
+                  _: &Context,
+                  _: &mut RenderContext,
+                  out: &mut dyn Output|
+                  -> HelperResult {
+                out.write(&transform(&string_param(h, 0)))?;
+                Ok(())
+            },
+        ),
+    );
 }
 
 fn truncate_helper(
@@ -637,17 +639,6 @@ fn truncate_helper(
         .and_then(|p| p.value().as_u64())
         .ok_or(RenderErrorReason::ParamNotFoundForIndex("truncate", 1))?;
     out.write(&truncate_chars(&string_param(h, 0), max as usize))?;
-    Ok(())
-}
-
-fn level_icon_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    out.write(level_icon(Level::parse(&string_param(h, 0))))?;
     Ok(())
 }
 

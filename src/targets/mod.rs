@@ -270,7 +270,6 @@ impl<'a> Message<'a> {
 pub struct Target {
     pub name: String,
     pub kind: &'static str,
-    pub timeout: Duration,
     /// How many deliveries may be in flight at once.
     pub concurrency: usize,
     /// The downstream's rate limits, which herald keeps to.
@@ -347,7 +346,6 @@ impl Target {
         Target {
             name: config.name.clone(),
             kind: config.settings.kind(),
-            timeout,
             concurrency,
             limit,
             fingerprint: config.settings.fingerprint(),
