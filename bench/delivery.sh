@@ -13,11 +13,8 @@ cd "$(dirname "$0")/.."
 
 JOBS=${JOBS:-10000}
 SECRET=bench-secret
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need python3 || ! need curl; then
-  SUDO=$(need sudo && [ "$(id -u)" != 0 ] && echo sudo || true)
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3 curl >/dev/null
-fi
+. bench/common.sh
+require python3 curl
 
 cargo build --release --quiet --bin herald --example sink
 work=$(mktemp -d)
@@ -28,7 +25,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 herald_port=$(free_port); sink_port=$(free_port); silent_port=$(free_port)
 
 config() { # $1: robot port, $2: timeout

@@ -9,17 +9,13 @@ cd "$(dirname "$0")/.."
 RATE=${RATE:-1000}
 DURATION=${DURATION:-20}
 CONNECTIONS=${CONNECTIONS:-16}
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need python3 || ! need curl; then
-  SUDO=$(need sudo && [ "$(id -u)" != 0 ] && echo sudo || true)
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3 curl >/dev/null
-fi
+. bench/common.sh
+require python3 curl
 cargo build --release --quiet --bin herald --example sink
 work=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 herald_port=$(free_port); sink_port=$(free_port)
 count=$(python3 -c "print(int($RATE * $DURATION))")
 python3 bench/make_callbacks.py tests/fixtures/sentry/issue-created.json bench-secret "$work/pool" "$count" 1

@@ -23,12 +23,8 @@ POOL_SIZE=${POOL_SIZE:-$((DURATION * 25000))}
 SECRET=bench-secret
 TARGET=${TARGET:-silent}
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need python3 || ! need taskset || ! need curl; then
-  echo "installing wrk, python3, util-linux, curl from Debian's packages" >&2
-  SUDO=$(need sudo && [ "$(id -u)" != 0 ] && echo sudo || true)
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk python3 util-linux curl >/dev/null
-fi
+. bench/common.sh
+require wrk python3 taskset=util-linux curl
 
 cargo build --release --quiet
 work=$(mktemp -d)
@@ -43,7 +39,7 @@ if [ "$TARGET" = console ]; then
   target_toml=$'[[targets]]\nname = "stdout"\nkind = "console"'
 else
   # A listener that accepts connections and never answers: the robot's one request hangs.
-  silent_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  silent_port=$(free_port)
   python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',$silent_port)); s.listen(64); time.sleep(3600)" &
   silent_pid=$!
   target_toml=$'[[targets]]\nname = "robot"\nkind = "dingtalk"\ntimeout = "1h"\n'"url = \"http://127.0.0.1:$silent_port/robot/send?access_token=bench\""

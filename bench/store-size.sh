@@ -13,17 +13,14 @@ CALLBACKS=${CALLBACKS:-1000000}
 ISSUES=${ISSUES:-10000}
 THREADS=2
 SECRET=bench-secret
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need python3 || ! need curl; then
-  SUDO=$(need sudo && [ "$(id -u)" != 0 ] && echo sudo || true)
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk python3 curl >/dev/null
-fi
+. bench/common.sh
+require wrk python3 curl
 
 cargo build --release --quiet --bin herald
 work=$(mktemp -d)
 herald_pid=""
 trap 'kill $herald_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 
 echo "generating $CALLBACKS callbacks about $ISSUES issues..." >&2
 python3 bench/make_repeats.py tests/fixtures/sentry/event_alert-triggered.with-alert-rule-action.ipe-mock.json \

@@ -9,17 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-20}
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need prometheus-alertmanager || ! need wrk || ! need python3 || ! need curl; then
-  echo "installing prometheus-alertmanager, wrk, python3, curl from Debian's packages" >&2
-  SUDO=$(need sudo && [ "$(id -u)" != 0 ] && echo sudo || true)
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq prometheus-alertmanager wrk python3 curl >/dev/null
-fi
+. bench/common.sh
+require prometheus-alertmanager wrk python3 curl
 
 work=$(mktemp -d)
 am_pid=""
 trap 'kill $am_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 cat > "$work/alertmanager.yml" <<YAML
 route:
   receiver: "null"
