@@ -830,11 +830,36 @@ impl GroupCommit {
         if self.tickets_flushed.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
+        self.gather().await;
         let covered = self.tickets_issued.load(Ordering::SeqCst);
         self.db.flush_async().await?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.tickets_flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Lets callers that are ready to run finish their writes and join the coming flush: yields to
+    /// the runtime until new tickets stop arriving (bounded). Idle, this costs two yields; under
+    /// load it makes batches larger, and each flush (a sync of sled's log, and a wake-up of its
+    /// I/O threads) is paid by more callbacks.
+    async fn gather(&self) {
+        const QUIET_YIELDS: u32 = 2;
+        const MAX_YIELDS: u32 = 64;
+        let mut seen = self.tickets_issued.load(Ordering::SeqCst);
+        let mut quiet = 0;
+        for _ in 0..MAX_YIELDS {
+            tokio::task::yield_now().await;
+            let issued = self.tickets_issued.load(Ordering::SeqCst);
+            if issued == seen {
+                quiet += 1;
+                if quiet == QUIET_YIELDS {
+                    return;
+                }
+            } else {
+                quiet = 0;
+                seen = issued;
+            }
+        }
     }
 }
 
