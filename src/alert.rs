@@ -163,9 +163,8 @@ pub struct Alert {
     pub recognized: bool,
     /// What makes two callbacks "the same thing said twice" (REFERENCE.md §1), scoped by installation.
     pub dedupe_key: String,
-    /// The payload exactly as received.
-    /// Not part of the alert's own record: the store keeps it apart (`payloads`), so that reading
-    /// an alert to render a message does not read its whole payload.
+    /// The payload exactly as received. Not serialized with the alert: the store keeps the payload
+    /// itself and normalizes it again when it reads it.
     #[serde(skip_serializing, default = "no_payload")]
     pub raw: Box<RawValue>,
 }
@@ -177,7 +176,7 @@ impl Alert {
     }
 }
 
-/// What an alert read without its payload carries in `raw`: JSON `null`.
+/// What an alert deserialized from its normalized form (a schema-1 store) carries in `raw`.
 fn no_payload() -> Box<RawValue> {
     RawValue::from_string("null".to_string()).expect("null is JSON")
 }

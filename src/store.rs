@@ -3,8 +3,7 @@
 //! | tree     | key                                              | value                   |
 //! |----------|--------------------------------------------------|-------------------------|
 //! | `meta`   | `b"schema"`                                      | schema version, u32 BE  |
-//! | `alerts` | alert id, u64 BE                                 | [`StoredAlert`] as JSON, without the raw payload |
-//! | `payloads` | alert id, u64 BE                               | the raw Sentry payload, verbatim |
+//! | `alerts` | alert id, u64 BE                                 | [`AlertHeader`] as JSON, `\n`, the raw payload verbatim |
 //! | `jobs`   | target name, `0x00`, due time in ms u64 BE, job id u64 BE | [`DeliveryJob`] as JSON |
 //! | `dead_letters` | target name, `0x00`, job id u64 BE        | [`DeadLetter`] as JSON  |
 //! | `targets` | target name                                     | [`TargetState`] as JSON |
@@ -12,6 +11,10 @@
 //! | `dedupe` | SHA-256 of an alert's dedupe key, first 16 bytes | first alert id u64 BE, seen at ms u64 BE |
 //! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
 //! | `links`  | target name, `0x00`, repo/installation/issue     | [`LinkRecord`] as JSON  |
+//!
+//! An alert is stored as Sentry sent it, with the little the payload does not say (when, from
+//! which resource): one write per callback instead of a normalized copy beside the payload, and a
+//! queued alert is read with the normalizer of the herald that sends it.
 //!
 //! Integers are big-endian so that key order is numeric order: a prefix scan of `jobs` over one
 //! target yields its jobs by due time. Target names cannot contain `0x00` (config validation).
@@ -28,13 +31,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::alert::Alert;
+use crate::alert::{Alert, Source};
 use crate::queue::{AlertId, DeadLetter, DeliveryJob, JobId, TargetState};
-use serde_json::value::RawValue;
+use crate::sentry::{parse_integration_payload, parse_legacy_payload};
 use std::collections::{BTreeMap, HashSet};
 
 const SCHEMA_KEY: &[u8] = b"schema";
-const SCHEMA_VERSION: u32 = 1;
+/// 1: alerts as normalized JSON, payloads in their own tree. 2: alerts as header and payload.
+const SCHEMA_VERSION: u32 = 2;
 /// Upper bound of sled's page cache. sled's default (1 GiB) would let an idle herald grow far
 /// past what a sidecar should use; alerts are written once and read once, so a small cache loses little.
 const CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
@@ -47,14 +51,25 @@ pub enum StoreError {
     Codec(#[from] serde_json::Error),
     #[error("the store at {path} was written by a newer herald (schema {found}, this one knows {SCHEMA_VERSION})")]
     NewerSchema { path: PathBuf, found: u32 },
+    #[error("stored alert {id} cannot be read: {reason}")]
+    UnreadableAlert { id: AlertId, reason: String },
 }
 
-/// An alert as stored: the normalized alert (raw payload included) and when it arrived.
+/// A stored alert: the normalized alert (raw payload included) and when it arrived.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredAlert {
     pub id: AlertId,
     pub received_at: DateTime<Utc>,
     pub alert: Alert,
+}
+
+/// What the `alerts` tree keeps beside a payload: what is needed to read it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertHeader {
+    pub received_at: DateTime<Utc>,
+    pub source: Source,
+    /// The `Sentry-Hook-Resource` header the payload came with.
+    pub resource: String,
 }
 
 /// Repeated alerts of one issue for one target within the fold window: the first was sent, these
@@ -94,7 +109,6 @@ struct Inner {
     path: PathBuf,
     db: sled::Db,
     alerts: sled::Tree,
-    payloads: sled::Tree,
     jobs: sled::Tree,
     dead_letters: sled::Tree,
     targets: sled::Tree,
@@ -135,6 +149,7 @@ impl Store {
             other => other?,
         };
         let meta = db.open_tree("meta")?;
+        let alerts = db.open_tree("alerts")?;
         match meta.get(SCHEMA_KEY)? {
             None => {
                 meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
@@ -147,10 +162,13 @@ impl Store {
                         found,
                     });
                 }
+                if found == 1 {
+                    migrate_alerts_from_schema_1(&db, &alerts)?;
+                    meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                    db.flush()?;
+                }
             }
         }
-        let alerts = db.open_tree("alerts")?;
-        let payloads = db.open_tree("payloads")?;
         let jobs = db.open_tree("jobs")?;
         let dead_letters = db.open_tree("dead_letters")?;
         let targets = db.open_tree("targets")?;
@@ -166,7 +184,6 @@ impl Store {
                 commits: GroupCommit::new(db.clone()),
                 db,
                 alerts,
-                payloads,
                 jobs,
                 dead_letters,
                 targets,
@@ -197,23 +214,15 @@ impl Store {
         received_at: DateTime<Utc>,
         alert: &Alert,
     ) -> Result<(), StoreError> {
-        /// [`StoredAlert`]'s layout, borrowing the alert rather than copying it.
-        #[derive(Serialize)]
-        struct Record<'a> {
-            id: AlertId,
-            received_at: DateTime<Utc>,
-            alert: &'a Alert,
-        }
-        let record = serde_json::to_vec(&Record {
-            id,
+        let header = AlertHeader {
             received_at,
-            alert,
-        })?;
-        // The payload first: an alert record never exists without it.
-        self.inner
-            .payloads
-            .insert(id.to_be_bytes(), alert.raw.get().as_bytes())?;
-        let previous = self.inner.alerts.insert(id.to_be_bytes(), record)?;
+            source: alert.source,
+            resource: alert.resource.clone(),
+        };
+        let previous = self
+            .inner
+            .alerts
+            .insert(id.to_be_bytes(), alert_record(&header, alert.raw.get())?)?;
         if previous.is_none() {
             self.inner.alert_count.fetch_add(1, Ordering::Relaxed);
         }
@@ -427,10 +436,9 @@ impl Store {
             if referenced.contains(&u64::from_be_bytes(id_bytes)) {
                 continue;
             }
-            let old = serde_json::from_slice::<AlertAge>(&value)
-                .map_or(true, |a| a.received_at <= cutoff);
+            let old =
+                split_alert_record(&value).map_or(true, |(header, _)| header.received_at <= cutoff);
             if old && self.inner.alerts.remove(&key)?.is_some() {
-                self.inner.payloads.remove(&key)?;
                 self.inner.alert_count.fetch_sub(1, Ordering::Relaxed);
                 report.alerts += 1;
             }
@@ -438,33 +446,21 @@ impl Store {
         Ok(report)
     }
 
-    /// An alert, its raw payload included.
+    /// An alert, normalized again from its payload.
     pub fn alert(&self, id: AlertId) -> Result<Option<StoredAlert>, StoreError> {
-        let Some(mut stored) = self.alert_without_payload(id)? else {
-            return Ok(None);
-        };
-        if let Some(payload) = self.inner.payloads.get(id.to_be_bytes())? {
-            let text = String::from_utf8(payload.to_vec())
-                .map_err(|e| StoreError::Sled(sled::Error::Unsupported(e.to_string())))?;
-            stored.alert.raw = RawValue::from_string(text)?;
-        }
-        Ok(Some(stored))
-    }
-
-    /// An alert's normalized fields, without reading its raw payload (`raw` is `null`).
-    pub fn alert_without_payload(&self, id: AlertId) -> Result<Option<StoredAlert>, StoreError> {
         match self.inner.alerts.get(id.to_be_bytes())? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            Some(record) => Ok(Some(read_alert_record(id, &record)?)),
             None => Ok(None),
         }
     }
 
-    /// Every stored alert, oldest first, without its raw payload (see [`Store::alert`]).
+    /// Every stored alert, oldest first.
     pub fn alerts(&self) -> impl Iterator<Item = Result<StoredAlert, StoreError>> + '_ {
-        self.inner
-            .alerts
-            .iter()
-            .map(|entry| Ok(serde_json::from_slice(&entry?.1)?))
+        self.inner.alerts.iter().map(|entry| {
+            let (key, record) = entry?;
+            let id = <[u8; 8]>::try_from(key.as_ref()).map_or(0, u64::from_be_bytes);
+            read_alert_record(id, &record)
+        })
     }
 
     /// Every queued job, grouped by target and ordered by due time within a target.
@@ -723,10 +719,63 @@ fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
         .open()
 }
 
-/// Reads only the receive time of a stored alert, for the sweep.
-#[derive(Deserialize)]
-struct AlertAge {
-    received_at: DateTime<Utc>,
+/// An `alerts` record: the header as one line of JSON (serde_json writes no newline), then the
+/// payload exactly as received.
+fn alert_record(header: &AlertHeader, payload: &str) -> Result<Vec<u8>, StoreError> {
+    let mut record = serde_json::to_vec(header)?;
+    record.reserve(1 + payload.len());
+    record.push(b'\n');
+    record.extend_from_slice(payload.as_bytes());
+    Ok(record)
+}
+
+/// An `alerts` record's header and payload, without normalizing the payload.
+fn split_alert_record(record: &[u8]) -> Option<(AlertHeader, &[u8])> {
+    let newline = record.iter().position(|b| *b == b'\n')?;
+    let header = serde_json::from_slice(&record[..newline]).ok()?;
+    Some((header, &record[newline + 1..]))
+}
+
+fn read_alert_record(id: AlertId, record: &[u8]) -> Result<StoredAlert, StoreError> {
+    let unreadable = |reason: String| StoreError::UnreadableAlert { id, reason };
+    let (header, payload) =
+        split_alert_record(record).ok_or_else(|| unreadable("no header".into()))?;
+    let alert = match header.source {
+        Source::Sentry => parse_integration_payload(&header.resource, payload),
+        Source::SentryLegacyPlugin => parse_legacy_payload(payload),
+    }
+    .map_err(|error| unreadable(error.to_string()))?;
+    Ok(StoredAlert {
+        id,
+        received_at: header.received_at,
+        alert,
+    })
+}
+
+/// Schema 1 kept a normalized copy of each alert in `alerts` and its payload in `payloads`:
+/// rewrites each alert as header and payload, then drops `payloads`.
+fn migrate_alerts_from_schema_1(db: &sled::Db, alerts: &sled::Tree) -> Result<(), StoreError> {
+    let payloads = db.open_tree("payloads")?;
+    let mut migrated = 0u64;
+    for entry in alerts.iter() {
+        let (key, value) = entry?;
+        let old: StoredAlert = serde_json::from_slice(&value)?;
+        let payload = payloads.get(&key)?;
+        let payload = payload
+            .as_deref()
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or("null");
+        let header = AlertHeader {
+            received_at: old.received_at,
+            source: old.alert.source,
+            resource: old.alert.resource,
+        };
+        alerts.insert(key, alert_record(&header, payload)?)?;
+        migrated += 1;
+    }
+    db.drop_tree("payloads")?;
+    tracing::info!(alerts = migrated, "store migrated from schema 1 to 2");
+    Ok(())
 }
 
 /// Counts the keys of a tree keyed `target name, 0x00, …` per target name.
@@ -884,6 +933,57 @@ mod tests {
         }
         store.commit().await?;
         Ok(id)
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_and_its_alerts_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let alert = sample_alert(7);
+        let received_at = Utc::now();
+        {
+            // Schema 1: the normalized alert as JSON, the payload in its own tree.
+            let db = open_db(&path).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(SCHEMA_KEY, &1u32.to_be_bytes())
+                .unwrap();
+            let old = StoredAlert {
+                id: 41,
+                received_at,
+                alert: alert.clone(),
+            };
+            let key = 41u64.to_be_bytes();
+            db.open_tree("alerts")
+                .unwrap()
+                .insert(key, serde_json::to_vec(&old).unwrap())
+                .unwrap();
+            db.open_tree("payloads")
+                .unwrap()
+                .insert(key, alert.raw.get().as_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let read = store.alert(41).unwrap().unwrap();
+        assert_eq!(read.received_at, received_at);
+        assert_eq!(read.alert.raw.get(), alert.raw.get());
+        assert_eq!(read.alert.issue_id.as_deref(), Some("7"));
+        assert_eq!(read.alert.dedupe_key, alert.dedupe_key);
+        assert!(!store
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .any(|name| name.as_ref() == b"payloads"));
+        let schema = store
+            .inner
+            .db
+            .open_tree("meta")
+            .unwrap()
+            .get(SCHEMA_KEY)
+            .unwrap();
+        assert_eq!(schema.as_deref(), Some(&SCHEMA_VERSION.to_be_bytes()[..]));
     }
 
     #[tokio::test]

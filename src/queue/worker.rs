@@ -581,13 +581,7 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
     let mut mentions = Mentions::default();
     let mut failure = None;
     for (key, job) in batch {
-        // The raw payload is read only for a target that forwards it.
-        let stored = if target.forwards_payload() {
-            store.alert(job.alert_id)
-        } else {
-            store.alert_without_payload(job.alert_id)
-        };
-        match stored {
+        match store.alert(job.alert_id) {
             Ok(Some(stored)) => {
                 let issue_id = stored.alert.issue_id.clone().unwrap_or_else(|| "-".into());
                 views.push(

@@ -103,17 +103,14 @@ pub fn parse_legacy_payload(body: &[u8]) -> Result<Alert, PayloadError> {
 
 /// The body as a JSON object, and the same bytes kept verbatim.
 fn read_json(body: &[u8]) -> Result<(Value, Box<RawValue>), PayloadError> {
-    let value: Value =
+    // Two passes: the first checks the JSON and keeps it verbatim, the second builds the tree.
+    let raw: Box<RawValue> =
         serde_json::from_slice(body).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(raw.get()).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
     if !value.is_object() {
         return Err(PayloadError::NotAnObject);
     }
-    // serde_json has just validated the bytes as UTF-8 JSON, so neither step can fail here;
-    // mapping the errors anyway keeps this function free of panics.
-    let text =
-        String::from_utf8(body.to_vec()).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
-    let raw =
-        RawValue::from_string(text).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
     Ok((value, raw))
 }
 

@@ -354,11 +354,6 @@ impl Target {
         }
     }
 
-    /// Whether this target sends Sentry's raw payload (a webhook with `include_raw`).
-    pub fn forwards_payload(&self) -> bool {
-        matches!(&self.sender, Sender::Webhook(target) if target.include_raw())
-    }
-
     /// Whether this target can merge several alerts into one digest message.
     pub fn digests(&self) -> bool {
         self.limit.per_minute.is_some() && self.templates.has_digest(&self.name)
