@@ -437,7 +437,7 @@ impl Store {
                 continue;
             }
             let old =
-                split_alert_record(&value).map_or(true, |(header, _)| header.received_at <= cutoff);
+                split_alert_record(&value).is_none_or(|(header, _)| header.received_at <= cutoff);
             if old && self.inner.alerts.remove(&key)?.is_some() {
                 self.inner.alert_count.fetch_sub(1, Ordering::Relaxed);
                 report.alerts += 1;
