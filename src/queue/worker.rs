@@ -284,6 +284,10 @@ impl Worker {
         busy: &mut HashSet<JobId>,
         held: &mut Vec<JobId>,
     ) -> Option<DateTime<Utc>> {
+        if in_flight.len() >= self.target.concurrency {
+            // Nothing can start: the worker looks again when a send finishes, not on every new job.
+            return None;
+        }
         if self.stopped_as_gone()
             || self
                 .store
