@@ -753,12 +753,17 @@ fn read_alert_record(id: AlertId, record: &[u8]) -> Result<StoredAlert, StoreErr
 }
 
 /// Schema 1 kept a normalized copy of each alert in `alerts` and its payload in `payloads`:
-/// rewrites each alert as header and payload, then drops `payloads`.
+/// rewrites each alert as header and payload, then drops `payloads`. Interrupted (a crash), it is
+/// run again on the next start and skips what it already rewrote: a schema-1 record is compact
+/// JSON, which never holds a raw newline, and a schema-2 record always does.
 fn migrate_alerts_from_schema_1(db: &sled::Db, alerts: &sled::Tree) -> Result<(), StoreError> {
     let payloads = db.open_tree("payloads")?;
     let mut migrated = 0u64;
     for entry in alerts.iter() {
         let (key, value) = entry?;
+        if split_alert_record(&value).is_some() {
+            continue;
+        }
         let old: StoredAlert = serde_json::from_slice(&value)?;
         let payload = payloads.get(&key)?;
         let payload = payload
@@ -962,6 +967,19 @@ mod tests {
                 .unwrap()
                 .insert(key, alert.raw.get().as_bytes())
                 .unwrap();
+            // An earlier migration was interrupted after rewriting this one.
+            let header = AlertHeader {
+                received_at,
+                source: alert.source,
+                resource: alert.resource.clone(),
+            };
+            db.open_tree("alerts")
+                .unwrap()
+                .insert(
+                    42u64.to_be_bytes(),
+                    alert_record(&header, alert.raw.get()).unwrap(),
+                )
+                .unwrap();
             db.flush().unwrap();
         }
         let store = Store::open(&path).unwrap();
@@ -970,6 +988,10 @@ mod tests {
         assert_eq!(read.alert.raw.get(), alert.raw.get());
         assert_eq!(read.alert.issue_id.as_deref(), Some("7"));
         assert_eq!(read.alert.dedupe_key, alert.dedupe_key);
+        assert_eq!(
+            store.alert(42).unwrap().unwrap().alert.raw.get(),
+            alert.raw.get()
+        );
         assert!(!store
             .inner
             .db

@@ -12,7 +12,7 @@ use super::{Attempt, AttemptResult, DeadLetter, DeliveryJob, JobId, RateLimiter,
 use crate::metrics::Metrics;
 use crate::render::{DigestView, MessageView};
 use crate::route::Mentions;
-use crate::store::{JobKey, Store};
+use crate::store::{JobKey, Store, StoreError};
 use crate::targets::{Configured, Delivery, DigestDelivery, FailureReason, Outcome, Target};
 
 /// Wakes a target's worker when the intake queues a job for it, so a new alert goes out at once
@@ -601,6 +601,16 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
                     FailureReason::Other,
                     format!("alert {} is missing from the store", job.alert_id),
                 ));
+                jobs.push(InFlight {
+                    key,
+                    job,
+                    issue_id: "-".into(),
+                });
+            }
+            Err(error @ StoreError::UnreadableAlert { .. }) => {
+                // Reading it again will not help: it waits in the dead letters, to be replayed
+                // by a herald that reads it.
+                failure.get_or_insert(Outcome::permanent(FailureReason::Other, error.to_string()));
                 jobs.push(InFlight {
                     key,
                     job,
