@@ -585,7 +585,7 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
     let mut mentions = Mentions::default();
     let mut failure = None;
     for (key, job) in batch {
-        match store.alert(job.alert_id) {
+        let unreadable = match store.alert(job.alert_id) {
             Ok(Some(stored)) => {
                 let issue_id = stored.alert.issue_id.clone().unwrap_or_else(|| "-".into());
                 views.push(
@@ -595,41 +595,29 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
                 raws.push(stored.alert.raw);
                 mentions.merge(&job.mentions);
                 jobs.push(InFlight { key, job, issue_id });
+                continue;
             }
-            Ok(None) => {
-                failure.get_or_insert(Outcome::permanent(
-                    FailureReason::Other,
-                    format!("alert {} is missing from the store", job.alert_id),
-                ));
-                jobs.push(InFlight {
-                    key,
-                    job,
-                    issue_id: "-".into(),
-                });
-            }
+            Ok(None) => Outcome::permanent(
+                FailureReason::Other,
+                format!("alert {} is missing from the store", job.alert_id),
+            ),
+            // Reading it again will not help: it waits in the dead letters, to be replayed by a
+            // herald that reads it.
             Err(error @ StoreError::UnreadableAlert { .. }) => {
-                // Reading it again will not help: it waits in the dead letters, to be replayed
-                // by a herald that reads it.
-                failure.get_or_insert(Outcome::permanent(FailureReason::Other, error.to_string()));
-                jobs.push(InFlight {
-                    key,
-                    job,
-                    issue_id: "-".into(),
-                });
+                Outcome::permanent(FailureReason::Other, error.to_string())
             }
-            Err(error) => {
-                failure.get_or_insert(Outcome::retry_after(
-                    Some(Duration::from_secs(5)),
-                    FailureReason::Other,
-                    format!("cannot read alert {}: {error}", job.alert_id),
-                ));
-                jobs.push(InFlight {
-                    key,
-                    job,
-                    issue_id: "-".into(),
-                });
-            }
-        }
+            Err(error) => Outcome::retry_after(
+                Some(Duration::from_secs(5)),
+                FailureReason::Other,
+                format!("cannot read alert {}: {error}", job.alert_id),
+            ),
+        };
+        failure.get_or_insert(unreadable);
+        jobs.push(InFlight {
+            key,
+            job,
+            issue_id: "-".into(),
+        });
     }
     let outcome = match failure {
         Some(failure) => failure,
