@@ -238,7 +238,7 @@ async fn read(
         .find(|i| i.number == number)
     {
         Some(issue) => Json(issue_json(issue)).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response(),
+        None => not_found(),
     }
 }
 
@@ -248,19 +248,13 @@ async fn update(
     Path((_, _, number)): Path<(String, String, u64)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = check_headers(&repo, &headers) {
-        return refused;
-    }
-    let mut repo = repo.lock().unwrap();
-    repo.writes.push(Instant::now());
-    let Some(issue) = repo.issues.iter_mut().find(|i| i.number == number) else {
-        return (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response();
-    };
-    if let Some(state) = body["state"].as_str() {
-        issue.state = state.to_string();
-    }
-    issue.state_reason = body["state_reason"].as_str().map(String::from);
-    Json(issue_json(issue)).into_response()
+    write_to_issue(&repo, &headers, number, |issue| {
+        if let Some(state) = body["state"].as_str() {
+            issue.state = state.to_string();
+        }
+        issue.state_reason = body["state_reason"].as_str().map(String::from);
+        Json(issue_json(issue)).into_response()
+    })
 }
 
 async fn comment(
@@ -269,18 +263,33 @@ async fn comment(
     Path((_, _, number)): Path<(String, String, u64)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Some(refused) = check_headers(&repo, &headers) {
+    write_to_issue(&repo, &headers, number, |issue| {
+        issue
+            .comments
+            .push(body["body"].as_str().unwrap_or_default().to_string());
+        (StatusCode::CREATED, Json(json!({"id": 1}))).into_response()
+    })
+}
+
+/// A write to an existing issue, as GitHub takes it: headers checked, the write counted against
+/// the pace, 404 for an issue that does not exist.
+fn write_to_issue(
+    repo: &Mutex<Repo>,
+    headers: &HeaderMap,
+    number: u64,
+    write: impl FnOnce(&mut Issue) -> Response,
+) -> Response {
+    if let Some(refused) = check_headers(repo, headers) {
         return refused;
     }
     let mut repo = repo.lock().unwrap();
     repo.writes.push(Instant::now());
     match repo.issues.iter_mut().find(|i| i.number == number) {
-        Some(issue) => {
-            issue
-                .comments
-                .push(body["body"].as_str().unwrap_or_default().to_string());
-            (StatusCode::CREATED, Json(json!({"id": 1}))).into_response()
-        }
-        None => (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response(),
+        Some(issue) => write(issue),
+        None => not_found(),
     }
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))).into_response()
 }
