@@ -5,6 +5,8 @@
 #   docker run -v herald-data:/data -p 8080:8080 -e SENTRY_CLIENT_SECRET=… herald
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
+# make: jemalloc (herald's malloc) is built from source.
+RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY templates ./templates

@@ -6,6 +6,10 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+// Linked for its `malloc`, which replaces glibc's for the whole process (see Cargo.toml).
+#[cfg(target_os = "linux")]
+use tikv_jemalloc_sys as _;
+
 use herald::alert::Alert;
 use herald::config::Config;
 use herald::render::MessageView;
