@@ -3,38 +3,38 @@
 //! Each reader answers `None` rather than failing, because a quirk in one field must never cost
 //! the whole callback.
 
+use super::json::Json;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use serde_json::Value;
 
 /// Follows a path of object keys; `None` as soon as one is missing or not an object.
-pub fn at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
+pub fn at<'v>(value: &'v Json<'v>, path: &[&str]) -> Option<&'v Json<'v>> {
     path.iter().try_fold(value, |current, key| current.get(key))
 }
 
 /// A non-empty string, or a number written as a string (ids arrive both ways).
-pub fn text(value: Option<&Value>) -> Option<String> {
+pub fn text(value: Option<&Json>) -> Option<String> {
     match value? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Json::String(s) if !s.trim().is_empty() => Some(s.to_string()),
+        Json::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
 /// A count that may be a JSON number or a numeric string (`"count": "3"`, `"userCount": 3`).
-pub fn count(value: Option<&Value>) -> Option<u64> {
+pub fn count(value: Option<&Json>) -> Option<u64> {
     match value? {
-        Value::Number(n) => n
+        Json::Number(n) => n
             .as_u64()
             .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse().ok(),
+        Json::String(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
 
 /// A timestamp: RFC 3339 with `Z` or an offset, a naive ISO time (taken as UTC), or Unix seconds.
-pub fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
+pub fn timestamp(value: Option<&Json>) -> Option<DateTime<Utc>> {
     match value? {
-        Value::String(s) => {
+        Json::String(s) => {
             let s = s.trim();
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
@@ -45,7 +45,7 @@ pub fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
                         .map(|naive| Utc.from_utc_datetime(&naive))
                 })
         }
-        Value::Number(n) => {
+        Json::Number(n) => {
             let seconds = n.as_f64()?;
             if !(0.0..=1.0e11).contains(&seconds) {
                 return None;
@@ -60,24 +60,24 @@ pub fn timestamp(value: Option<&Value>) -> Option<DateTime<Utc>> {
 
 /// Event tags: Sentry sends `[["key", "value"], …]`; some payloads use `[{"key":…,"value":…}]`
 /// or a plain object. All three are read; anything else is skipped.
-pub fn tags(value: Option<&Value>) -> Vec<(String, String)> {
+pub fn tags(value: Option<&Json>) -> Vec<(String, String)> {
     match value {
-        Some(Value::Array(items)) => items
+        Some(Json::Array(items)) => items
             .iter()
             .filter_map(|item| match item {
-                Value::Array(pair) if pair.len() == 2 => {
+                Json::Array(pair) if pair.len() == 2 => {
                     Some((text(pair.first())?, text(pair.get(1)).unwrap_or_default()))
                 }
-                Value::Object(_) => Some((
+                Json::Object(_) => Some((
                     text(item.get("key"))?,
                     text(item.get("value")).unwrap_or_default(),
                 )),
                 _ => None,
             })
             .collect(),
-        Some(Value::Object(map)) => map
+        Some(Json::Object(map)) => map
             .iter()
-            .filter_map(|(key, value)| Some((key.clone(), text(Some(value))?)))
+            .filter_map(|(key, value)| Some((key.to_string(), text(Some(value))?)))
             .collect(),
         _ => Vec::new(),
     }
@@ -111,37 +111,43 @@ pub fn project_from_event_url(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    /// A JSON value from its text.
+    fn json(text: &str) -> Json<'_> {
+        Json::parse(text.as_bytes()).unwrap()
+    }
 
     #[test]
     fn ids_and_counts_in_both_forms() {
-        assert_eq!(text(Some(&json!("100"))), Some("100".into()));
-        assert_eq!(text(Some(&json!(100))), Some("100".into()));
-        assert_eq!(text(Some(&json!(null))), None);
-        assert_eq!(text(Some(&json!(""))), None);
-        assert_eq!(count(Some(&json!("3"))), Some(3));
-        assert_eq!(count(Some(&json!(3))), Some(3));
-        assert_eq!(count(Some(&json!("many"))), None);
-        assert_eq!(count(Some(&json!(-1))), None);
+        assert_eq!(text(Some(&json(r#""100""#))), Some("100".into()));
+        assert_eq!(text(Some(&json(r#"100"#))), Some("100".into()));
+        assert_eq!(text(Some(&json(r#"null"#))), None);
+        assert_eq!(text(Some(&json(r#""""#))), None);
+        assert_eq!(count(Some(&json(r#""3""#))), Some(3));
+        assert_eq!(count(Some(&json(r#"3"#))), Some(3));
+        assert_eq!(count(Some(&json(r#""many""#))), None);
+        assert_eq!(count(Some(&json(r#"-1"#))), None);
     }
 
     #[test]
     fn timestamps_in_every_form() {
-        let z = timestamp(Some(&json!("2020-04-30T05:54:15.092476Z"))).unwrap();
-        let offset = timestamp(Some(&json!("2020-04-30T05:54:15.092476+00:00"))).unwrap();
-        let naive = timestamp(Some(&json!("2020-04-30T05:54:15.092476"))).unwrap();
+        let z = timestamp(Some(&json(r#""2020-04-30T05:54:15.092476Z""#))).unwrap();
+        let offset = timestamp(Some(&json(r#""2020-04-30T05:54:15.092476+00:00""#))).unwrap();
+        let naive = timestamp(Some(&json(r#""2020-04-30T05:54:15.092476""#))).unwrap();
         assert_eq!(z, offset);
         assert_eq!(z, naive);
-        let unix = timestamp(Some(&json!(1566248777.677))).unwrap();
+        let unix = timestamp(Some(&json(r#"1566248777.677"#))).unwrap();
         assert_eq!(unix.timestamp(), 1566248777);
-        assert_eq!(timestamp(Some(&json!("yesterday"))), None);
-        assert_eq!(timestamp(Some(&json!(f64::MAX))), None);
-        assert_eq!(timestamp(Some(&json!(-5))), None);
+        assert_eq!(timestamp(Some(&json(r#""yesterday""#))), None);
+        assert_eq!(timestamp(Some(&json("1.7976931348623157e308"))), None);
+        assert_eq!(timestamp(Some(&json(r#"-5"#))), None);
     }
 
     #[test]
     fn tags_in_every_form() {
-        let pairs = tags(Some(&json!([["level", "error"], ["os", "Linux"], ["bad"]])));
+        let pairs = tags(Some(&json(
+            r#"[["level", "error"], ["os", "Linux"], ["bad"]]"#,
+        )));
         assert_eq!(
             pairs,
             vec![
@@ -149,10 +155,10 @@ mod tests {
                 ("os".into(), "Linux".into())
             ]
         );
-        let objects = tags(Some(&json!([{"key": "env", "value": "prod"}])));
+        let objects = tags(Some(&json(r#"[{"key": "env", "value": "prod"}]"#)));
         assert_eq!(objects, vec![("env".into(), "prod".into())]);
         assert_eq!(tag(&objects, "env"), Some("prod"));
-        assert!(tags(Some(&json!("nope"))).is_empty());
+        assert!(tags(Some(&json(r#""nope""#))).is_empty());
     }
 
     #[test]

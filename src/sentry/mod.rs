@@ -2,6 +2,7 @@
 //! into an [`Alert`](crate::alert::Alert).
 
 mod fields;
+mod json;
 mod payload;
 mod signature;
 

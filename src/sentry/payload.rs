@@ -6,12 +6,12 @@
 //! and refusing them would lose what a later herald could route.
 
 use serde_json::value::RawValue;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::fields::{
     at, count, issue_id_from_url, project_from_event_url, tag, tags, text, timestamp,
 };
+use super::json::Json;
 use crate::alert::{Alert, Assignee, Comment, Frame, Level, MetricAlert, MetricStatus, Source};
 
 /// Why a body cannot be read as a Sentry payload. Always the sender's fault: a 400.
@@ -29,7 +29,7 @@ pub fn parse_integration_payload(resource: &str, body: &[u8]) -> Result<Alert, P
     let (value, raw) = read_json(body)?;
     let action = text(value.get("action")).unwrap_or_else(|| "unknown".to_string());
     let installation = text(at(&value, &["installation", "uuid"]));
-    let empty = Value::Null;
+    let empty = Json::Null;
     let data = value.get("data").unwrap_or(&empty);
 
     let mut alert = blank_alert(Source::Sentry, resource, &action, installation, raw);
@@ -63,7 +63,7 @@ pub fn parse_legacy_payload(body: &[u8]) -> Result<Alert, PayloadError> {
         None,
         raw,
     );
-    let empty = Value::Null;
+    let empty = Json::Null;
     let event = value.get("event").unwrap_or(&empty);
     alert.issue_id = text(value.get("id"));
     alert.project = text(value.get("project_slug")).or_else(|| text(value.get("project")));
@@ -83,7 +83,7 @@ pub fn parse_legacy_payload(body: &[u8]) -> Result<Alert, PayloadError> {
         timestamp(event.get("timestamp")).or_else(|| timestamp(event.get("datetime")));
     alert.frames = in_app_frames(event);
     alert.triggered_rule = match value.get("triggering_rules") {
-        Some(Value::Array(rules)) => {
+        Some(Json::Array(rules)) => {
             let names: Vec<String> = rules.iter().filter_map(|r| text(Some(r))).collect();
             (!names.is_empty()).then(|| names.join(", "))
         }
@@ -102,15 +102,13 @@ pub fn parse_legacy_payload(body: &[u8]) -> Result<Alert, PayloadError> {
 }
 
 /// The body as a JSON object, and the same bytes kept verbatim.
-fn read_json(body: &[u8]) -> Result<(Value, Box<RawValue>), PayloadError> {
-    // Two passes: the first checks the JSON and keeps it verbatim, the second builds the tree.
-    let raw: Box<RawValue> =
-        serde_json::from_slice(body).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
-    let value: Value =
-        serde_json::from_str(raw.get()).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
+fn read_json(body: &[u8]) -> Result<(Json<'_>, Box<RawValue>), PayloadError> {
+    let malformed = |e: serde_json::Error| PayloadError::MalformedJson(e.to_string());
+    let value = Json::parse(body).map_err(malformed)?;
     if !value.is_object() {
         return Err(PayloadError::NotAnObject);
     }
+    let raw: Box<RawValue> = serde_json::from_slice(body).map_err(malformed)?;
     Ok((value, raw))
 }
 
@@ -169,12 +167,12 @@ fn is_recognized(resource: &str, action: &str) -> bool {
     }
 }
 
-fn level_of(value: Option<&Value>) -> Option<Level> {
+fn level_of(value: Option<&Json>) -> Option<Level> {
     Level::parse(value?.as_str()?)
 }
 
 /// `data.issue` of `issue.*` (and of `activity_alert`, which carries the same object).
-fn read_issue(alert: &mut Alert, data: &Value) {
+fn read_issue(alert: &mut Alert, data: &Json) {
     let Some(issue) = data.get("issue") else {
         return;
     };
@@ -201,12 +199,12 @@ fn read_issue(alert: &mut Alert, data: &Value) {
 }
 
 /// `data.event` of `event_alert.triggered`, `data.error` of `error.created`.
-fn read_event(alert: &mut Alert, event: &Value, data: &Value) {
+fn read_event(alert: &mut Alert, event: &Json, data: &Json) {
     alert.event_id = text(event.get("event_id"));
     alert.issue_id = text(event.get("issue_id")).or_else(|| {
         ["issue_url", "web_url"]
             .iter()
-            .find_map(|key| issue_id_from_url(event.get(*key)?.as_str()?))
+            .find_map(|key| issue_id_from_url(event.get(key)?.as_str()?))
     });
     alert.title = text(event.get("title"))
         .or_else(|| text(event.get("message")))
@@ -222,7 +220,7 @@ fn read_event(alert: &mut Alert, event: &Value, data: &Value) {
     alert.tags = tags(event.get("tags"));
     alert.project = event
         .get("url")
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .and_then(project_from_event_url)
         .or_else(|| {
             event
@@ -244,17 +242,17 @@ fn read_event(alert: &mut Alert, event: &Value, data: &Value) {
 
 /// The in-app frames of the outermost exception (Sentry lists chained exceptions oldest first,
 /// so the last value is the one that was raised). Only names and positions are taken.
-fn in_app_frames(event: &Value) -> Vec<Frame> {
-    let Some(Value::Array(values)) = at(event, &["exception", "values"]) else {
+fn in_app_frames(event: &Json) -> Vec<Frame> {
+    let Some(Json::Array(values)) = at(event, &["exception", "values"]) else {
         return Vec::new();
     };
-    let Some(Value::Array(frames)) = values.last().and_then(|v| at(v, &["stacktrace", "frames"]))
+    let Some(Json::Array(frames)) = values.last().and_then(|v| at(v, &["stacktrace", "frames"]))
     else {
         return Vec::new();
     };
     frames
         .iter()
-        .filter(|frame| frame.get("in_app").and_then(Value::as_bool) == Some(true))
+        .filter(|frame| frame.get("in_app").and_then(Json::as_bool) == Some(true))
         .map(|frame| Frame {
             function: text(frame.get("function")),
             module: text(frame.get("module")),
@@ -264,9 +262,9 @@ fn in_app_frames(event: &Value) -> Vec<Frame> {
         .collect()
 }
 
-fn read_metric_alert(alert: &mut Alert, data: &Value) {
-    let incident = data.get("metric_alert").unwrap_or(&Value::Null);
-    let rule = incident.get("alert_rule").unwrap_or(&Value::Null);
+fn read_metric_alert(alert: &mut Alert, data: &Json) {
+    let incident = data.get("metric_alert").unwrap_or(&Json::Null);
+    let rule = incident.get("alert_rule").unwrap_or(&Json::Null);
     let status = match alert.action.as_str() {
         "critical" => MetricStatus::Critical,
         "warning" => MetricStatus::Warning,
@@ -311,7 +309,7 @@ fn read_metric_alert(alert: &mut Alert, data: &Value) {
     alert.metric_alert = Some(metric);
 }
 
-fn read_comment(alert: &mut Alert, data: &Value, envelope: &Value) {
+fn read_comment(alert: &mut Alert, data: &Json, envelope: &Json) {
     let comment = Comment {
         id: text(data.get("comment_id")),
         text: text(data.get("comment")),
@@ -334,7 +332,7 @@ fn read_comment(alert: &mut Alert, data: &Value, envelope: &Value) {
     alert.comment = Some(comment);
 }
 
-fn read_installation(alert: &mut Alert, data: &Value) {
+fn read_installation(alert: &mut Alert, data: &Json) {
     let organization = text(at(data, &["installation", "organization", "slug"]));
     alert.title = match organization {
         Some(org) => format!("Sentry integration {} for {org}", alert.action),
@@ -343,12 +341,12 @@ fn read_installation(alert: &mut Alert, data: &Value) {
 }
 
 /// `activity_alert` carries the issue object plus the alert that fired on its activity.
-fn read_activity_alert(alert: &mut Alert, data: &Value) {
+fn read_activity_alert(alert: &mut Alert, data: &Json) {
     read_issue(alert, data);
     alert.triggered_rule = text(at(data, &["alert", "title"]));
 }
 
-fn read_seer(alert: &mut Alert, data: &Value) {
+fn read_seer(alert: &mut Alert, data: &Json) {
     alert.issue_id = text(data.get("group_id"));
     let step = alert.action.replace('_', " ");
     alert.title = match &alert.issue_id {
@@ -357,7 +355,7 @@ fn read_seer(alert: &mut Alert, data: &Value) {
     };
 }
 
-fn read_preprod_artifact(alert: &mut Alert, data: &Value) {
+fn read_preprod_artifact(alert: &mut Alert, data: &Json) {
     alert.project = text(data.get("projectSlug"));
     let app = text(at(data, &["appInfo", "name"])).unwrap_or_else(|| "build".to_string());
     let version = text(at(data, &["appInfo", "version"]))
@@ -368,7 +366,7 @@ fn read_preprod_artifact(alert: &mut Alert, data: &Value) {
 
 /// REFERENCE.md §1's stable keys, scoped by installation. Where a payload lacks the fields its
 /// key is made of, the body's digest stands in: identical retries still match.
-fn dedupe_key(alert: &Alert, data: &Value, body: &[u8]) -> String {
+fn dedupe_key(alert: &Alert, data: &Json, body: &[u8]) -> String {
     let scope = alert.installation.as_deref().unwrap_or("-");
     let resource = alert.resource.as_str();
     let action = alert.action.as_str();
