@@ -15,7 +15,7 @@ use crate::alert::Alert;
 use crate::config::Config;
 use crate::queue::{AlertId, DeliveryJob, Folded, Wakers};
 use crate::route::{Routed, Router};
-use crate::store::{FoldRecord, Store, StoreError};
+use crate::store::{ClaimOutcome, FoldRecord, Store, StoreError};
 
 /// What became of an accepted callback.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,30 +75,24 @@ impl Intake {
         let store = &self.store;
         let now = Utc::now();
         let alert_id = store.next_id()?;
-        if let Some(original) =
-            store.claim_dedupe_key(&alert.dedupe_key, alert_id, now, self.remember)?
+        let claim = match store
+            .claim_dedupe_key(&alert.dedupe_key, alert_id, now, self.remember)
+            .await
         {
-            // The original may still be on its way to disk: answer only once it is there.
-            store.commit().await?;
-            return Ok(Receipt {
-                alert_id: original,
-                duplicate: true,
-                queued: vec![],
-                folded: vec![],
-            });
-        }
-
-        let receipt = match self.record(alert, alert_id, now) {
-            Ok(receipt) => receipt,
-            Err(error) => {
-                // Nothing was stored: a retry of this callback must not be taken for a duplicate.
-                if let Err(release) = store.release_dedupe_key(&alert.dedupe_key, alert_id) {
-                    tracing::error!(error = %release, "cannot release the dedupe key of a callback that failed");
-                }
-                return Err(error);
+            ClaimOutcome::New(claim) => claim,
+            ClaimOutcome::Duplicate(original) => {
+                return Ok(Receipt {
+                    alert_id: original,
+                    duplicate: true,
+                    queued: vec![],
+                    folded: vec![],
+                })
             }
         };
+        let receipt = self.record(alert, alert_id, now)?;
+        claim.write()?;
         store.commit().await?;
+        claim.settle();
         // Folded targets too: a window's first fold queues its summary, due later, and a worker
         // that went to sleep before it existed must learn when to wake.
         let woken: Vec<&str> = receipt

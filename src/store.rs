@@ -8,7 +8,7 @@
 //! | `dead_letters` | target name, `0x00`, job id u64 BE        | [`DeadLetter`] as JSON  |
 //! | `targets` | target name                                     | [`TargetState`] as JSON |
 //! | `targets` | target name, `0x00`, `b"paused"`                | present while an operator paused it |
-//! | `dedupe` | SHA-256 of an alert's dedupe key, first 16 bytes | first alert id u64 BE, seen at ms u64 BE |
+//! | `claims` | claimed at ms u64 BE, first 16 bytes of SHA-256 of a dedupe key | alert id u64 BE |
 //! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
 //! | `links`  | target name, `0x00`, repo/installation/issue     | [`LinkRecord`] as JSON  |
 //!
@@ -16,12 +16,18 @@
 //! which resource): one write per callback instead of a normalized copy beside the payload, and a
 //! queued alert is read with the normalizer of the herald that sends it.
 //!
+//! Dedupe claims are looked up in memory ([`ClaimIndex`], rebuilt from `claims` on open) and
+//! written in time order, at the end of `claims`: a write into the middle of a large tree for
+//! every callback cost two fifths of the intake's time. Time order also lets a sweep stop at the
+//! first claim still remembered.
+//!
 //! Integers are big-endian so that key order is numeric order: a prefix scan of `jobs` over one
 //! target yields its jobs by due time. Target names cannot contain `0x00` (config validation).
 //!
-//! Durability: sled makes writes durable only on flush. The intake writes an alert, its jobs and
-//! its dedupe and fold records, then calls [`Store::commit`], which returns after a flush that began
-//! after those writes. Concurrent callers share one flush (group commit), so the cost of an fsync is
+//! Durability: sled makes writes durable only on flush. The intake writes its fold records, the
+//! alert, its jobs and, last, its dedupe claim, then calls [`Store::commit`], which returns after a
+//! flush that began after those writes. sled recovers a prefix of its log, so a claim found after a
+//! crash always has its alert and jobs. Concurrent callers share one flush (group commit), so the cost of an fsync is
 //! paid once per batch, not once per callback.
 
 use chrono::{DateTime, Utc};
@@ -34,11 +40,12 @@ use std::sync::Arc;
 use crate::alert::{Alert, Source};
 use crate::queue::{AlertId, DeadLetter, DeliveryJob, JobId, TargetState};
 use crate::sentry::{parse_integration_payload, parse_legacy_payload};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 const SCHEMA_KEY: &[u8] = b"schema";
 /// 1: alerts as normalized JSON, payloads in their own tree. 2: alerts as header and payload.
-const SCHEMA_VERSION: u32 = 2;
+/// 3: dedupe claims in time order (`claims`) instead of by hash (`dedupe`).
+const SCHEMA_VERSION: u32 = 3;
 /// Upper bound of sled's page cache. sled's default (1 GiB) would let an idle herald grow far
 /// past what a sidecar should use; alerts are written once and read once, so a small cache loses little.
 const CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
@@ -92,6 +99,169 @@ pub struct LinkRecord {
     pub creating_since: Option<DateTime<Utc>>,
 }
 
+/// A dedupe key claimed for an alert, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DedupeClaim {
+    hash: [u8; 16],
+    alert_id: AlertId,
+    seen_ms: u64,
+}
+
+/// What claiming a dedupe key found.
+pub enum ClaimOutcome {
+    /// The key is this callback's.
+    New(PendingClaim),
+    /// Claimed by this earlier alert, which is on disk.
+    Duplicate(AlertId),
+}
+
+/// A dedupe claim whose callback is not on disk yet. Released when dropped unsettled.
+pub struct PendingClaim {
+    store: Store,
+    claim: DedupeClaim,
+    settled: bool,
+}
+
+impl PendingClaim {
+    /// Writes the claim (durable after the next commit). Write it after the alert and its jobs:
+    /// a claim recovered after a crash then always has them.
+    pub fn write(&self) -> Result<(), StoreError> {
+        self.store
+            .inner
+            .claims
+            .insert(claim_key(&self.claim), &self.claim.alert_id.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// The callback is on disk: duplicates waiting for it are answered.
+    pub fn settle(mut self) {
+        self.store.inner.claim_index.settle(&self.claim);
+        self.settled = true;
+    }
+}
+
+impl Drop for PendingClaim {
+    /// Not stored, or not known to be: a retry of the callback must not be taken for a duplicate.
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.store.inner.claim_index.release(&self.claim);
+        if let Err(error) = self.store.inner.claims.remove(claim_key(&self.claim)) {
+            tracing::error!(%error, "cannot remove the dedupe claim of a callback that failed");
+        }
+    }
+}
+
+/// Every dedupe claim of the store, in memory: the newest per key, and whether its callback is
+/// still on its way to disk. Entries older than `remember` are dropped by each sweep.
+struct ClaimIndex {
+    claims: std::sync::Mutex<HashMap<[u8; 16], IndexedClaim>>,
+    /// Woken whenever a pending claim settles or is released.
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct IndexedClaim {
+    alert_id: AlertId,
+    seen_ms: u64,
+    pending: bool,
+}
+
+impl ClaimIndex {
+    fn load(claims: &sled::Tree) -> Result<ClaimIndex, StoreError> {
+        let mut index = HashMap::new();
+        // In time order: a key claimed again after `remember` ends up with its newest claim.
+        for entry in claims.iter() {
+            let (key, value) = entry?;
+            if let Some(claim) = parse_claim(&key, &value) {
+                index.insert(claim.hash, IndexedClaim::settled(&claim));
+            }
+        }
+        Ok(ClaimIndex {
+            claims: std::sync::Mutex::new(index),
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 16], IndexedClaim>> {
+        // The map holds plain data and no code that can panic runs under the lock.
+        self.claims
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes `claim`'s key, or returns the alert that holds it (once that alert is on disk).
+    async fn claim(&self, claim: DedupeClaim, remember: std::time::Duration) -> Option<AlertId> {
+        let remember_ms = remember.as_millis() as u64;
+        loop {
+            // Created before looking, so a change made after the look is not missed.
+            let changed = self.changed.notified();
+            {
+                let mut claims = self.lock();
+                match claims.get(&claim.hash) {
+                    Some(first) if first.seen_ms + remember_ms > claim.seen_ms => {
+                        if !first.pending {
+                            return Some(first.alert_id);
+                        }
+                        // The first is still on its way to disk: answer once it is there (or
+                        // take the key if it fails).
+                    }
+                    _ => {
+                        claims.insert(
+                            claim.hash,
+                            IndexedClaim {
+                                pending: true,
+                                ..IndexedClaim::settled(&claim)
+                            },
+                        );
+                        return None;
+                    }
+                }
+            }
+            changed.await;
+        }
+    }
+
+    fn settle(&self, claim: &DedupeClaim) {
+        if let Some(entry) = self.lock().get_mut(&claim.hash) {
+            if entry.alert_id == claim.alert_id {
+                entry.pending = false;
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn release(&self, claim: &DedupeClaim) {
+        {
+            let mut claims = self.lock();
+            if claims
+                .get(&claim.hash)
+                .is_some_and(|entry| entry.alert_id == claim.alert_id)
+            {
+                claims.remove(&claim.hash);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn forget_older_than(&self, now_ms: u64, remember: std::time::Duration) {
+        let remember_ms = remember.as_millis() as u64;
+        self.lock()
+            .retain(|_, claim| claim.pending || claim.seen_ms + remember_ms > now_ms);
+    }
+}
+
+impl IndexedClaim {
+    fn settled(claim: &DedupeClaim) -> IndexedClaim {
+        IndexedClaim {
+            alert_id: claim.alert_id,
+            seen_ms: claim.seen_ms,
+            pending: false,
+        }
+    }
+}
+
 /// What a sweep removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -112,7 +282,8 @@ struct Inner {
     jobs: sled::Tree,
     dead_letters: sled::Tree,
     targets: sled::Tree,
-    dedupe: sled::Tree,
+    claims: sled::Tree,
+    claim_index: ClaimIndex,
     folds: sled::Tree,
     links: sled::Tree,
     commits: GroupCommit,
@@ -162,8 +333,11 @@ impl Store {
                         found,
                     });
                 }
-                if found == 1 {
-                    migrate_alerts_from_schema_1(&db, &alerts)?;
+                if found < SCHEMA_VERSION {
+                    if found < 2 {
+                        migrate_alerts_from_schema_1(&db, &alerts)?;
+                    }
+                    migrate_dedupe_to_claims(&db)?;
                     meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
                     db.flush()?;
                 }
@@ -172,7 +346,8 @@ impl Store {
         let jobs = db.open_tree("jobs")?;
         let dead_letters = db.open_tree("dead_letters")?;
         let targets = db.open_tree("targets")?;
-        let dedupe = db.open_tree("dedupe")?;
+        let claims = db.open_tree("claims")?;
+        let claim_index = ClaimIndex::load(&claims)?;
         let folds = db.open_tree("folds")?;
         let links = db.open_tree("links")?;
         let alert_count = alerts.len() as u64;
@@ -187,7 +362,8 @@ impl Store {
                 jobs,
                 dead_letters,
                 targets,
-                dedupe,
+                claims,
+                claim_index,
                 folds,
                 links,
                 alert_count: AtomicU64::new(alert_count),
@@ -247,55 +423,33 @@ impl Store {
         self.inner.commits.commit().await
     }
 
-    /// Claims a dedupe key for `alert_id`. Returns the alert that claimed it first if that was less
-    /// than `remember` ago (this callback is a duplicate), else `None` (it is new). Atomic: of two
-    /// identical callbacks racing, exactly one is new.
-    pub fn claim_dedupe_key(
+    /// Claims a dedupe key for `alert_id`, in memory. Returns the alert that claimed it first if
+    /// that was less than `remember` ago (this callback is a duplicate), once that alert is on
+    /// disk; else the claim, which the caller writes after its other writes and settles once they
+    /// are durable. A claim dropped unsettled (the callback failed, or its request went away) is
+    /// released. Atomic: of two identical callbacks racing, exactly one is new.
+    pub async fn claim_dedupe_key(
         &self,
         key: &str,
         alert_id: AlertId,
         now: DateTime<Utc>,
         remember: std::time::Duration,
-    ) -> Result<Option<AlertId>, StoreError> {
-        let now_ms = now.timestamp_millis().max(0) as u64;
-        let mut value = [0u8; 16];
-        value[..8].copy_from_slice(&alert_id.to_be_bytes());
-        value[8..].copy_from_slice(&now_ms.to_be_bytes());
-        // Hashed: a dedupe key can be long (installation, resource, ids, a rule's name) and there
-        // is one record per callback; 16 bytes of SHA-256 keep them small without collisions.
-        let key = dedupe_tree_key(key);
-        // Most keys are new: try to claim at once, and read only on a conflict.
-        let mut current: Option<sled::IVec> = None;
-        loop {
-            if let Some((first, seen_ms)) = current.as_deref().and_then(parse_dedupe_value) {
-                if seen_ms + remember.as_millis() as u64 > now_ms {
-                    return Ok(Some(first));
-                }
-            }
-            match self
-                .inner
-                .dedupe
-                .compare_and_swap(key, current.as_ref(), Some(&value[..]))?
-            {
-                Ok(()) => return Ok(None),
-                Err(conflict) => current = conflict.current,
-            }
+    ) -> ClaimOutcome {
+        let claim = DedupeClaim {
+            // Hashed: a dedupe key can be long (installation, resource, ids, a rule's name) and
+            // there is one claim per callback; 16 bytes of SHA-256 keep them small.
+            hash: dedupe_hash(key),
+            alert_id,
+            seen_ms: now.timestamp_millis().max(0) as u64,
+        };
+        match self.inner.claim_index.claim(claim, remember).await {
+            Some(first) => ClaimOutcome::Duplicate(first),
+            None => ClaimOutcome::New(PendingClaim {
+                store: self.clone(),
+                claim,
+                settled: false,
+            }),
         }
-    }
-
-    /// Undoes [`Store::claim_dedupe_key`] for a callback that could not be stored, if the claim
-    /// is still `alert_id`'s.
-    pub fn release_dedupe_key(&self, key: &str, alert_id: AlertId) -> Result<(), StoreError> {
-        let key = dedupe_tree_key(key);
-        if let Some(current) = self.inner.dedupe.get(key)? {
-            if parse_dedupe_value(&current).is_some_and(|(first, _)| first == alert_id) {
-                let _ = self
-                    .inner
-                    .dedupe
-                    .compare_and_swap(key, Some(current), None::<&[u8]>)?;
-            }
-        }
-        Ok(())
     }
 
     /// Atomically updates the fold record of (`target`, `fold_key`) with `update`, which gets the
@@ -390,20 +544,15 @@ impl Store {
     ) -> Result<SweepReport, StoreError> {
         let mut report = SweepReport::default();
         let now_ms = now.timestamp_millis().max(0) as u64;
-        for entry in self.inner.dedupe.iter() {
-            let (key, value) = entry?;
-            let expired = parse_dedupe_value(&value)
-                .is_none_or(|(_, seen_ms)| seen_ms + remember.as_millis() as u64 <= now_ms);
-            if expired
-                && self
-                    .inner
-                    .dedupe
-                    .compare_and_swap(&key, Some(&value), None::<&[u8]>)?
-                    .is_ok()
-            {
+        // Claims are in time order: the expired ones are a prefix of the tree.
+        let forgotten_before =
+            (now_ms.saturating_sub(remember.as_millis() as u64) + 1).to_be_bytes();
+        for key in self.inner.claims.range(..forgotten_before).keys() {
+            if self.inner.claims.remove(key?)?.is_some() {
                 report.dedupe_records += 1;
             }
         }
+        self.inner.claim_index.forget_older_than(now_ms, remember);
         let window = chrono::Duration::from_std(fold_window).unwrap_or_default();
         for entry in self.inner.folds.iter() {
             let (key, value) = entry?;
@@ -783,6 +932,39 @@ fn migrate_alerts_from_schema_1(db: &sled::Db, alerts: &sled::Tree) -> Result<()
     Ok(())
 }
 
+/// Schema 2 kept dedupe claims by hash (`dedupe`: hash → alert id, claimed at): rewrites them in
+/// time order into `claims`, then drops `dedupe`. Interrupted, it is run again and rewrites the
+/// same keys.
+fn migrate_dedupe_to_claims(db: &sled::Db) -> Result<(), StoreError> {
+    let dedupe = db.open_tree("dedupe")?;
+    let claims = db.open_tree("claims")?;
+    let mut migrated = 0u64;
+    for entry in dedupe.iter() {
+        let (hash, value) = entry?;
+        let (Ok(hash), Some(alert_id), Some(seen_ms)) = (
+            <[u8; 16]>::try_from(hash.as_ref()),
+            value
+                .get(..8)
+                .and_then(|b| Some(u64::from_be_bytes(b.try_into().ok()?))),
+            value
+                .get(8..16)
+                .and_then(|b| Some(u64::from_be_bytes(b.try_into().ok()?))),
+        ) else {
+            continue;
+        };
+        let claim = DedupeClaim {
+            hash,
+            alert_id,
+            seen_ms,
+        };
+        claims.insert(claim_key(&claim), &alert_id.to_be_bytes())?;
+        migrated += 1;
+    }
+    db.drop_tree("dedupe")?;
+    tracing::info!(claims = migrated, "dedupe claims migrated to schema 3");
+    Ok(())
+}
+
 /// Counts the keys of a tree keyed `target name, 0x00, …` per target name.
 fn count_per_target(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, StoreError> {
     let mut counts = BTreeMap::new();
@@ -809,16 +991,25 @@ fn operator_pause_key(target: &str) -> Vec<u8> {
 }
 
 /// 16 bytes of SHA-256 of a dedupe key.
-fn dedupe_tree_key(key: &str) -> [u8; 16] {
+fn dedupe_hash(key: &str) -> [u8; 16] {
     sha2::Sha256::digest(key.as_bytes())[..16]
         .try_into()
         .expect("SHA-256 is 32 bytes")
 }
 
-fn parse_dedupe_value(value: &[u8]) -> Option<(AlertId, u64)> {
-    let first = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
-    let seen_ms = u64::from_be_bytes(value.get(8..16)?.try_into().ok()?);
-    Some((first, seen_ms))
+fn claim_key(claim: &DedupeClaim) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&claim.seen_ms.to_be_bytes());
+    key[8..].copy_from_slice(&claim.hash);
+    key
+}
+
+fn parse_claim(key: &[u8], value: &[u8]) -> Option<DedupeClaim> {
+    Some(DedupeClaim {
+        seen_ms: u64::from_be_bytes(key.get(..8)?.try_into().ok()?),
+        hash: key.get(8..24)?.try_into().ok()?,
+        alert_id: u64::from_be_bytes(value.get(..8)?.try_into().ok()?),
+    })
 }
 
 fn fold_tree_key(target: &str, fold_key: &str) -> Vec<u8> {
@@ -929,6 +1120,25 @@ mod tests {
         parse_integration_payload("issue", body.as_bytes()).unwrap()
     }
 
+    /// Claims `key` for `alert_id` and, when it is new, writes and settles the claim.
+    async fn claim(
+        store: &Store,
+        key: &str,
+        alert_id: AlertId,
+        at: DateTime<Utc>,
+    ) -> Option<AlertId> {
+        let hour = std::time::Duration::from_secs(3600);
+        match store.claim_dedupe_key(key, alert_id, at, hour).await {
+            ClaimOutcome::Duplicate(first) => Some(first),
+            ClaimOutcome::New(claim) => {
+                claim.write().unwrap();
+                store.commit().await.unwrap();
+                claim.settle();
+                None
+            }
+        }
+    }
+
     /// Stores `alert` with a job for each of `targets`, durably, as the intake does.
     async fn accept(store: &Store, alert: &Alert, targets: &[&str]) -> Result<AlertId, StoreError> {
         let id = store.next_id()?;
@@ -1009,6 +1219,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_schema_2_store_keeps_its_dedupe_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let now = Utc::now();
+        {
+            // Schema 2: claims by hash, with the alert id and when.
+            let db = open_db(&path).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(SCHEMA_KEY, &2u32.to_be_bytes())
+                .unwrap();
+            let mut value = 9u64.to_be_bytes().to_vec();
+            value.extend_from_slice(&(now.timestamp_millis() as u64).to_be_bytes());
+            db.open_tree("dedupe")
+                .unwrap()
+                .insert(dedupe_hash("seen"), value)
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(claim(&store, "seen", 10, now).await, Some(9));
+        assert_eq!(claim(&store, "unseen", 11, now).await, None);
+        assert!(!store
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .any(|name| name.as_ref() == b"dedupe"));
+    }
+
+    #[tokio::test]
     async fn accepted_alerts_and_jobs_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
@@ -1075,12 +1316,9 @@ mod tests {
             .insert_job(&DeliveryJob::new(10, 2, "t", now))
             .unwrap();
         // An old dedupe claim and a fresh one.
-        assert_eq!(store.claim_dedupe_key("old", 1, old, hour).unwrap(), None);
-        assert_eq!(store.claim_dedupe_key("fresh", 3, now, hour).unwrap(), None);
-        assert_eq!(
-            store.claim_dedupe_key("fresh", 4, now, hour).unwrap(),
-            Some(3)
-        );
+        assert_eq!(claim(&store, "old", 1, old).await, None);
+        assert_eq!(claim(&store, "fresh", 3, now).await, None);
+        assert_eq!(claim(&store, "fresh", 4, now).await, Some(3));
         // A finished fold window, and one still counting.
         let record = |start, folded| FoldRecord {
             window_start: start,
@@ -1110,36 +1348,73 @@ mod tests {
         assert!(store.alert(3).unwrap().is_some(), "within retention");
         assert_eq!(store.alert_count(), 2);
         // The old key can be claimed afresh; the fresh one is still a duplicate.
-        assert_eq!(store.claim_dedupe_key("old", 5, now, hour).unwrap(), None);
-        assert_eq!(
-            store.claim_dedupe_key("fresh", 6, now, hour).unwrap(),
-            Some(3)
-        );
+        assert_eq!(claim(&store, "old", 5, now).await, None);
+        assert_eq!(claim(&store, "fresh", 6, now).await, Some(3));
         let counting = store
             .update_fold("t", "counting", |r| (r.clone(), r.map(|r| r.folded)))
             .unwrap();
         assert_eq!(counting, Some(3));
     }
 
-    #[test]
-    fn a_released_claim_can_be_claimed_again() {
+    #[tokio::test]
+    async fn a_claim_dropped_unsettled_is_released_and_a_waiting_duplicate_takes_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let hour = std::time::Duration::from_secs(3600);
-        assert_eq!(
-            store.claim_dedupe_key("k", 1, Utc::now(), hour).unwrap(),
-            None
+        let ClaimOutcome::New(first) = store.claim_dedupe_key("k", 1, Utc::now(), hour).await
+        else {
+            panic!("the first claim is new")
+        };
+        first.write().unwrap();
+        // A duplicate arriving while the first is not on disk waits for it.
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move {
+                match store.claim_dedupe_key("k", 2, Utc::now(), hour).await {
+                    ClaimOutcome::New(claim) => {
+                        claim.write().unwrap();
+                        store.commit().await.unwrap();
+                        claim.settle();
+                        None
+                    }
+                    ClaimOutcome::Duplicate(first) => Some(first),
+                }
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "answered before the first was on disk"
         );
-        store.release_dedupe_key("k", 2).unwrap(); // not its claim: kept
-        assert_eq!(
-            store.claim_dedupe_key("k", 3, Utc::now(), hour).unwrap(),
-            Some(1)
-        );
-        store.release_dedupe_key("k", 1).unwrap();
-        assert_eq!(
-            store.claim_dedupe_key("k", 4, Utc::now(), hour).unwrap(),
-            None
-        );
+        drop(first); // the first callback failed
+        assert_eq!(waiting.await.unwrap(), None, "the retry takes the key");
+        let now = Utc::now();
+        assert_eq!(claim(&store, "k", 3, now).await, Some(2));
+        // Reopened: only the settled claim is remembered.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(claim(&store, "k", 4, now).await, Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_settled_claim_answers_the_duplicate_waiting_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        let ClaimOutcome::New(first) = store.claim_dedupe_key("k", 1, Utc::now(), hour).await
+        else {
+            panic!("the first claim is new")
+        };
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { claim(&store, "k", 2, Utc::now()).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        first.write().unwrap();
+        store.commit().await.unwrap();
+        first.settle();
+        assert_eq!(waiting.await.unwrap(), Some(1));
     }
 
     #[test]
