@@ -247,8 +247,12 @@ impl ClaimIndex {
 
     fn forget_older_than(&self, now_ms: u64, remember: std::time::Duration) {
         let remember_ms = remember.as_millis() as u64;
-        self.lock()
-            .retain(|_, claim| claim.pending || claim.seen_ms + remember_ms > now_ms);
+        let mut claims = self.lock();
+        claims.retain(|_, claim| claim.pending || claim.seen_ms + remember_ms > now_ms);
+        // A flood's worth of capacity is given back once the flood is forgotten.
+        if claims.capacity() > 4 * claims.len() + 1024 {
+            claims.shrink_to_fit();
+        }
     }
 }
 
