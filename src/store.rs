@@ -1143,6 +1143,18 @@ mod tests {
         }
     }
 
+    /// Claims `key`, which must be new, and leaves the claim pending.
+    async fn new_claim(store: &Store, key: &str, alert_id: AlertId) -> PendingClaim {
+        let hour = std::time::Duration::from_secs(3600);
+        match store
+            .claim_dedupe_key(key, alert_id, Utc::now(), hour)
+            .await
+        {
+            ClaimOutcome::New(claim) => claim,
+            ClaimOutcome::Duplicate(first) => panic!("{key} is already claimed by {first}"),
+        }
+    }
+
     /// Stores `alert` with a job for each of `targets`, durably, as the intake does.
     async fn accept(store: &Store, alert: &Alert, targets: &[&str]) -> Result<AlertId, StoreError> {
         let id = store.next_id()?;
@@ -1154,6 +1166,25 @@ mod tests {
         Ok(id)
     }
 
+    /// An empty store that says it has schema `schema`, to be filled as that schema did.
+    fn store_of_schema(path: &Path, schema: u32) -> sled::Db {
+        let db = open_db(path).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert(SCHEMA_KEY, &schema.to_be_bytes())
+            .unwrap();
+        db
+    }
+
+    fn has_tree(store: &Store, name: &str) -> bool {
+        store
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .any(|tree| tree.as_ref() == name.as_bytes())
+    }
+
     #[test]
     fn a_schema_1_store_is_migrated_and_its_alerts_read_the_same() {
         let dir = tempfile::tempdir().unwrap();
@@ -1162,11 +1193,7 @@ mod tests {
         let received_at = Utc::now();
         {
             // Schema 1: the normalized alert as JSON, the payload in its own tree.
-            let db = open_db(&path).unwrap();
-            db.open_tree("meta")
-                .unwrap()
-                .insert(SCHEMA_KEY, &1u32.to_be_bytes())
-                .unwrap();
+            let db = store_of_schema(&path, 1);
             let old = StoredAlert {
                 id: 41,
                 received_at,
@@ -1206,12 +1233,7 @@ mod tests {
             store.alert(42).unwrap().unwrap().alert.raw.get(),
             alert.raw.get()
         );
-        assert!(!store
-            .inner
-            .db
-            .tree_names()
-            .iter()
-            .any(|name| name.as_ref() == b"payloads"));
+        assert!(!has_tree(&store, "payloads"));
         let schema = store
             .inner
             .db
@@ -1229,11 +1251,7 @@ mod tests {
         let now = Utc::now();
         {
             // Schema 2: claims by hash, with the alert id and when.
-            let db = open_db(&path).unwrap();
-            db.open_tree("meta")
-                .unwrap()
-                .insert(SCHEMA_KEY, &2u32.to_be_bytes())
-                .unwrap();
+            let db = store_of_schema(&path, 2);
             let mut value = 9u64.to_be_bytes().to_vec();
             value.extend_from_slice(&(now.timestamp_millis() as u64).to_be_bytes());
             db.open_tree("dedupe")
@@ -1245,12 +1263,7 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(claim(&store, "seen", 10, now).await, Some(9));
         assert_eq!(claim(&store, "unseen", 11, now).await, None);
-        assert!(!store
-            .inner
-            .db
-            .tree_names()
-            .iter()
-            .any(|name| name.as_ref() == b"dedupe"));
+        assert!(!has_tree(&store, "dedupe"));
     }
 
     #[tokio::test]
@@ -1364,26 +1377,12 @@ mod tests {
     async fn a_claim_dropped_unsettled_is_released_and_a_waiting_duplicate_takes_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let hour = std::time::Duration::from_secs(3600);
-        let ClaimOutcome::New(first) = store.claim_dedupe_key("k", 1, Utc::now(), hour).await
-        else {
-            panic!("the first claim is new")
-        };
+        let first = new_claim(&store, "k", 1).await;
         first.write().unwrap();
         // A duplicate arriving while the first is not on disk waits for it.
         let waiting = tokio::spawn({
             let store = store.clone();
-            async move {
-                match store.claim_dedupe_key("k", 2, Utc::now(), hour).await {
-                    ClaimOutcome::New(claim) => {
-                        claim.write().unwrap();
-                        store.commit().await.unwrap();
-                        claim.settle();
-                        None
-                    }
-                    ClaimOutcome::Duplicate(first) => Some(first),
-                }
-            }
+            async move { claim(&store, "k", 2, Utc::now()).await }
         });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(
@@ -1404,11 +1403,7 @@ mod tests {
     async fn a_settled_claim_answers_the_duplicate_waiting_for_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let hour = std::time::Duration::from_secs(3600);
-        let ClaimOutcome::New(first) = store.claim_dedupe_key("k", 1, Utc::now(), hour).await
-        else {
-            panic!("the first claim is new")
-        };
+        let first = new_claim(&store, "k", 1).await;
         let waiting = tokio::spawn({
             let store = store.clone();
             async move { claim(&store, "k", 2, Utc::now()).await }
