@@ -89,6 +89,8 @@ impl Intake {
                 })
             }
         };
+        // On any error below the claim is dropped unsettled, which releases it: a retry of this
+        // callback must not be taken for a duplicate of what was not stored.
         let receipt = self.record(alert, alert_id, now)?;
         claim.write()?;
         store.commit().await?;

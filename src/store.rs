@@ -100,7 +100,7 @@ pub struct LinkRecord {
 }
 
 /// A dedupe key claimed for an alert, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 struct DedupeClaim {
     hash: [u8; 16],
     alert_id: AlertId,
@@ -945,24 +945,18 @@ fn migrate_dedupe_to_claims(db: &sled::Db) -> Result<(), StoreError> {
     let mut migrated = 0u64;
     for entry in dedupe.iter() {
         let (hash, value) = entry?;
-        let (Ok(hash), Some(alert_id), Some(seen_ms)) = (
-            <[u8; 16]>::try_from(hash.as_ref()),
-            value
-                .get(..8)
-                .and_then(|b| Some(u64::from_be_bytes(b.try_into().ok()?))),
-            value
-                .get(8..16)
-                .and_then(|b| Some(u64::from_be_bytes(b.try_into().ok()?))),
-        ) else {
-            continue;
+        // Schema 2's value: the alert id, then when it was claimed.
+        let schema_2_claim = || {
+            Some(DedupeClaim {
+                hash: hash.as_ref().try_into().ok()?,
+                alert_id: be_u64(&value, 0)?,
+                seen_ms: be_u64(&value, 8)?,
+            })
         };
-        let claim = DedupeClaim {
-            hash,
-            alert_id,
-            seen_ms,
-        };
-        claims.insert(claim_key(&claim), &alert_id.to_be_bytes())?;
-        migrated += 1;
+        if let Some(claim) = schema_2_claim() {
+            claims.insert(claim_key(&claim), &claim.alert_id.to_be_bytes())?;
+            migrated += 1;
+        }
     }
     db.drop_tree("dedupe")?;
     tracing::info!(claims = migrated, "dedupe claims migrated to schema 3");
@@ -1010,10 +1004,15 @@ fn claim_key(claim: &DedupeClaim) -> [u8; 24] {
 
 fn parse_claim(key: &[u8], value: &[u8]) -> Option<DedupeClaim> {
     Some(DedupeClaim {
-        seen_ms: u64::from_be_bytes(key.get(..8)?.try_into().ok()?),
+        seen_ms: be_u64(key, 0)?,
         hash: key.get(8..24)?.try_into().ok()?,
-        alert_id: u64::from_be_bytes(value.get(..8)?.try_into().ok()?),
+        alert_id: be_u64(value, 0)?,
     })
+}
+
+/// The big-endian u64 at `at` in `bytes`, if there are 8 bytes there.
+fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }
 
 fn fold_tree_key(target: &str, fold_key: &str) -> Vec<u8> {
@@ -1032,8 +1031,8 @@ fn target_prefix(target: &str) -> Vec<u8> {
 /// (due time in ms, job id) of a `jobs` key whose target name is `name_len` bytes.
 fn parse_job_key(key: &[u8], name_len: usize) -> Option<(u64, JobId)> {
     let rest = key.get(name_len + 1..)?;
-    let due = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
-    let id = u64::from_be_bytes(rest.get(8..16)?.try_into().ok()?);
+    let due = be_u64(rest, 0)?;
+    let id = be_u64(rest, 8)?;
     Some((due, id))
 }
 
