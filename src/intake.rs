@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use crate::alert::Alert;
 use crate::config::Config;
-use crate::queue::{AlertId, DeliveryJob, Folded, Wakers};
+use crate::job::{AlertId, DeliveryJob, Folded};
 use crate::route::{Routed, Router};
-use crate::store::{ClaimOutcome, FoldRecord, Store, StoreError};
+use crate::store::{ClaimOutcome, FoldRecord, Store, StoreError, Wakers};
 
 /// What became of an accepted callback.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +63,7 @@ impl Intake {
     pub fn new(config: &Config, store: Store, wakers: Wakers) -> Intake {
         Intake {
             store,
-            router: Router::new(config),
+            router: Router::new(&config.routes, config.target_names()),
             fold_window: config.dedupe.window,
             remember: config.dedupe.remember,
             wakers,

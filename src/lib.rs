@@ -2,8 +2,10 @@
 
 pub mod alert;
 pub mod config;
+pub mod de;
 pub mod http;
 pub mod intake;
+pub mod job;
 pub mod metrics;
 pub mod queue;
 pub mod render;

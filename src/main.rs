@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 // Linked for its `malloc`, which replaces glibc's for the whole process (see Cargo.toml).
 #[cfg(target_os = "linux")]
@@ -14,7 +15,7 @@ use herald::alert::Alert;
 use herald::config::Config;
 use herald::render::MessageView;
 use herald::route::{Mentions, Router};
-use herald::targets::{Configured, Delivery, Outcome, Target};
+use herald::targets::{Delivery, Outcome, Target};
 
 #[derive(Parser)]
 #[command(
@@ -196,7 +197,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let router = Router::new(&config);
+            let router = Router::new(&config.routes, config.target_names());
             let routed = router.route(&alert);
             println!(
                 "{} ({}, level {})",
@@ -297,9 +298,9 @@ fn main() -> ExitCode {
 }
 
 /// The config and its targets (templates compiled), or the exit code after saying what is wrong.
-fn load(path: &Path) -> Result<(Config, Vec<Configured>), ExitCode> {
+fn load(path: &Path) -> Result<(Config, Vec<Arc<Target>>), ExitCode> {
     let config = Config::load(path).map_err(|error| refuse_config(&error.to_string()))?;
-    let targets = herald::targets::build_all(&config, None)
+    let targets = herald::targets::build_all(&config.targets, config.templates.timezone(), None)
         .map_err(|error| refuse_config(&error.to_string()))?;
     Ok((config, targets))
 }
@@ -309,13 +310,10 @@ fn refuse_config(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn find_target<'t>(targets: &'t [Configured], name: &str) -> Option<&'t Target> {
-    let found = targets
-        .iter()
-        .find(|(t, _)| t.name == name)
-        .map(|(t, _)| t.as_ref());
+fn find_target<'t>(targets: &'t [Arc<Target>], name: &str) -> Option<&'t Target> {
+    let found = targets.iter().find(|t| t.name == name).map(Arc::as_ref);
     if found.is_none() {
-        let names: Vec<&str> = targets.iter().map(|(t, _)| t.name.as_str()).collect();
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
         eprintln!(
             "herald: no target is named {name:?} (configured: {})",
             names.join(", ")

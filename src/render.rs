@@ -23,8 +23,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::alert::{Alert, Level, MetricStatus};
-use crate::config::TargetConfig;
-use crate::queue::{AlertId, Folded, JobId};
+use crate::job::{AlertId, Folded, JobId};
 
 /// A template that cannot be used, named for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +89,15 @@ fn digest_name(target: &str) -> String {
     format!("{target}#digest")
 }
 
+/// Where a target's template comes from: its file, or the built-in one of its kind.
+#[derive(Debug, Clone)]
+pub struct TemplateSource {
+    pub target: String,
+    pub kind: &'static str,
+    /// A template file overriding the kind's built-in template.
+    pub path: Option<PathBuf>,
+}
+
 /// Compiled templates, one per target (by target name).
 pub struct Templates {
     registry: Handlebars<'static>,
@@ -99,13 +107,13 @@ pub struct Templates {
 
 impl Templates {
     /// Compiles the template of every target in `targets`, and checks each renders.
-    pub fn load(targets: &[TargetConfig], timezone: Tz) -> Result<Templates, TemplateError> {
+    pub fn load(targets: &[TemplateSource], timezone: Tz) -> Result<Templates, TemplateError> {
         let mut templates = Templates {
             registry: registry(timezone),
             sources: HashMap::new(),
         };
         for target in targets {
-            let (source_name, text) = match &target.template {
+            let (source_name, text) = match &target.path {
                 Some(path) => (
                     path.display().to_string(),
                     std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
@@ -113,17 +121,17 @@ impl Templates {
                         source,
                     })?,
                 ),
-                None => match default_template(target.settings.kind()) {
+                None => match default_template(target.kind) {
                     Some((name, text)) => {
                         (format!("templates/{name} (built in)"), text.to_string())
                     }
                     None => continue,
                 },
             };
-            templates.add(&target.name, &source_name, &text)?;
-            if let Some((name, text)) = default_digest_template(target.settings.kind()) {
+            templates.add(&target.target, &source_name, &text)?;
+            if let Some((name, text)) = default_digest_template(target.kind) {
                 templates.add_digest(
-                    &target.name,
+                    &target.target,
                     &format!("templates/{name} (built in)"),
                     text,
                 )?;

@@ -10,11 +10,90 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::Alert;
-use crate::config::{Config, RouteConfig};
+use crate::alert::{Alert, Level};
 
 /// Resources routed without being named in a route's `resource` list.
 pub const ROUTED_BY_DEFAULT: [&str; 4] = ["issue", "event_alert", "metric_alert", "error"];
+
+/// One `[[routes]]` entry: alerts that match go to `targets`; `continue` lets later routes match too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub targets: Vec<String>,
+    #[serde(default, rename = "match")]
+    pub matcher: RouteMatch,
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+    /// Phone numbers to @-mention in what this route sends (targets that support mentions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_mobiles: Vec<String>,
+    /// User ids to @-mention in what this route sends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_user_ids: Vec<String>,
+    /// Levels at which this route @-mentions everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_all: Vec<Level>,
+}
+
+/// What a route matches. Each list, when not empty, must contain the alert's value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub action: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub project: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environment: Vec<String>,
+    /// Exactly one of these levels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub level: Vec<Level>,
+    /// This level or a more severe one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_level: Option<Level>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<String>,
+    /// Tag values: every tag named here must have one of the listed values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, Vec<String>>,
+    /// The Sentry alert rule that fired (issue alerts; metric alerts' rule name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule: Vec<String>,
+}
+
+impl RouteMatch {
+    /// The conditions in words, for the routing table: `project in [api], level >= error`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let mut list = |name: &str, values: &[String]| {
+            if !values.is_empty() {
+                parts.push(format!("{name} in [{}]", values.join(", ")));
+            }
+        };
+        list("resource", &self.resource);
+        list("action", &self.action);
+        list("project", &self.project);
+        list("environment", &self.environment);
+        list("release", &self.release);
+        list("rule", &self.rule);
+        for (tag, values) in &self.tags {
+            list(&format!("tag {tag}"), values);
+        }
+        if !self.level.is_empty() {
+            let levels: Vec<&str> = self.level.iter().map(|l| l.as_str()).collect();
+            parts.push(format!("level in [{}]", levels.join(", ")));
+        }
+        if let Some(min) = self.min_level {
+            parts.push(format!("level >= {min}"));
+        }
+        if self.resource.is_empty() {
+            parts.insert(0, format!("resource in [{}]", ROUTED_BY_DEFAULT.join(", ")));
+        }
+        parts.join(", ")
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Router {
@@ -23,10 +102,12 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(config: &Config) -> Self {
+    /// A router over `routes`, for the targets named `all_targets` (which every alert goes to
+    /// when there is no route).
+    pub fn new(routes: &[RouteConfig], all_targets: Vec<String>) -> Self {
         Router {
-            routes: config.routes.clone(),
-            all_targets: config.targets.iter().map(|t| t.name.clone()).collect(),
+            routes: routes.to_vec(),
+            all_targets,
         }
     }
 
@@ -158,16 +239,16 @@ fn matches(route: &RouteConfig, alert: &Alert) -> bool {
 mod tests {
     use super::*;
     use crate::sentry::parse_integration_payload;
-    use std::path::Path;
 
+    /// Routes written as in a config file's `[[routes]]`, over targets a, b and c.
     fn router(routes: &str) -> Router {
-        let text = format!(
-            "[sentry]\nclient_secrets = [\"s\"]\n\
-             [[targets]]\nname = \"a\"\nkind = \"console\"\n\
-             [[targets]]\nname = \"b\"\nkind = \"console\"\n\
-             [[targets]]\nname = \"c\"\nkind = \"console\"\n{routes}"
-        );
-        Router::new(&Config::parse(Path::new("t.toml"), &text, |_| None).unwrap())
+        #[derive(Deserialize)]
+        struct File {
+            #[serde(default)]
+            routes: Vec<RouteConfig>,
+        }
+        let file: File = toml::from_str(routes).unwrap();
+        Router::new(&file.routes, vec!["a".into(), "b".into(), "c".into()])
     }
 
     fn issue(level: &str, project: &str) -> Alert {

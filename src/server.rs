@@ -14,8 +14,8 @@ use tokio::sync::Mutex;
 use crate::config::Config;
 use crate::http::{self, AppState, Live};
 use crate::metrics::Metrics;
-use crate::queue::{Queue, Wakers};
-use crate::store::Store;
+use crate::queue::{TargetQueue, Workers};
+use crate::store::{Store, Wakers};
 
 pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let Signals {
@@ -41,12 +41,11 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     );
 
     report_queued_jobs(&store, &config);
-    let targets = crate::targets::build_all(&config, Some(&store))
-        .context("the config's templates do not load")?;
+    let targets = target_queues(&config, &store).context("the config's templates do not load")?;
     let metrics = Arc::new(Metrics::new());
     let config = Arc::new(config);
     let wakers = Wakers::new(config.targets.iter().map(|t| t.name.as_str()));
-    let queue = Arc::new(Mutex::new(Queue::start(
+    let queue = Arc::new(Mutex::new(Workers::start(
         store.clone(),
         targets,
         &wakers,
@@ -88,7 +87,7 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     reloader.abort();
     sweeper.abort();
     let grace = state.live.load().config.server.shutdown_grace;
-    let running = std::mem::replace(&mut *queue.lock().await, Queue::idle());
+    let running = std::mem::replace(&mut *queue.lock().await, Workers::idle());
     running.stop(grace).await;
     store
         .commit()
@@ -104,18 +103,18 @@ async fn reload_on_sighup(
     mut hangups: Signal,
     config_path: PathBuf,
     state: Arc<AppState>,
-    queue: Arc<Mutex<Queue>>,
+    queue: Arc<Mutex<Workers>>,
 ) {
     while hangups.recv().await.is_some() {
         reload(&config_path, &state, &queue).await;
     }
 }
 
-async fn reload(config_path: &std::path::Path, state: &AppState, queue: &Mutex<Queue>) {
+async fn reload(config_path: &std::path::Path, state: &AppState, queue: &Mutex<Workers>) {
     let loaded = Config::load(config_path)
         .map_err(|e| e.to_string())
         .and_then(|config| {
-            crate::targets::build_all(&config, Some(&state.store))
+            target_queues(&config, &state.store)
                 .map(|targets| (config, targets))
                 .map_err(|e| e.to_string())
         });
@@ -147,9 +146,9 @@ async fn reload(config_path: &std::path::Path, state: &AppState, queue: &Mutex<Q
     let config = Arc::new(config);
     let wakers = Wakers::new(config.targets.iter().map(|t| t.name.as_str()));
     let mut queue = queue.lock().await;
-    let running = std::mem::replace(&mut *queue, Queue::idle());
+    let running = std::mem::replace(&mut *queue, Workers::idle());
     running.stop(old.config.server.shutdown_grace).await;
-    *queue = Queue::start(state.store.clone(), targets, &wakers, state.metrics.clone());
+    *queue = Workers::start(state.store.clone(), targets, &wakers, state.metrics.clone());
     state.live.store(Arc::new(Live::new(
         config.clone(),
         state.store.clone(),
@@ -160,6 +159,16 @@ async fn reload(config_path: &std::path::Path, state: &AppState, queue: &Mutex<Q
         routes = config.routes.len(),
         "SIGHUP: config reloaded"
     );
+}
+
+/// Every configured target, built (templates compiled), with its retry schedule.
+fn target_queues(
+    config: &Config,
+    store: &Store,
+) -> Result<Vec<TargetQueue>, crate::render::TemplateError> {
+    let targets =
+        crate::targets::build_all(&config.targets, config.templates.timezone(), Some(store))?;
+    Ok(TargetQueue::pair(&config.targets, targets))
 }
 
 /// Sweeps expired dedupe and fold records and old alerts every `store.sweep_every`, and reports

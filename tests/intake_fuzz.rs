@@ -44,7 +44,7 @@ impl Intake {
         let live = Live::new(
             Arc::new(config),
             store.clone(),
-            herald::queue::Wakers::default(),
+            herald::store::Wakers::default(),
         );
         let state = Arc::new(AppState::new(
             store,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState, Live};
-use crate::queue::DeliveryJob;
+use crate::job::DeliveryJob;
 
 /// Checks the bearer token (in constant time) and hands back the live config.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Live>, ApiError> {

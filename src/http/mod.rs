@@ -17,10 +17,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
-use crate::queue::Wakers;
 use crate::secret::Secret;
 use crate::sentry::SignatureVerifier;
-use crate::store::Store;
+use crate::store::{Store, Wakers};
 
 /// Everything a request handler needs. What comes from the config is in [`Live`], replaced as a
 /// whole when the config is reloaded (SIGHUP), so a request sees one config from start to end.

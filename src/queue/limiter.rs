@@ -3,54 +3,10 @@
 //! cannot make herald itself the reason a robot is throttled.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::time::Duration;
 
-/// A downstream's published limits. Each window gets a margin (a second a minute, a tenth of a
-/// second a second) for the downstream's clock and for the time a request spends on the wire.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RateLimit {
-    pub per_minute: Option<u32>,
-    pub per_second: Option<u32>,
-}
-
-impl RateLimit {
-    pub const NONE: RateLimit = RateLimit {
-        per_minute: None,
-        per_second: None,
-    };
-
-    pub fn per_minute(limit: u32) -> RateLimit {
-        RateLimit {
-            per_minute: Some(limit).filter(|n| *n > 0),
-            per_second: None,
-        }
-    }
-
-    pub fn is_limited(&self) -> bool {
-        self.per_minute.is_some() || self.per_second.is_some()
-    }
-}
-
-/// What the store keeps per target between restarts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TargetState {
-    /// Times of the most recent attempts (as many as the largest limit).
-    pub recent_attempts: VecDeque<DateTime<Utc>>,
-    /// Send nothing before this time.
-    pub paused_until: Option<DateTime<Utc>>,
-    /// Set when the downstream said it is gone for good (HTTP 410): the fingerprint of the
-    /// target's settings then. Nothing is sent until the settings change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gone_for: Option<String>,
-    /// When the downstream last accepted a message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_success: Option<DateTime<Utc>>,
-    /// When an attempt last failed, and what the downstream said.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<(DateTime<Utc>, String)>,
-}
+use crate::store::TargetState;
+use crate::targets::RateLimit;
 
 /// Sliding windows: at most `limit` attempts in any window. A fixed-minute counter would allow
 /// twice the limit across a minute boundary; a sliding window cannot.

@@ -24,6 +24,13 @@ impl RetrySchedule {
         RetrySchedule { delays }
     }
 
+    /// A target's `retry` setting, or the standard schedule without one.
+    pub fn configured(retry: Option<&[Duration]>) -> RetrySchedule {
+        retry.map_or_else(RetrySchedule::standard, |delays| {
+            RetrySchedule::new(delays.to_vec())
+        })
+    }
+
     /// The wait after `failures` failed attempts (1 for the first failure), jittered; `None` when
     /// the schedule is used up.
     pub fn delay_after(&self, failures: usize) -> Option<Duration> {

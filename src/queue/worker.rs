@@ -8,61 +8,56 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use super::{Attempt, AttemptResult, DeadLetter, DeliveryJob, JobId, RateLimiter, RetrySchedule};
+use super::{RateLimiter, RetrySchedule};
+use crate::job::{Attempt, AttemptResult, DeadLetter, DeliveryJob, FailureReason, JobId};
 use crate::metrics::Metrics;
 use crate::render::{DigestView, MessageView};
 use crate::route::Mentions;
-use crate::store::{JobKey, Store, StoreError};
-use crate::targets::{Configured, Delivery, DigestDelivery, FailureReason, Outcome, Target};
+use crate::store::{JobKey, Store, StoreError, Wakers};
+use crate::targets::{Delivery, DigestDelivery, Outcome, Target, TargetConfig};
 
-/// Wakes a target's worker when the intake queues a job for it, so a new alert goes out at once
-/// rather than at the worker's next timer.
-#[derive(Clone, Default)]
-pub struct Wakers {
-    by_target: Arc<HashMap<String, Arc<Notify>>>,
+/// A target and the retry schedule its queue is worked on.
+pub struct TargetQueue {
+    pub target: Arc<Target>,
+    pub schedule: RetrySchedule,
 }
 
-impl Wakers {
-    pub fn new<'a>(targets: impl IntoIterator<Item = &'a str>) -> Wakers {
-        let by_target = targets
+impl TargetQueue {
+    /// Pairs each built target with the schedule its `[[targets]]` entry asks for.
+    pub fn pair(configs: &[TargetConfig], targets: Vec<Arc<Target>>) -> Vec<TargetQueue> {
+        targets
             .into_iter()
-            .map(|name| (name.to_string(), Arc::new(Notify::new())))
-            .collect();
-        Wakers {
-            by_target: Arc::new(by_target),
-        }
-    }
-
-    pub fn wake(&self, targets: &[&str]) {
-        for target in targets {
-            if let Some(notify) = self.by_target.get(*target) {
-                notify.notify_one();
-            }
-        }
-    }
-
-    fn get(&self, target: &str) -> Arc<Notify> {
-        self.by_target.get(target).cloned().unwrap_or_default()
+            .map(|target| {
+                let retry = configs
+                    .iter()
+                    .find(|config| config.name == target.name)
+                    .and_then(|config| config.retry.as_deref());
+                TargetQueue {
+                    schedule: RetrySchedule::configured(retry),
+                    target,
+                }
+            })
+            .collect()
     }
 }
 
-/// The running workers.
-pub struct Queue {
+/// The running workers, one per target.
+pub struct Workers {
     stop: watch::Sender<bool>,
     workers: JoinSet<()>,
 }
 
-impl Queue {
+impl Workers {
     /// Starts one worker per target. Each resumes the jobs already queued for it.
     pub fn start(
         store: Store,
-        targets: Vec<Configured>,
+        targets: Vec<TargetQueue>,
         wakers: &Wakers,
         metrics: Arc<Metrics>,
-    ) -> Queue {
+    ) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let mut workers = JoinSet::new();
-        for (target, schedule) in targets {
+        for TargetQueue { target, schedule } in targets {
             let state = store.target_state(&target.name).unwrap_or_else(|error| {
                 tracing::warn!(target_name = %target.name, %error, "cannot read the target's saved rate-limit state; starting afresh");
                 Default::default()
@@ -79,12 +74,12 @@ impl Queue {
             };
             workers.spawn(worker.run());
         }
-        Queue { stop, workers }
+        Workers { stop, workers }
     }
 
-    /// A queue with no workers, to stand in while workers are being replaced.
-    pub fn idle() -> Queue {
-        Queue {
+    /// No workers, to stand in while workers are being replaced.
+    pub fn idle() -> Workers {
+        Workers {
             stop: watch::channel(false).0,
             workers: JoinSet::new(),
         }
@@ -412,7 +407,7 @@ impl Worker {
         }
     }
 
-    fn store_failed(&self, error: crate::store::StoreError) -> Option<DateTime<Utc>> {
+    fn store_failed(&self, error: StoreError) -> Option<DateTime<Utc>> {
         tracing::error!(target_name = %self.target.name, %error, "cannot read the queue; trying again in a second");
         Some(Utc::now() + chrono::Duration::seconds(1))
     }
@@ -563,7 +558,7 @@ impl Worker {
         job: DeliveryJob,
         reason: FailureReason,
         last_answer: String,
-    ) -> Result<(), crate::store::StoreError> {
+    ) -> Result<(), StoreError> {
         let dead = DeadLetter {
             job,
             died_at: Utc::now(),

@@ -50,7 +50,7 @@ pub struct DingTalkSettings {
     #[serde(default = "default_max_per_minute")]
     pub max_per_minute: u32,
     /// How long to leave a robot alone after DingTalk says it is sending too fast (130101/410100).
-    #[serde(default = "default_throttle_pause", with = "crate::config::duration")]
+    #[serde(default = "default_throttle_pause", with = "crate::de::duration")]
     pub throttle_pause: Duration,
 }
 

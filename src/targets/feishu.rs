@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use std::time::Duration;
 
+use super::RateLimit;
 use super::{http_failure, FailureReason, Message, Outcome};
 use crate::alert::Level;
-use crate::queue::RateLimit;
 use crate::render::truncate_chars;
 use crate::secret::Secret;
 
@@ -38,7 +38,7 @@ pub struct FeishuSettings {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mention_all: Vec<Level>,
     /// How long to leave the bot alone after Feishu says it is sending too much (11232, 9499).
-    #[serde(default = "default_throttle_pause", with = "crate::config::duration")]
+    #[serde(default = "default_throttle_pause", with = "crate::de::duration")]
     pub throttle_pause: Duration,
 }
 

@@ -20,9 +20,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::RateLimit;
 use super::{http_failure, FailureReason, Message, Outcome};
 use crate::alert::Level;
-use crate::queue::RateLimit;
 use crate::render::{truncate_chars, MessageView};
 use crate::secret::Secret;
 use crate::store::{LinkRecord, Store};

@@ -11,96 +11,45 @@ pub mod github;
 pub mod webhook;
 pub mod wecom;
 
-use serde::{Deserialize, Serialize};
+mod settings;
+
+pub use settings::{target_config, KindSettings, TargetConfig, TargetSettings};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::alert::Level;
-use crate::config::{Config, TargetConfig};
-use crate::queue::{RateLimit, RetrySchedule};
+use crate::job::FailureReason;
 use crate::render::{
-    level_icon, truncate_chars, DigestView, MessageView, TemplateError, Templates,
+    level_icon, truncate_chars, DigestView, MessageView, TemplateError, TemplateSource, Templates,
 };
 use crate::route::Mentions;
 use crate::store::Store;
 
-/// The kind-specific part of a `[[targets]]` table.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum TargetSettings {
-    Console(console::ConsoleSettings),
-    DingTalk(dingtalk::DingTalkSettings),
-    Webhook(webhook::WebhookSettings),
-    Feishu(feishu::FeishuSettings),
-    Wecom(wecom::WecomSettings),
-    Github(github::GithubSettings),
+/// A downstream's published limits. Each window gets a margin (a second a minute, a tenth of a
+/// second a second) for the downstream's clock and for the time a request spends on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: Option<u32>,
+    pub per_second: Option<u32>,
 }
 
-impl TargetSettings {
-    pub const KINDS: [&'static str; 6] = [
-        "console", "dingtalk", "webhook", "feishu", "wecom", "github",
-    ];
+impl RateLimit {
+    pub const NONE: RateLimit = RateLimit {
+        per_minute: None,
+        per_second: None,
+    };
 
-    /// Reads the keys of `table` that belong to `kind` (the shared keys are already taken out).
-    /// Errors carry the key path relative to the target and a message.
-    pub fn from_table(kind: &str, table: toml::Table) -> Result<Self, (String, String)> {
-        let value = toml::Value::Table(table);
-        match kind {
-            "console" => crate::config::typed(value, "").map(TargetSettings::Console),
-            "dingtalk" => checked(value).map(TargetSettings::DingTalk),
-            "webhook" => checked(value).map(TargetSettings::Webhook),
-            "feishu" => checked(value).map(TargetSettings::Feishu),
-            "wecom" => checked(value).map(TargetSettings::Wecom),
-            "github" => checked(value).map(TargetSettings::Github),
-            other => Err((
-                "kind".into(),
-                format!(
-                    "is {other:?}, which is not a known target kind (known: {})",
-                    Self::KINDS.join(", ")
-                ),
-            )),
+    pub fn per_minute(limit: u32) -> RateLimit {
+        RateLimit {
+            per_minute: Some(limit).filter(|n| *n > 0),
+            per_second: None,
         }
     }
 
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TargetSettings::Console(_) => "console",
-            TargetSettings::DingTalk(_) => "dingtalk",
-            TargetSettings::Webhook(_) => "webhook",
-            TargetSettings::Feishu(_) => "feishu",
-            TargetSettings::Wecom(_) => "wecom",
-            TargetSettings::Github(_) => "github",
-        }
+    pub fn is_limited(&self) -> bool {
+        self.per_minute.is_some() || self.per_second.is_some()
     }
-
-    /// Identifies these settings, secrets included (hashed), so herald can tell when a target
-    /// was reconfigured (a target that answered 410 Gone stays stopped until then).
-    pub fn fingerprint(&self) -> String {
-        use sha2::Digest;
-        let url = match self {
-            TargetSettings::Console(_) => "",
-            TargetSettings::DingTalk(s) => s.url.expose(),
-            TargetSettings::Webhook(s) => s.url.expose(),
-            TargetSettings::Feishu(s) => s.url.expose(),
-            TargetSettings::Wecom(s) => s.url.expose(),
-            TargetSettings::Github(s) => s.token.expose(),
-        };
-        let shown = serde_json::to_string(self).unwrap_or_default();
-        let digest = sha2::Sha256::digest(format!("{url}\n{shown}").as_bytes());
-        hex::encode(&digest[..8])
-    }
-}
-
-/// A kind's settings, with the checks serde cannot make.
-pub trait KindSettings: serde::de::DeserializeOwned {
-    fn validate(&self) -> Result<(), (String, String)>;
-}
-
-/// Reads a kind's settings strictly and checks them.
-fn checked<S: KindSettings>(value: toml::Value) -> Result<S, (String, String)> {
-    let settings: S = crate::config::typed(value, "")?;
-    settings.validate()?;
-    Ok(settings)
 }
 
 /// How one attempt went.
@@ -165,31 +114,6 @@ impl Outcome {
         Outcome::Permanent {
             reason,
             answer: answer.into(),
-        }
-    }
-}
-
-/// Why an attempt failed, in the categories operators chart (Alertmanager's `reason` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureReason {
-    ClientError,
-    ServerError,
-    AuthError,
-    RateLimited,
-    Timeout,
-    Other,
-}
-
-impl FailureReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::ClientError => "client_error",
-            FailureReason::ServerError => "server_error",
-            FailureReason::AuthError => "auth_error",
-            FailureReason::RateLimited => "rate_limited",
-            FailureReason::Timeout => "timeout",
-            FailureReason::Other => "other",
         }
     }
 }
@@ -428,35 +352,32 @@ fn template_failure(error: TemplateError) -> Outcome {
     Outcome::permanent(FailureReason::Other, error.to_string())
 }
 
-/// A configured target and the retry schedule the queue applies to it.
-pub type Configured = (Arc<Target>, RetrySchedule);
-
-/// Every configured target, ready to send, with its retry schedule. Fails on a template that does
-/// not compile or render, naming the file and line.
-pub fn build_all(config: &Config, store: Option<&Store>) -> Result<Vec<Configured>, TemplateError> {
-    let templates = Arc::new(Templates::load(
-        &config.targets,
-        config.templates.timezone(),
-    )?);
+/// Every configured target, ready to send. Fails on a template that does not compile or render,
+/// naming the file and line.
+pub fn build_all(
+    targets: &[TargetConfig],
+    timezone: chrono_tz::Tz,
+    store: Option<&Store>,
+) -> Result<Vec<Arc<Target>>, TemplateError> {
+    let sources: Vec<TemplateSource> = targets
+        .iter()
+        .map(|target| TemplateSource {
+            target: target.name.clone(),
+            kind: target.settings.kind(),
+            path: target.template.clone(),
+        })
+        .collect();
+    let templates = Arc::new(Templates::load(&sources, timezone)?);
     let client = http_client();
-    Ok(config
-        .targets
+    Ok(targets
         .iter()
         .map(|target| {
-            let schedule = target
-                .retry
-                .clone()
-                .map(RetrySchedule::new)
-                .unwrap_or_else(RetrySchedule::standard);
-            (
-                Arc::new(Target::new(
-                    target,
-                    templates.clone(),
-                    client.clone(),
-                    store,
-                )),
-                schedule,
-            )
+            Arc::new(Target::new(
+                target,
+                templates.clone(),
+                client.clone(),
+                store,
+            ))
         })
         .collect())
 }

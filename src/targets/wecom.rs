@@ -34,7 +34,7 @@ pub struct WecomSettings {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mention_all: Vec<Level>,
     /// How long to leave the robot alone after WeCom says it is sending too much (45009).
-    #[serde(default = "default_throttle_pause", with = "crate::config::duration")]
+    #[serde(default = "default_throttle_pause", with = "crate::de::duration")]
     pub throttle_pause: Duration,
 }
 

@@ -10,16 +10,20 @@
 //! Interpolation runs on parsed values, not on the file's text, so a secret containing a quote or a
 //! newline can never change the structure of the file.
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::alert::Level;
+use crate::de::{byte_size, duration, typed};
+use crate::route::{RouteConfig, ROUTED_BY_DEFAULT};
 use crate::secret::Secret;
-use crate::targets::TargetSettings;
+use crate::targets::{target_config, TargetConfig};
+
+mod interpolate;
+
+use interpolate::interpolate;
 
 /// A config that cannot be used, as one sentence for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -202,129 +206,6 @@ impl Default for TemplatesConfig {
     }
 }
 
-/// One `[[targets]]` entry: the settings every kind shares, and the kind's own.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetConfig {
-    pub name: String,
-    /// Per-request timeout.
-    #[serde(with = "duration")]
-    pub timeout: Duration,
-    /// The backoff schedule, overriding the default one.
-    #[serde(with = "optional_durations", skip_serializing_if = "Option::is_none")]
-    pub retry: Option<Vec<Duration>>,
-    /// A template file overriding the kind's default template.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub template: Option<PathBuf>,
-    #[serde(flatten)]
-    pub settings: TargetSettings,
-}
-
-/// The keys every target kind takes; the rest of a `[[targets]]` table belongs to its kind.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommonTargetKeys {
-    name: String,
-    kind: String,
-    #[serde(default = "default_target_timeout", with = "duration")]
-    timeout: Duration,
-    #[serde(default, with = "optional_durations")]
-    retry: Option<Vec<Duration>>,
-    #[serde(default)]
-    template: Option<PathBuf>,
-}
-
-const COMMON_TARGET_KEYS: [&str; 5] = ["name", "kind", "timeout", "retry", "template"];
-
-fn default_target_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-/// One `[[routes]]` entry: alerts that match go to `targets`; `continue` lets later routes match too.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    pub targets: Vec<String>,
-    #[serde(default, rename = "match")]
-    pub matcher: RouteMatch,
-    #[serde(default, rename = "continue")]
-    pub continue_matching: bool,
-    /// Phone numbers to @-mention in what this route sends (targets that support mentions).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mention_mobiles: Vec<String>,
-    /// User ids to @-mention in what this route sends.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mention_user_ids: Vec<String>,
-    /// Levels at which this route @-mentions everyone.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mention_all: Vec<Level>,
-}
-
-/// What a route matches. Each list, when not empty, must contain the alert's value.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteMatch {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resource: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub action: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub project: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub environment: Vec<String>,
-    /// Exactly one of these levels.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub level: Vec<Level>,
-    /// This level or a more severe one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_level: Option<Level>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub release: Vec<String>,
-    /// Tag values: every tag named here must have one of the listed values.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub tags: std::collections::BTreeMap<String, Vec<String>>,
-    /// The Sentry alert rule that fired (issue alerts; metric alerts' rule name).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rule: Vec<String>,
-}
-
-impl RouteMatch {
-    /// The conditions in words, for the routing table: `project in [api], level >= error`.
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        let mut list = |name: &str, values: &[String]| {
-            if !values.is_empty() {
-                parts.push(format!("{name} in [{}]", values.join(", ")));
-            }
-        };
-        list("resource", &self.resource);
-        list("action", &self.action);
-        list("project", &self.project);
-        list("environment", &self.environment);
-        list("release", &self.release);
-        list("rule", &self.rule);
-        for (tag, values) in &self.tags {
-            list(&format!("tag {tag}"), values);
-        }
-        if !self.level.is_empty() {
-            let levels: Vec<&str> = self.level.iter().map(|l| l.as_str()).collect();
-            parts.push(format!("level in [{}]", levels.join(", ")));
-        }
-        if let Some(min) = self.min_level {
-            parts.push(format!("level >= {min}"));
-        }
-        if self.resource.is_empty() {
-            parts.insert(
-                0,
-                format!(
-                    "resource in [{}]",
-                    crate::route::ROUTED_BY_DEFAULT.join(", ")
-                ),
-            );
-        }
-        parts.join(", ")
-    }
-}
-
 impl Config {
     /// Reads, interpolates and validates the file at `path` against the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -489,6 +370,11 @@ impl Config {
         Ok(())
     }
 
+    /// The names of every configured target, in the file's order.
+    pub fn target_names(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.name.clone()).collect()
+    }
+
     /// The target called `name`.
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
         self.targets.iter().find(|t| t.name == name)
@@ -518,7 +404,7 @@ pub fn describe(path: &Path, config: &Config) -> String {
         out.push_str(&format!(
             "# no [[routes]]: every target receives {} alerts
 ",
-            crate::route::ROUTED_BY_DEFAULT.join(", ")
+            ROUTED_BY_DEFAULT.join(", ")
         ));
     }
     for (index, route) in config.routes.iter().enumerate() {
@@ -551,245 +437,11 @@ pub fn describe(path: &Path, config: &Config) -> String {
     out
 }
 
-/// Splits a `[[targets]]` table into the shared keys and the kind's own, each deserialised strictly.
-fn target_config(index: usize, entry: toml::Value) -> Result<TargetConfig, (String, String)> {
-    let prefix = format!("targets[{index}]");
-    let toml::Value::Table(mut table) = entry else {
-        return Err((prefix, "must be a table".into()));
-    };
-    let mut common = toml::Table::new();
-    for key in COMMON_TARGET_KEYS {
-        if let Some(value) = table.remove(key) {
-            common.insert(key.to_string(), value);
-        }
-    }
-    let common: CommonTargetKeys = typed(toml::Value::Table(common), &prefix)?;
-    let settings = TargetSettings::from_table(&common.kind, table)
-        .map_err(|(key, message)| (join_key(&prefix, &key), message))?;
-    Ok(TargetConfig {
-        name: common.name,
-        timeout: common.timeout,
-        retry: common.retry,
-        template: common.template,
-        settings,
-    })
-}
-
-/// Deserialises `value` strictly, reporting the failing key path under `prefix`.
-pub(crate) fn typed<T: DeserializeOwned>(
-    value: toml::Value,
-    prefix: &str,
-) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        // toml adds a second line ("in `key`"); the key is named by herald already.
-        let inner = e
-            .inner()
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        let path = e.path().to_string();
-        let (key, message) = match unknown_field(&inner) {
-            // The path already ends with the unknown key when serde got that far.
-            Some(field) if path.ends_with(field.as_str()) => {
-                (path, "is not a known key".to_string())
-            }
-            Some(field) => (join_key(&path, &field), "is not a known key".to_string()),
-            None => (path, inner),
-        };
-        let key = join_key(prefix, &key);
-        (
-            if key.is_empty() {
-                "(top level)".into()
-            } else {
-                key
-            },
-            message,
-        )
-    })
-}
-
-/// serde says "unknown field `x`, expected …"; herald names the key instead.
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    Some(rest[..rest.find('`')?].to_string())
-}
-
-fn join_key(prefix: &str, key: &str) -> String {
-    match (prefix.is_empty(), key.is_empty() || key == ".") {
-        (_, true) => prefix.to_string(),
-        (true, false) => key.to_string(),
-        (false, false) if key.starts_with('[') => format!("{prefix}{key}"),
-        (false, false) => format!("{prefix}.{key}"),
-    }
-}
-
 fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
-}
-
-/// Replaces `${VAR}` and `${VAR:-default}` in every string under `value`; `$${` is a literal `${`.
-fn interpolate(
-    value: &mut toml::Value,
-    key: &str,
-    lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<(), (String, String)> {
-    match value {
-        toml::Value::String(text) => {
-            *text =
-                interpolate_string(text, lookup).map_err(|message| (key.to_string(), message))?;
-        }
-        toml::Value::Array(items) => {
-            for (index, item) in items.iter_mut().enumerate() {
-                interpolate(item, &format!("{key}[{index}]"), lookup)?;
-            }
-        }
-        toml::Value::Table(table) => {
-            for (child, item) in table.iter_mut() {
-                interpolate(item, &join_key(key, child), lookup)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-pub(crate) fn interpolate_string(
-    text: &str,
-    lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find('$') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start..];
-        if let Some(literal) = after.strip_prefix("$${") {
-            out.push_str("${");
-            rest = literal;
-        } else if let Some(body) = after.strip_prefix("${") {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("has an unclosed ${{ in {text:?}"))?;
-            let expression = &body[..end];
-            let (name, default) = match expression.split_once(":-") {
-                Some((name, default)) => (name, Some(default)),
-                None => (expression, None),
-            };
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("has an invalid variable name {name:?} in ${{…}}"));
-            }
-            match (lookup(name), default) {
-                (Some(value), _) => out.push_str(&value),
-                (None, Some(default)) => out.push_str(default),
-                (None, None) => {
-                    return Err(format!(
-                        "uses the environment variable {name}, which is not set \
-                         (set it, or write ${{{name}:-default}})"
-                    ))
-                }
-            }
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = &after[1..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// Durations as humans write them: `"500ms"`, `"10s"`, `"10m"`, `"2h"`.
-pub(crate) mod duration {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&humantime::format_duration(*value).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(text.trim()).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a duration ({e}); write e.g. \"30s\", \"10m\", \"2h\""
-            ))
-        })
-    }
-}
-
-pub(crate) mod optional_durations {
-    use super::*;
-
-    #[derive(Serialize, Deserialize)]
-    struct Wrapped(#[serde(with = "duration")] Duration);
-
-    pub fn serialize<S: Serializer>(
-        value: &Option<Vec<Duration>>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        let wrapped: Option<Vec<Wrapped>> = value
-            .as_ref()
-            .map(|list| list.iter().copied().map(Wrapped).collect());
-        wrapped.serialize(serializer)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Vec<Duration>>, D::Error> {
-        let wrapped = Option::<Vec<Wrapped>>::deserialize(deserializer)?;
-        Ok(wrapped.map(|list| list.into_iter().map(|w| w.0).collect()))
-    }
-}
-
-/// Byte sizes: a number of bytes, or a string such as `"1MiB"`, `"512KiB"`, `"2MB"`.
-mod byte_size {
-    use super::*;
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Written {
-        Bytes(u64),
-        Text(String),
-    }
-
-    pub fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(*value)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-        match Written::deserialize(deserializer)? {
-            Written::Bytes(bytes) => Ok(bytes),
-            Written::Text(text) => parse(&text).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "{text:?} is not a size; write e.g. 1048576, \"1MiB\" or \"512KiB\""
-                ))
-            }),
-        }
-    }
-
-    pub(super) fn parse(text: &str) -> Option<u64> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: u64 = number.parse().ok()?;
-        let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "kb" => 1_000,
-            "kib" | "k" => 1 << 10,
-            "mb" => 1_000_000,
-            "mib" | "m" => 1 << 20,
-            "gb" => 1_000_000_000,
-            "gib" | "g" => 1 << 30,
-            _ => return None,
-        };
-        number.checked_mul(multiplier)
-    }
 }
 
 #[cfg(test)]
@@ -927,16 +579,6 @@ kind = "console"
             "legacy_tokens = [\"short\"]",
         ));
         assert!(message.contains("sentry.legacy_tokens[0]"), "{message}");
-    }
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(byte_size::parse("1MiB"), Some(1 << 20));
-        assert_eq!(byte_size::parse("512 KiB"), Some(512 << 10));
-        assert_eq!(byte_size::parse("2MB"), Some(2_000_000));
-        assert_eq!(byte_size::parse("12"), Some(12));
-        assert_eq!(byte_size::parse("1 parsec"), None);
-        assert_eq!(byte_size::parse("99999999999999999999G"), None);
     }
 
     #[test]

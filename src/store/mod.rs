@@ -38,9 +38,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::alert::{Alert, Source};
-use crate::queue::{AlertId, DeadLetter, DeliveryJob, JobId, TargetState};
+use crate::job::{AlertId, DeadLetter, DeliveryJob, Folded, JobId};
 use crate::sentry::{parse_integration_payload, parse_legacy_payload};
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+mod records;
+mod wakers;
+
+pub use records::{FoldRecord, LinkRecord, StoredAlert, TargetState};
+pub use wakers::Wakers;
 
 const SCHEMA_KEY: &[u8] = b"schema";
 /// 1: alerts as normalized JSON, payloads in their own tree. 2: alerts as header and payload.
@@ -62,14 +68,6 @@ pub enum StoreError {
     UnreadableAlert { id: AlertId, reason: String },
 }
 
-/// A stored alert: the normalized alert (raw payload included) and when it arrived.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredAlert {
-    pub id: AlertId,
-    pub received_at: DateTime<Utc>,
-    pub alert: Alert,
-}
-
 /// What the `alerts` tree keeps beside a payload: what is needed to read it again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertHeader {
@@ -77,26 +75,6 @@ pub struct AlertHeader {
     pub source: Source,
     /// The `Sentry-Hook-Resource` header the payload came with.
     pub resource: String,
-}
-
-/// Repeated alerts of one issue for one target within the fold window: the first was sent, these
-/// are counted. Only the count is kept (the first folded alert of a window is stored for the
-/// summary); a flood of repeats rewrites these few bytes, not an alert per repeat.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FoldRecord {
-    pub window_start: DateTime<Utc>,
-    /// Alerts folded since the count was last reported.
-    pub folded: u64,
-}
-
-/// The GitHub issue a Sentry issue is linked to, or a create in progress (so a create whose answer
-/// was lost is looked for before another is tried).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkRecord {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub number: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub creating_since: Option<DateTime<Utc>>,
 }
 
 /// A dedupe key claimed for an alert, and when.
@@ -511,12 +489,10 @@ impl Store {
                 jobs.remove(&key.0)?;
                 return Ok(None);
             };
-            let mut updated = job.clone();
-            updated.folded = Some(crate::queue::Folded {
+            let updated = job.clone().reporting(Folded {
                 count: record.folded,
                 since: record.window_start,
             });
-            updated.summary_of = None;
             record.folded = 0;
             folds.insert(
                 fold_key.as_slice(),
@@ -743,9 +719,7 @@ impl Store {
             if !select(&dead.job) {
                 continue;
             }
-            let mut job = dead.job;
-            job.due_at = Utc::now();
-            job.replayed_attempts.append(&mut job.attempts);
+            let job = dead.job.replayed(Utc::now());
             let job_value = serde_json::to_vec(&job)?;
             let job_tree_key = job_key(&job);
             use sled::transaction::{TransactionError, Transactional};
