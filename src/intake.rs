@@ -77,7 +77,7 @@ impl Intake {
         let alert_id = store.next_id()?;
         let claim = match store
             .claim_dedupe_key(&alert.dedupe_key, alert_id, now, self.remember)
-            .await
+            .await?
         {
             ClaimOutcome::New(claim) => claim,
             ClaimOutcome::Duplicate(original) => {

@@ -443,9 +443,10 @@ mod dead_letters {
                 Ok(())
             }),
             DeadLetterAction::Replay { id, target, .. } => store
-                .replay_dead_letters(|job| {
-                    Some(job.id) == id || target.as_ref() == Some(&job.target)
-                })
+                .replay_dead_letters(
+                    &|job| Some(job.id) == id || target.as_ref() == Some(&job.target),
+                    chrono::Utc::now(),
+                )
                 .map(|replayed| {
                     println!(
                         "replayed {} dead letters; herald delivers them when it runs",

@@ -16,6 +16,15 @@ use std::time::Duration;
 use crate::job::FailureReason;
 use crate::store::{Store, StoreError};
 
+/// Why the metrics could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot encode the metrics: {0}")]
+    Encode(#[from] std::fmt::Error),
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabels {
     resource: String,
@@ -180,7 +189,7 @@ impl Metrics {
 
     /// The text exposition format, with the store's gauges read now. `targets` are the configured
     /// target names (their gauges are present even at zero).
-    pub fn render(&self, store: &Store, targets: &[String]) -> Result<String, StoreError> {
+    pub fn render(&self, store: &Store, targets: &[String]) -> Result<String, RenderError> {
         let queued = store.queued_jobs_per_target()?;
         let dead = store.dead_letters_per_target()?;
         for target in targets.iter().chain(queued.keys()).chain(dead.keys()) {
@@ -196,11 +205,7 @@ impl Metrics {
         }
         self.store_size.set(store.size_on_disk()? as i64);
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).map_err(|e| {
-            StoreError::Sled(sled::Error::Unsupported(format!(
-                "cannot encode metrics: {e}"
-            )))
-        })?;
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
 }

@@ -34,7 +34,7 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(
-        store = %store.path().display(),
+        store = %store.location(),
         alerts = store.alert_count(),
         queued_jobs = store.queued_job_count(),
         "store opened"

@@ -97,7 +97,9 @@ pub async fn replay_dead_letter(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a dead letter id")))?;
-    let replayed = state.store.replay_dead_letters(|job| job.id == id)?;
+    let replayed = state
+        .store
+        .replay_dead_letters(&|job| job.id == id, chrono::Utc::now())?;
     if replayed.is_empty() {
         return Err(ApiError::NotFound(format!("no dead letter has id {id}")));
     }
@@ -115,7 +117,7 @@ pub async fn replay_dead_letters(
     })?;
     let replayed = state
         .store
-        .replay_dead_letters(|job| job.target == target)?;
+        .replay_dead_letters(&|job| job.target == target, chrono::Utc::now())?;
     Ok(Json(replayed_answer(&live, &replayed)))
 }
 

@@ -22,6 +22,9 @@ pub enum ApiError {
     ShuttingDown,
     #[error("{0}")]
     NotFound(String),
+    /// A failure of herald's own (a task that died): the log says what.
+    #[error("herald failed to answer this request")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -31,6 +34,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::StoreUnavailable(_) | ApiError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -46,6 +50,7 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Internal(_) => "internal",
         }
     }
 }
@@ -61,6 +66,9 @@ impl IntoResponse for ApiError {
         if let ApiError::StoreUnavailable(source) = &self {
             tracing::error!(error = %source, "store write failed; answering 503");
         }
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %cause, "answering 500");
+        }
         (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
     }
 }
@@ -71,13 +79,14 @@ mod tests {
 
     #[test]
     fn every_failure_has_its_status() {
-        let store_error = StoreError::Sled(sled::Error::Unsupported("disk full".into()));
+        let store_error = StoreError::Backend("disk full".into());
         let cases = [
             (ApiError::Unauthorized("x"), 401),
             (ApiError::BadRequest("x".into()), 400),
             (ApiError::PayloadTooLarge { limit: 1 }, 413),
             (ApiError::StoreUnavailable(store_error), 503),
             (ApiError::ShuttingDown, 503),
+            (ApiError::Internal("disk full".into()), 500),
         ];
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error}");

@@ -48,11 +48,11 @@ pub async fn metrics(
     let metrics = state.metrics.clone();
     let text = tokio::task::spawn_blocking(move || metrics.render(&store, &targets))
         .await
-        .map_err(|e| {
-            super::ApiError::StoreUnavailable(crate::store::StoreError::Sled(
-                sled::Error::Unsupported(e.to_string()),
-            ))
-        })??;
+        .map_err(|e| super::ApiError::Internal(format!("the metrics task failed: {e}")))?
+        .map_err(|e| match e {
+            crate::metrics::RenderError::Store(e) => super::ApiError::StoreUnavailable(e),
+            e @ crate::metrics::RenderError::Encode(_) => super::ApiError::Internal(e.to_string()),
+        })?;
     Ok((
         StatusCode::OK,
         [(

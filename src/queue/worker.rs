@@ -229,7 +229,7 @@ impl Worker {
             if stopping && in_flight.is_empty() {
                 break;
             }
-            let sleep = next_wake.map_or(Duration::from_secs(3600), |at| {
+            let sleep = next_wake.map_or(self.store.idle_poll(), |at| {
                 (at - Utc::now()).to_std().unwrap_or(Duration::ZERO)
             });
             tokio::select! {
@@ -291,6 +291,12 @@ impl Worker {
         {
             // Woken again when the target is resumed or its settings change.
             return None;
+        }
+        match self.store.owns_target(&self.target.name) {
+            Ok(true) => {}
+            // Another process works this target's queue; look again when it may have let go.
+            Ok(false) => return Some(Utc::now() + self.idle_poll()),
+            Err(error) => return self.store_failed(error),
         }
         while in_flight.len() < self.target.concurrency {
             let now = Utc::now();
@@ -405,6 +411,10 @@ impl Worker {
             }
             None => false,
         }
+    }
+
+    fn idle_poll(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.store.idle_poll()).unwrap_or_default()
     }
 
     fn store_failed(&self, error: StoreError) -> Option<DateTime<Utc>> {

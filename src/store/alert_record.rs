@@ -1,0 +1,64 @@
+//! How an alert is stored: as its sender sent it, behind a one-line header with the little the
+//! payload does not say (when, from which source and resource). One write per callback instead of
+//! a normalized copy beside the payload, and a queued alert is read with the normalizer of the
+//! herald that sends it. The only file of the store that knows the parsers.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{StoreError, StoredAlert};
+use crate::alert::{Alert, Source};
+use crate::job::AlertId;
+use crate::sentry::{parse_integration_payload, parse_legacy_payload};
+
+/// What is kept beside a payload: what is needed to read it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertHeader {
+    pub received_at: DateTime<Utc>,
+    pub source: Source,
+    /// The `Sentry-Hook-Resource` header the payload came with.
+    pub resource: String,
+}
+
+impl AlertHeader {
+    pub fn of(alert: &Alert, received_at: DateTime<Utc>) -> AlertHeader {
+        AlertHeader {
+            received_at,
+            source: alert.source,
+            resource: alert.resource.clone(),
+        }
+    }
+}
+
+/// A stored alert record: the header as one line of JSON (serde_json writes no newline), then the
+/// payload exactly as received.
+pub fn encode(header: &AlertHeader, payload: &str) -> Result<Vec<u8>, StoreError> {
+    let mut record = serde_json::to_vec(header)?;
+    record.reserve(1 + payload.len());
+    record.push(b'\n');
+    record.extend_from_slice(payload.as_bytes());
+    Ok(record)
+}
+
+/// A record's header and payload, without normalizing the payload; `None` if it has no header.
+pub fn split(record: &[u8]) -> Option<(AlertHeader, &[u8])> {
+    let newline = record.iter().position(|b| *b == b'\n')?;
+    let header = serde_json::from_slice(&record[..newline]).ok()?;
+    Some((header, &record[newline + 1..]))
+}
+
+/// A record read back into an alert, normalized again from its payload.
+pub fn decode(id: AlertId, record: &[u8]) -> Result<StoredAlert, StoreError> {
+    let unreadable = |reason: String| StoreError::UnreadableAlert { id, reason };
+    let (header, payload) = split(record).ok_or_else(|| unreadable("no header".into()))?;
+    let alert = match header.source {
+        Source::Sentry => parse_integration_payload(&header.resource, payload),
+        Source::SentryLegacyPlugin => parse_legacy_payload(payload),
+    }
+    .map_err(|error| unreadable(error.to_string()))?;
+    Ok(StoredAlert {
+        id,
+        received_at: header.received_at,
+        alert,
+    })
+}

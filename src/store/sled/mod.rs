@@ -1,0 +1,643 @@
+//! The embedded backend: every sled tree herald keeps, and its key layout, in one place.
+//!
+//! | tree     | key                                              | value                   |
+//! |----------|--------------------------------------------------|-------------------------|
+//! | `meta`   | `b"schema"`                                      | schema version, u32 BE  |
+//! | `alerts` | alert id, u64 BE                                 | [`AlertHeader`] as JSON, `\n`, the raw payload verbatim |
+//! | `jobs`   | target name, `0x00`, due time in ms u64 BE, job id u64 BE | [`DeliveryJob`] as JSON |
+//! | `dead_letters` | target name, `0x00`, job id u64 BE        | [`DeadLetter`] as JSON  |
+//! | `targets` | target name                                     | [`TargetState`] as JSON |
+//! | `targets` | target name, `0x00`, `b"paused"`                | present while an operator paused it |
+//! | `claims` | claimed at ms u64 BE, first 16 bytes of SHA-256 of a dedupe key | alert id u64 BE |
+//! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
+//! | `links`  | target name, `0x00`, repo/installation/issue     | [`LinkRecord`] as JSON  |
+//!
+//! Alerts are stored as [`alert_record`](crate::store::alert_record) says; dedupe claims as
+//! [`claims`] says.
+//!
+//! Integers are big-endian so that key order is numeric order: a prefix scan of `jobs` over one
+//! target yields its jobs by due time. Target names cannot contain `0x00` (config validation).
+//!
+//! Durability: sled makes writes durable only on flush. The intake writes its fold records, the
+//! alert, its jobs and, last, its dedupe claim, then calls [`StoreBackend::commit`], which returns after a
+//! flush that began after those writes. sled recovers a prefix of its log, so a claim found after a
+//! crash always has its alert and jobs. Concurrent callers share one flush (group commit), so the cost of an fsync is
+//! paid once per batch, not once per callback.
+
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::alert_record::{self, AlertHeader};
+use super::{
+    BoxFuture, ClaimOutcome, FoldRecord, FoldUpdate, JobKey, LinkRecord, PendingClaim, Records,
+    StoreBackend, StoreError, StoredAlert, SweepReport, TargetState,
+};
+use crate::alert::Alert;
+use crate::job::{AlertId, DeadLetter, DeliveryJob, Folded, JobId};
+
+mod claims;
+mod group_commit;
+mod keys;
+mod migrate;
+#[cfg(test)]
+mod tests;
+
+use claims::{ClaimIndex, SledPendingClaim};
+use group_commit::GroupCommit;
+use keys::{
+    count_per_target, dead_letter_key, dedupe_hash, fold_tree_key, job_key, operator_pause_key,
+    parse_job_key, target_prefix, DedupeClaim,
+};
+
+const SCHEMA_KEY: &[u8] = b"schema";
+/// The layout above. Older stores are migrated on open (`migrate`); a newer one is refused.
+const SCHEMA_VERSION: u32 = 3;
+/// Upper bound of sled's page cache. sled's default (1 GiB) would let an idle herald grow far
+/// past what a sidecar should use; alerts are written once and read once, so a small cache loses little.
+const CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> StoreError {
+        StoreError::Backend(Box::new(error))
+    }
+}
+
+/// The store in one data folder, for one herald process (sled holds the folder's lock).
+pub struct SledStore {
+    path: PathBuf,
+    db: sled::Db,
+    alerts: sled::Tree,
+    jobs: sled::Tree,
+    dead_letters: sled::Tree,
+    targets: sled::Tree,
+    claims: sled::Tree,
+    claim_index: Arc<ClaimIndex>,
+    folds: sled::Tree,
+    links: sled::Tree,
+    commits: GroupCommit,
+    alert_count: AtomicU64,
+    queued_job_count: AtomicU64,
+    dead_letter_count: AtomicU64,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`. A store sled reports as corrupt is moved aside to
+    /// `<dir>.corrupt-<time>` and a fresh one is started, with an error in the log; any other
+    /// failure (a second herald holding the lock, permissions) is returned, never papered over.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let db = match open_db(dir) {
+            Err(sled::Error::Corruption { .. }) => {
+                let aside = PathBuf::from(format!(
+                    "{}.corrupt-{}",
+                    dir.display(),
+                    Utc::now().format("%Y%m%dT%H%M%SZ")
+                ));
+                tracing::error!(
+                    store = %dir.display(),
+                    moved_to = %aside.display(),
+                    "THE STORE IS CORRUPT: it was moved aside and herald starts with an empty one; \
+                     jobs queued in it are not delivered"
+                );
+                std::fs::rename(dir, &aside).map_err(|e| StoreError::Backend(Box::new(e)))?;
+                open_db(dir)?
+            }
+            other => other?,
+        };
+        let meta = db.open_tree("meta")?;
+        let alerts = db.open_tree("alerts")?;
+        match meta.get(SCHEMA_KEY)? {
+            None => {
+                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            }
+            Some(found) => {
+                let found = u32::from_be_bytes(found.as_ref().try_into().unwrap_or([0xff; 4]));
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        location: dir.display().to_string(),
+                        found,
+                        known: SCHEMA_VERSION,
+                    });
+                }
+                if found < SCHEMA_VERSION {
+                    if found < 2 {
+                        migrate::alerts_from_schema_1(&db, &alerts)?;
+                    }
+                    migrate::dedupe_to_claims(&db)?;
+                    meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                    db.flush()?;
+                }
+            }
+        }
+        let jobs = db.open_tree("jobs")?;
+        let dead_letters = db.open_tree("dead_letters")?;
+        let targets = db.open_tree("targets")?;
+        let claims = db.open_tree("claims")?;
+        let claim_index = Arc::new(ClaimIndex::load(&claims)?);
+        let folds = db.open_tree("folds")?;
+        let links = db.open_tree("links")?;
+        let alert_count = alerts.len() as u64;
+        let queued_job_count = jobs.len() as u64;
+        let dead_letter_count = dead_letters.len() as u64;
+        Ok(SledStore {
+            path: dir.to_path_buf(),
+            commits: GroupCommit::new(db.clone()),
+            db,
+            alerts,
+            jobs,
+            dead_letters,
+            targets,
+            claims,
+            claim_index,
+            folds,
+            links,
+            alert_count: AtomicU64::new(alert_count),
+            queued_job_count: AtomicU64::new(queued_job_count),
+            dead_letter_count: AtomicU64::new(dead_letter_count),
+        })
+    }
+
+    /// How many flushes the store has done since it was opened (each answers a batch of commits).
+    pub fn flush_count(&self) -> u64 {
+        self.commits.flushes.load(Ordering::Relaxed)
+    }
+}
+
+fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_CAPACITY_BYTES)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+}
+
+impl StoreBackend for SledStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// A fresh id for an alert or a job: monotonic, and never reused after a crash.
+    fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+
+    /// Writes an alert (durable after the next [`Store::commit`]). Write it before its jobs: sled
+    /// recovers a prefix of its log, so after a crash a job never exists without its alert.
+    fn insert_alert(
+        &self,
+        id: AlertId,
+        received_at: DateTime<Utc>,
+        alert: &Alert,
+    ) -> Result<(), StoreError> {
+        let header = AlertHeader::of(alert, received_at);
+        let previous = self.alerts.insert(
+            id.to_be_bytes(),
+            alert_record::encode(&header, alert.raw.get())?,
+        )?;
+        if previous.is_none() {
+            self.alert_count.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Queues a job (durable after the next [`Store::commit`]).
+    fn insert_job(&self, job: &DeliveryJob) -> Result<(), StoreError> {
+        if self
+            .jobs
+            .insert(job_key(job), serde_json::to_vec(job)?)?
+            .is_none()
+        {
+            self.queued_job_count.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Concurrent callers share one flush (group commit).
+    fn commit(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.commits.commit())
+    }
+
+    /// Claimed in memory first (the index), written by the caller at the end of `claims`.
+    fn claim_dedupe_key<'a>(
+        &'a self,
+        key: &'a str,
+        alert_id: AlertId,
+        now: DateTime<Utc>,
+        remember: Duration,
+    ) -> BoxFuture<'a, Result<ClaimOutcome, StoreError>> {
+        Box::pin(async move {
+            let claim = DedupeClaim {
+                hash: dedupe_hash(key),
+                alert_id,
+                seen_ms: now.timestamp_millis().max(0) as u64,
+            };
+            Ok(match self.claim_index.claim(claim, remember).await {
+                Some(first) => ClaimOutcome::Duplicate(first),
+                None => ClaimOutcome::New(PendingClaim::new(Box::new(SledPendingClaim {
+                    claims: self.claims.clone(),
+                    index: self.claim_index.clone(),
+                    claim,
+                    settled: false,
+                }))),
+            })
+        })
+    }
+
+    fn update_fold_record(
+        &self,
+        target: &str,
+        fold_key: &str,
+        update: &mut FoldUpdate<'_>,
+    ) -> Result<(), StoreError> {
+        let key = fold_tree_key(target, fold_key);
+        let mut current = self.folds.get(&key)?;
+        loop {
+            let record = match &current {
+                Some(bytes) => Some(serde_json::from_slice(bytes)?),
+                None => None,
+            };
+            let new_bytes = match update(record) {
+                Some(record) => Some(serde_json::to_vec(&record)?),
+                None if current.is_none() => return Ok(()), // nothing to write
+                None => None,
+            };
+            match self
+                .folds
+                .compare_and_swap(&key, current.as_ref(), new_bytes)?
+            {
+                Ok(()) => return Ok(()),
+                Err(conflict) => current = conflict.current,
+            }
+        }
+    }
+
+    /// For a fold-summary job about to be sent: takes the fold's count into the job, atomically.
+    /// Returns the updated job, or `None` when there is nothing to report any more (the count
+    /// already went out with a later message about the issue); the job is then removed.
+    fn resolve_fold_summary(
+        &self,
+        key: &JobKey,
+        job: &DeliveryJob,
+        fold_key: &str,
+    ) -> Result<Option<DeliveryJob>, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let fold_key = fold_tree_key(&job.target, fold_key);
+        let abort = |e: serde_json::Error| ConflictableTransactionError::Abort(e);
+        let result = (&self.jobs, &self.folds).transaction(|(jobs, folds)| {
+            let record: Option<FoldRecord> = match folds.get(&fold_key)? {
+                Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(abort)?),
+                None => None,
+            };
+            let Some(mut record) = record.filter(|r| r.folded > 0) else {
+                jobs.remove(key.as_bytes())?;
+                return Ok(None);
+            };
+            let updated = job.clone().reporting(Folded {
+                count: record.folded,
+                since: record.window_start,
+            });
+            record.folded = 0;
+            folds.insert(
+                fold_key.as_slice(),
+                serde_json::to_vec(&record).map_err(abort)?,
+            )?;
+            jobs.insert(key.as_bytes(), serde_json::to_vec(&updated).map_err(abort)?)?;
+            Ok(Some(updated))
+        });
+        match result {
+            Ok(Some(updated)) => Ok(Some(updated)),
+            Ok(None) => {
+                self.queued_job_count.fetch_sub(1, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(e)) => Err(StoreError::Codec(e)),
+        }
+    }
+
+    /// Removes what can no longer matter: dedupe records older than `remember`; fold records whose
+    /// window is over and whose count was reported; alerts older than `retention` that no queued
+    /// job or dead letter refers to.
+    fn sweep(
+        &self,
+        now: DateTime<Utc>,
+        remember: Duration,
+        fold_window: Duration,
+        retention: Duration,
+    ) -> Result<SweepReport, StoreError> {
+        let mut report = SweepReport::default();
+        let now_ms = now.timestamp_millis().max(0) as u64;
+        // Claims are in time order: the expired ones are a prefix of the tree.
+        let forgotten_before =
+            (now_ms.saturating_sub(remember.as_millis() as u64) + 1).to_be_bytes();
+        for key in self.claims.range(..forgotten_before).keys() {
+            if self.claims.remove(key?)?.is_some() {
+                report.dedupe_records += 1;
+            }
+        }
+        self.claim_index.forget_older_than(now_ms, remember);
+        let window = chrono::Duration::from_std(fold_window).unwrap_or_default();
+        for entry in self.folds.iter() {
+            let (key, value) = entry?;
+            let done = serde_json::from_slice::<FoldRecord>(&value)
+                .map(|r| r.folded == 0 && r.window_start + window <= now)
+                .unwrap_or(true);
+            if done
+                && self
+                    .folds
+                    .compare_and_swap(&key, Some(&value), None::<&[u8]>)?
+                    .is_ok()
+            {
+                report.fold_records += 1;
+            }
+        }
+        let mut referenced = HashSet::new();
+        for job in self.queued_jobs() {
+            referenced.insert(job?.alert_id);
+        }
+        for dead in self.dead_letters() {
+            referenced.insert(dead?.job.alert_id);
+        }
+        let cutoff = now - chrono::Duration::from_std(retention).unwrap_or_default();
+        for entry in self.alerts.iter() {
+            let (key, value) = entry?;
+            let Ok(id_bytes) = <[u8; 8]>::try_from(key.as_ref()) else {
+                continue;
+            };
+            if referenced.contains(&u64::from_be_bytes(id_bytes)) {
+                continue;
+            }
+            let old =
+                alert_record::split(&value).is_none_or(|(header, _)| header.received_at <= cutoff);
+            if old && self.alerts.remove(&key)?.is_some() {
+                self.alert_count.fetch_sub(1, Ordering::Relaxed);
+                report.alerts += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// An alert, normalized again from its payload.
+    fn alert(&self, id: AlertId) -> Result<Option<StoredAlert>, StoreError> {
+        match self.alerts.get(id.to_be_bytes())? {
+            Some(record) => Ok(Some(alert_record::decode(id, &record)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every stored alert, oldest first.
+    fn alerts(&self) -> Records<'_, StoredAlert> {
+        Box::new(self.alerts.iter().map(|entry| {
+            let (key, record) = entry?;
+            let id = <[u8; 8]>::try_from(key.as_ref()).map_or(0, u64::from_be_bytes);
+            alert_record::decode(id, &record)
+        }))
+    }
+
+    /// Every queued job, grouped by target and ordered by due time within a target.
+    fn queued_jobs(&self) -> Records<'_, DeliveryJob> {
+        Box::new(
+            self.jobs
+                .iter()
+                .map(|entry| Ok(serde_json::from_slice(&entry?.1)?)),
+        )
+    }
+
+    /// Up to `limit` jobs of `target` that are due at `now` and not in `skip` (jobs in flight),
+    /// earliest first.
+    fn due_jobs(
+        &self,
+        target: &str,
+        now: DateTime<Utc>,
+        skip: &HashSet<JobId>,
+        limit: usize,
+    ) -> Result<Vec<(JobKey, DeliveryJob)>, StoreError> {
+        let now_ms = now.timestamp_millis().max(0) as u64;
+        let mut due = Vec::new();
+        for entry in self.jobs.scan_prefix(target_prefix(target)) {
+            if due.len() >= limit {
+                break;
+            }
+            let (key, value) = entry?;
+            let Some((due_ms, id)) = parse_job_key(&key, target.len()) else {
+                continue;
+            };
+            if due_ms > now_ms {
+                break;
+            }
+            if !skip.contains(&id) {
+                due.push((
+                    JobKey::from_bytes(key.as_ref()),
+                    serde_json::from_slice(&value)?,
+                ));
+            }
+        }
+        Ok(due)
+    }
+
+    /// Every queued job of `target`, by due time.
+    fn queued_jobs_of<'a>(&'a self, target: &str) -> Records<'a, DeliveryJob> {
+        Box::new(
+            self.jobs
+                .scan_prefix(target_prefix(target))
+                .map(|entry| Ok(serde_json::from_slice(&entry?.1)?)),
+        )
+    }
+
+    /// When the earliest job of `target` not in `skip` is due.
+    fn next_due_time(
+        &self,
+        target: &str,
+        skip: &HashSet<JobId>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        for entry in self.jobs.scan_prefix(target_prefix(target)).keys() {
+            let key = entry?;
+            if let Some((due_ms, id)) = parse_job_key(&key, target.len()) {
+                if !skip.contains(&id) {
+                    return Ok(DateTime::from_timestamp_millis(due_ms as i64));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes a delivered job. Not flushed at once: if a crash loses the removal, the job is sent
+    /// again, which at-least-once delivery allows (and DingTalk's `msgUuid` makes harmless).
+    fn finish_job(&self, key: &JobKey) -> Result<(), StoreError> {
+        if self.jobs.remove(key.as_bytes())?.is_some() {
+            self.queued_job_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Moves a job to its new due time, with its attempts recorded, in one atomic batch.
+    fn reschedule_job(&self, key: &JobKey, job: &DeliveryJob) -> Result<JobKey, StoreError> {
+        let new_key = job_key(job);
+        let mut batch = sled::Batch::default();
+        batch.remove(key.as_bytes());
+        batch.insert(new_key.clone(), serde_json::to_vec(job)?);
+        self.jobs.apply_batch(batch)?;
+        Ok(JobKey::from_bytes(new_key))
+    }
+
+    /// Turns a job into a dead letter: removed from the queue and kept, atomically.
+    fn bury_job(&self, key: &JobKey, dead: &DeadLetter) -> Result<(), StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        use std::convert::Infallible;
+        let value = serde_json::to_vec(dead)?;
+        let id = dead_letter_key(&dead.job.target, dead.job.id);
+        let removed = (&self.jobs, &self.dead_letters)
+            .transaction(|(jobs, dead_letters)| {
+                let removed = jobs.remove(key.as_bytes())?;
+                dead_letters.insert(id.as_slice(), value.clone())?;
+                Ok::<_, ConflictableTransactionError<Infallible>>(removed.is_some())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::from(e),
+                TransactionError::Abort(never) => match never {},
+            })?;
+        if removed {
+            self.queued_job_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.dead_letter_count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Dead letters per target name.
+    fn dead_letters_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        count_per_target(&self.dead_letters)
+    }
+
+    fn replay_dead_letters(
+        &self,
+        select: &dyn Fn(&DeliveryJob) -> bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DeliveryJob>, StoreError> {
+        let mut replayed = Vec::new();
+        for entry in self.dead_letters.iter() {
+            let (key, value) = entry?;
+            let dead: DeadLetter = serde_json::from_slice(&value)?;
+            if !select(&dead.job) {
+                continue;
+            }
+            let job = dead.job.replayed(now);
+            let job_value = serde_json::to_vec(&job)?;
+            let job_tree_key = job_key(&job);
+            use sled::transaction::{TransactionError, Transactional};
+            let moved = (&self.dead_letters, &self.jobs).transaction(|(dead_letters, jobs)| {
+                if dead_letters.remove(&key)?.is_none() {
+                    return Ok(false);
+                }
+                jobs.insert(job_tree_key.as_slice(), job_value.clone())?;
+                Ok(true)
+            });
+            match moved {
+                Ok(true) => {
+                    self.dead_letter_count.fetch_sub(1, Ordering::Relaxed);
+                    self.queued_job_count.fetch_add(1, Ordering::Relaxed);
+                    replayed.push(job);
+                }
+                Ok(false) => {}
+                Err(TransactionError::Storage(e)) => return Err(e.into()),
+                Err(TransactionError::Abort(())) => {}
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// The link of `key` (repo/installation/issue) for `target`.
+    fn link(&self, target: &str, key: &str) -> Result<Option<LinkRecord>, StoreError> {
+        match self.links.get(fold_tree_key(target, key))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn save_link<'a>(
+        &'a self,
+        target: &'a str,
+        key: &'a str,
+        record: &'a LinkRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.links
+                .insert(fold_tree_key(target, key), serde_json::to_vec(record)?)?;
+            self.commits.commit().await
+        })
+    }
+
+    /// Pauses (or resumes) a target on an operator's word; kept apart from the worker's own state.
+    fn set_operator_pause(&self, target: &str, paused: bool) -> Result<(), StoreError> {
+        let key = operator_pause_key(target);
+        if paused {
+            self.targets
+                .insert(key, Utc::now().to_rfc3339().as_bytes())?;
+        } else {
+            self.targets.remove(key)?;
+        }
+        Ok(())
+    }
+
+    /// Whether an operator paused `target`.
+    fn operator_paused(&self, target: &str) -> Result<bool, StoreError> {
+        Ok(self.targets.contains_key(operator_pause_key(target))?)
+    }
+
+    /// Every dead letter, by target, oldest first.
+    fn dead_letters(&self) -> Records<'_, DeadLetter> {
+        Box::new(
+            self.dead_letters
+                .iter()
+                .map(|entry| Ok(serde_json::from_slice(&entry?.1)?)),
+        )
+    }
+
+    fn dead_letter_count(&self) -> u64 {
+        self.dead_letter_count.load(Ordering::Relaxed)
+    }
+
+    /// Queued jobs per target name (including targets no longer configured).
+    fn queued_jobs_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        count_per_target(&self.jobs)
+    }
+
+    /// What a target's limiter saved (recent attempts, a pause).
+    fn target_state(&self, target: &str) -> Result<TargetState, StoreError> {
+        match self.targets.get(target.as_bytes())? {
+            Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            None => Ok(TargetState::default()),
+        }
+    }
+
+    fn save_target_state(&self, target: &str, state: &TargetState) -> Result<(), StoreError> {
+        self.targets
+            .insert(target.as_bytes(), serde_json::to_vec(state)?)?;
+        Ok(())
+    }
+
+    fn alert_count(&self) -> u64 {
+        self.alert_count.load(Ordering::Relaxed)
+    }
+
+    fn queued_job_count(&self) -> u64 {
+        self.queued_job_count.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the store takes on disk, as sled counts them.
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// The directory lock makes this process the store's only user.
+    fn owns_target(&self, _target: &str) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Every job is queued by this process, which wakes the worker itself.
+    fn idle_poll(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+}

@@ -1,0 +1,299 @@
+//! The sled backend's own tests: migrations, reopening, group commit, sweeps, claims.
+
+use super::*;
+use crate::sentry::parse_integration_payload;
+use crate::store::Store;
+
+fn sample_alert(issue: u32) -> Alert {
+    let body =
+        format!(r#"{{"action":"created","data":{{"issue":{{"id":"{issue}","title":"boom"}}}}}}"#);
+    parse_integration_payload("issue", body.as_bytes()).unwrap()
+}
+
+/// Claims `key` for `alert_id` and, when it is new, writes and settles the claim.
+async fn claim(store: &Store, key: &str, alert_id: AlertId, at: DateTime<Utc>) -> Option<AlertId> {
+    let hour = std::time::Duration::from_secs(3600);
+    match store
+        .claim_dedupe_key(key, alert_id, at, hour)
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Duplicate(first) => Some(first),
+        ClaimOutcome::New(claim) => {
+            claim.write().unwrap();
+            store.commit().await.unwrap();
+            claim.settle();
+            None
+        }
+    }
+}
+
+/// Claims `key`, which must be new, and leaves the claim pending.
+async fn new_claim(store: &Store, key: &str, alert_id: AlertId) -> PendingClaim {
+    let hour = std::time::Duration::from_secs(3600);
+    match store
+        .claim_dedupe_key(key, alert_id, Utc::now(), hour)
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::New(claim) => claim,
+        ClaimOutcome::Duplicate(first) => panic!("{key} is already claimed by {first}"),
+    }
+}
+
+/// Stores `alert` with a job for each of `targets`, durably, as the intake does.
+async fn accept(store: &Store, alert: &Alert, targets: &[&str]) -> Result<AlertId, StoreError> {
+    let id = store.next_id()?;
+    store.insert_alert(id, Utc::now(), alert)?;
+    for target in targets {
+        store.insert_job(&DeliveryJob::new(store.next_id()?, id, target, Utc::now()))?;
+    }
+    store.commit().await?;
+    Ok(id)
+}
+
+/// An empty store that says it has schema `schema`, to be filled as that schema did.
+fn store_of_schema(path: &Path, schema: u32) -> sled::Db {
+    let db = open_db(path).unwrap();
+    db.open_tree("meta")
+        .unwrap()
+        .insert(SCHEMA_KEY, &schema.to_be_bytes())
+        .unwrap();
+    db
+}
+
+fn has_tree(db: &sled::Db, name: &str) -> bool {
+    db.tree_names()
+        .iter()
+        .any(|tree| tree.as_ref() == name.as_bytes())
+}
+
+#[test]
+fn a_schema_1_store_is_migrated_and_its_alerts_read_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let alert = sample_alert(7);
+    let received_at = Utc::now();
+    {
+        // Schema 1: the normalized alert as JSON, the payload in its own tree.
+        let db = store_of_schema(&path, 1);
+        let old = StoredAlert {
+            id: 41,
+            received_at,
+            alert: alert.clone(),
+        };
+        let key = 41u64.to_be_bytes();
+        db.open_tree("alerts")
+            .unwrap()
+            .insert(key, serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        db.open_tree("payloads")
+            .unwrap()
+            .insert(key, alert.raw.get().as_bytes())
+            .unwrap();
+        // An earlier migration was interrupted after rewriting this one.
+        let header = AlertHeader {
+            received_at,
+            source: alert.source,
+            resource: alert.resource.clone(),
+        };
+        db.open_tree("alerts")
+            .unwrap()
+            .insert(
+                42u64.to_be_bytes(),
+                alert_record::encode(&header, alert.raw.get()).unwrap(),
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let sled_store = SledStore::open(&path).unwrap();
+    let db = sled_store.db.clone();
+    let store = Store::new(Arc::new(sled_store));
+    let read = store.alert(41).unwrap().unwrap();
+    assert_eq!(read.received_at, received_at);
+    assert_eq!(read.alert.raw.get(), alert.raw.get());
+    assert_eq!(read.alert.issue_id.as_deref(), Some("7"));
+    assert_eq!(read.alert.dedupe_key, alert.dedupe_key);
+    assert_eq!(
+        store.alert(42).unwrap().unwrap().alert.raw.get(),
+        alert.raw.get()
+    );
+    assert!(!has_tree(&db, "payloads"));
+    let schema = db.open_tree("meta").unwrap().get(SCHEMA_KEY).unwrap();
+    assert_eq!(schema.as_deref(), Some(&SCHEMA_VERSION.to_be_bytes()[..]));
+}
+
+#[tokio::test]
+async fn a_schema_2_store_keeps_its_dedupe_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let now = Utc::now();
+    {
+        // Schema 2: claims by hash, with the alert id and when.
+        let db = store_of_schema(&path, 2);
+        let mut value = 9u64.to_be_bytes().to_vec();
+        value.extend_from_slice(&(now.timestamp_millis() as u64).to_be_bytes());
+        db.open_tree("dedupe")
+            .unwrap()
+            .insert(dedupe_hash("seen"), value)
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let sled_store = SledStore::open(&path).unwrap();
+    let db = sled_store.db.clone();
+    let store = Store::new(Arc::new(sled_store));
+    assert_eq!(claim(&store, "seen", 10, now).await, Some(9));
+    assert_eq!(claim(&store, "unseen", 11, now).await, None);
+    assert!(!has_tree(&db, "dedupe"));
+}
+
+#[tokio::test]
+async fn accepted_alerts_and_jobs_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let first = {
+        let store = Store::open(&path).unwrap();
+        accept(&store, &sample_alert(1), &["a", "b"]).await.unwrap()
+    };
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.alert_count(), 1);
+    assert_eq!(store.queued_job_count(), 2);
+    let stored = store.alert(first).unwrap().unwrap();
+    assert_eq!(stored.alert.issue_id.as_deref(), Some("1"));
+    assert_eq!(
+        stored.alert.raw.get(),
+        r#"{"action":"created","data":{"issue":{"id":"1","title":"boom"}}}"#
+    );
+    let targets: Vec<String> = store.queued_jobs().map(|j| j.unwrap().target).collect();
+    assert_eq!(targets, ["a", "b"]);
+    // Ids keep growing after a restart.
+    let second = accept(&store, &sample_alert(2), &["a"]).await.unwrap();
+    assert!(second > first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_all_complete_and_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let store = Store::new(sled_store.clone());
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { accept(&store, &sample_alert(i), &["t"]).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap().unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 64);
+    assert_eq!(store.queued_job_count(), 64);
+    // 64 concurrent commits were answered by fewer flushes: they were grouped.
+    let flushes = sled_store.flush_count();
+    assert!(
+        (1..64).contains(&flushes),
+        "{flushes} flushes for 64 commits"
+    );
+}
+
+#[tokio::test]
+async fn sweep_removes_what_can_no_longer_matter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let hour = std::time::Duration::from_secs(3600);
+    let old = now - chrono::Duration::hours(2);
+    // An old alert no job refers to; an old alert with a queued job; a fresh alert.
+    for (id, received_at) in [(1, old), (2, old), (3, now)] {
+        store
+            .insert_alert(id, received_at, &sample_alert(id as u32))
+            .unwrap();
+    }
+    store
+        .insert_job(&DeliveryJob::new(10, 2, "t", now))
+        .unwrap();
+    // An old dedupe claim and a fresh one.
+    assert_eq!(claim(&store, "old", 1, old).await, None);
+    assert_eq!(claim(&store, "fresh", 3, now).await, None);
+    assert_eq!(claim(&store, "fresh", 4, now).await, Some(3));
+    // A finished fold window, and one still counting.
+    let record = |start, folded| FoldRecord {
+        window_start: start,
+        folded,
+    };
+    store
+        .update_fold("t", "done", |_| (Some(record(old, 0)), ()))
+        .unwrap();
+    store
+        .update_fold("t", "counting", |_| (Some(record(old, 3)), ()))
+        .unwrap();
+
+    let report = store.sweep(now, hour, hour, hour).unwrap();
+    assert_eq!(
+        report,
+        SweepReport {
+            dedupe_records: 1,
+            fold_records: 1,
+            alerts: 1
+        }
+    );
+    assert!(store.alert(1).unwrap().is_none());
+    assert!(
+        store.alert(2).unwrap().is_some(),
+        "a queued job still needs it"
+    );
+    assert!(store.alert(3).unwrap().is_some(), "within retention");
+    assert_eq!(store.alert_count(), 2);
+    // The old key can be claimed afresh; the fresh one is still a duplicate.
+    assert_eq!(claim(&store, "old", 5, now).await, None);
+    assert_eq!(claim(&store, "fresh", 6, now).await, Some(3));
+    let counting = store
+        .update_fold("t", "counting", |r| (r.clone(), r.map(|r| r.folded)))
+        .unwrap();
+    assert_eq!(counting, Some(3));
+}
+
+#[tokio::test]
+async fn a_claim_dropped_unsettled_is_released_and_a_waiting_duplicate_takes_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let first = new_claim(&store, "k", 1).await;
+    first.write().unwrap();
+    // A duplicate arriving while the first is not on disk waits for it.
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { claim(&store, "k", 2, Utc::now()).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !waiting.is_finished(),
+        "answered before the first was on disk"
+    );
+    drop(first); // the first callback failed
+    assert_eq!(waiting.await.unwrap(), None, "the retry takes the key");
+    let now = Utc::now();
+    assert_eq!(claim(&store, "k", 3, now).await, Some(2));
+    // Reopened: only the settled claim is remembered.
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(claim(&store, "k", 4, now).await, Some(2));
+}
+
+#[tokio::test]
+async fn a_settled_claim_answers_the_duplicate_waiting_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let first = new_claim(&store, "k", 1).await;
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { claim(&store, "k", 2, Utc::now()).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished());
+    first.write().unwrap();
+    store.commit().await.unwrap();
+    first.settle();
+    assert_eq!(waiting.await.unwrap(), Some(1));
+}
