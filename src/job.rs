@@ -116,6 +116,8 @@ pub enum AttemptResult {
     Throttled,
     /// Failed for good.
     Refused,
+    /// Did part of the work; the rest follows in a later attempt (not a failure).
+    Continued,
 }
 
 /// A job that will not be retried: the schedule ran out, or the downstream refused it for good.

@@ -15,6 +15,7 @@ use herald::alert::Alert;
 use herald::config::Config;
 use herald::render::MessageView;
 use herald::route::{Mentions, Router};
+use herald::store::MemoryLinks;
 use herald::targets::{Delivery, Outcome, Target};
 
 #[derive(Parser)]
@@ -273,7 +274,7 @@ fn main() -> ExitCode {
                 raw: None,
             }));
             match outcome {
-                Outcome::Delivered { answer } => {
+                Outcome::Delivered { answer } | Outcome::Continue { answer, .. } => {
                     println!("delivered to {}: {answer}", target.name);
                     ExitCode::SUCCESS
                 }
@@ -300,8 +301,12 @@ fn main() -> ExitCode {
 /// The config and its targets (templates compiled), or the exit code after saying what is wrong.
 fn load(path: &Path) -> Result<(Config, Vec<Arc<Target>>), ExitCode> {
     let config = Config::load(path).map_err(|error| refuse_config(&error.to_string()))?;
-    let targets = herald::targets::build_all(&config.targets, config.templates.timezone(), None)
-        .map_err(|error| refuse_config(&error.to_string()))?;
+    let targets = herald::targets::build_all(
+        &config.targets,
+        config.templates.timezone(),
+        Arc::new(MemoryLinks::default()),
+    )
+    .map_err(|error| refuse_config(&error.to_string()))?;
     Ok((config, targets))
 }
 

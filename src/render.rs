@@ -315,11 +315,7 @@ impl DigestView {
             .iter()
             .map(|view| DigestItem {
                 level: view.level,
-                icon: if view.resolved {
-                    "✅"
-                } else {
-                    level_icon(view.level)
-                },
+                icon: view.icon(),
                 headline: view.headline.clone(),
                 title: view.title.clone(),
                 link: view.link.clone(),
@@ -373,6 +369,15 @@ pub struct Tag {
 }
 
 impl MessageView {
+    /// ✅ for a resolved issue, else the level's icon.
+    pub fn icon(&self) -> &'static str {
+        if self.resolved {
+            "✅"
+        } else {
+            level_icon(self.level)
+        }
+    }
+
     pub fn new(alert: &Alert, alert_id: AlertId, job_id: JobId, now: DateTime<Utc>) -> MessageView {
         let resolved = matches!(
             (alert.resource.as_str(), alert.action.as_str()),

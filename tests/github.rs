@@ -165,6 +165,12 @@ async fn resolve_closes_unresolve_reopens_ignore_closes_as_not_planned() {
         "an issue already closed is left alone"
     );
     assert_eq!(github.issues().len(), 1);
+    // The reopen and its comment are two writes, a second apart like every other pair: the
+    // queue schedules the comment, the target does not sleep.
+    let writes = github.write_times();
+    assert!(writes
+        .windows(2)
+        .all(|w| w[1].duration_since(w[0]) >= Duration::from_millis(950)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,7 +118,12 @@ fn check_golden(path: &Path, rendered: &str, mismatches: &mut Vec<String>) {
 #[test]
 fn default_templates_match_their_golden_files() {
     let config = Config::parse(Path::new("golden.toml"), CONFIG, |_| None).unwrap();
-    let targets = build_all(&config.targets, config.templates.timezone(), None).unwrap();
+    let targets = build_all(
+        &config.targets,
+        config.templates.timezone(),
+        std::sync::Arc::new(herald::store::MemoryLinks::default()),
+    )
+    .unwrap();
     let target = |name: &str| targets.iter().find(|t| t.name == name).unwrap().clone();
     let (robot, stdout) = (target("robot"), target("stdout"));
     let (lark, wx, hook, issues) = (

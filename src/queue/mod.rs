@@ -9,9 +9,12 @@
 //! reschedules it, or turns it into a dead letter.
 
 mod limiter;
+mod order;
+mod policy;
 mod schedule;
 mod worker;
+mod workers;
 
 pub use limiter::RateLimiter;
 pub use schedule::RetrySchedule;
-pub use worker::{TargetQueue, Workers};
+pub use workers::{TargetQueue, Workers};

@@ -2,105 +2,24 @@
 //! and applies each attempt's outcome to the job. A slow or broken target only ever delays itself.
 
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use super::{RateLimiter, RetrySchedule};
+use super::order::{Blocker, IssueOrder};
+use super::policy::{log_attempt, next_step, pause_length, to_chrono, NextStep, RecordedAttempt};
+use super::{RateLimiter, RetrySchedule, TargetQueue};
 use crate::job::{Attempt, AttemptResult, DeadLetter, DeliveryJob, FailureReason, JobId};
 use crate::metrics::Metrics;
 use crate::render::{DigestView, MessageView};
 use crate::route::Mentions;
 use crate::store::{JobKey, Store, StoreError, Wakers};
-use crate::targets::{Delivery, DigestDelivery, Outcome, Target, TargetConfig};
+use crate::targets::{Delivery, DigestDelivery, Outcome, Target};
 
-/// A target and the retry schedule its queue is worked on.
-pub struct TargetQueue {
-    pub target: Arc<Target>,
-    pub schedule: RetrySchedule,
-}
-
-impl TargetQueue {
-    /// Pairs each built target with the schedule its `[[targets]]` entry asks for.
-    pub fn pair(configs: &[TargetConfig], targets: Vec<Arc<Target>>) -> Vec<TargetQueue> {
-        targets
-            .into_iter()
-            .map(|target| {
-                let retry = configs
-                    .iter()
-                    .find(|config| config.name == target.name)
-                    .and_then(|config| config.retry.as_deref());
-                TargetQueue {
-                    schedule: RetrySchedule::configured(retry),
-                    target,
-                }
-            })
-            .collect()
-    }
-}
-
-/// The running workers, one per target.
-pub struct Workers {
-    stop: watch::Sender<bool>,
-    workers: JoinSet<()>,
-}
-
-impl Workers {
-    /// Starts one worker per target. Each resumes the jobs already queued for it.
-    pub fn start(
-        store: Store,
-        targets: Vec<TargetQueue>,
-        wakers: &Wakers,
-        metrics: Arc<Metrics>,
-    ) -> Workers {
-        let (stop, stopped) = watch::channel(false);
-        let mut workers = JoinSet::new();
-        for TargetQueue { target, schedule } in targets {
-            let state = store.target_state(&target.name).unwrap_or_else(|error| {
-                tracing::warn!(target_name = %target.name, %error, "cannot read the target's saved rate-limit state; starting afresh");
-                Default::default()
-            });
-            let worker = Worker {
-                limiter: RateLimiter::new(target.limit, state),
-                wake: wakers.get(&target.name),
-                store: store.clone(),
-                metrics: metrics.clone(),
-                order: IssueOrder::from_queue(&store, &target.name),
-                target,
-                schedule,
-                stopped: stopped.clone(),
-            };
-            workers.spawn(worker.run());
-        }
-        Workers { stop, workers }
-    }
-
-    /// No workers, to stand in while workers are being replaced.
-    pub fn idle() -> Workers {
-        Workers {
-            stop: watch::channel(false).0,
-            workers: JoinSet::new(),
-        }
-    }
-
-    /// Stops taking new jobs and waits up to `grace` for attempts in flight to finish. Jobs whose
-    /// attempt did not finish stay queued and are sent again after the restart.
-    pub async fn stop(mut self, grace: Duration) {
-        let _ = self.stop.send(true);
-        let drained = tokio::time::timeout(grace, async {
-            while self.workers.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(?grace, "deliveries still in flight after the grace period; they will be retried after the restart");
-            self.workers.abort_all();
-        }
-    }
-}
-
-struct Worker {
+/// The worker of one target.
+pub(super) struct Worker {
     target: Arc<Target>,
     schedule: RetrySchedule,
     limiter: RateLimiter,
@@ -109,83 +28,6 @@ struct Worker {
     wake: Arc<Notify>,
     stopped: watch::Receiver<bool>,
     order: IssueOrder,
-}
-
-/// Keeps each Sentry issue's messages in the order they were accepted, per target: a job waits
-/// while an earlier job of its issue is in flight, or is waiting for a retry (then it is moved
-/// behind that retry). Without this, a `resolved` could overtake the `created` whose first try
-/// failed, and a GitHub issue would be opened after Sentry had already closed it.
-#[derive(Default)]
-struct IssueOrder {
-    in_flight: HashMap<String, JobId>,
-    /// The earliest job of each issue waiting for a retry, and when it is due.
-    waiting: HashMap<String, (JobId, DateTime<Utc>)>,
-}
-
-enum Blocker {
-    None,
-    InFlight,
-    Waiting(DateTime<Utc>),
-}
-
-impl IssueOrder {
-    /// Rebuilt at start from the queue: the jobs that already failed at least once.
-    fn from_queue(store: &Store, target: &str) -> IssueOrder {
-        let mut order = IssueOrder::default();
-        for job in store.queued_jobs_of(target).filter_map(Result::ok) {
-            if !job.attempts.is_empty() {
-                order.retrying(&job);
-            }
-        }
-        order
-    }
-
-    fn blocker(&self, job: &DeliveryJob) -> Blocker {
-        let Some(issue) = job.issue_key.as_deref() else {
-            return Blocker::None;
-        };
-        if self.in_flight.get(issue).is_some_and(|id| *id < job.id) {
-            return Blocker::InFlight;
-        }
-        match self.waiting.get(issue) {
-            Some((id, due)) if *id < job.id && *due >= job.due_at => Blocker::Waiting(*due),
-            _ => Blocker::None,
-        }
-    }
-
-    fn started(&mut self, job: &DeliveryJob) {
-        if let Some(issue) = &job.issue_key {
-            let earliest = self.in_flight.entry(issue.clone()).or_insert(job.id);
-            *earliest = (*earliest).min(job.id);
-        }
-    }
-
-    /// `job` finished an attempt; `retry_at` is when it is tried again, if it is.
-    fn finished(&mut self, job: &DeliveryJob, retry_at: Option<DateTime<Utc>>) {
-        let Some(issue) = &job.issue_key else { return };
-        if self.in_flight.get(issue) == Some(&job.id) {
-            self.in_flight.remove(issue);
-        }
-        match retry_at {
-            Some(_) => self.retrying(job),
-            None => {
-                if self.waiting.get(issue).is_some_and(|(id, _)| *id == job.id) {
-                    self.waiting.remove(issue);
-                }
-            }
-        }
-    }
-
-    fn retrying(&mut self, job: &DeliveryJob) {
-        let Some(issue) = &job.issue_key else { return };
-        let entry = self
-            .waiting
-            .entry(issue.clone())
-            .or_insert((job.id, job.due_at));
-        if job.id <= entry.0 {
-            *entry = (job.id, job.due_at);
-        }
-    }
 }
 
 /// The most alerts one digest message carries; more wait for the next digest. 25 lines of at most
@@ -216,7 +58,31 @@ struct Finished {
 }
 
 impl Worker {
-    async fn run(mut self) {
+    pub(super) fn new(
+        queue: TargetQueue,
+        store: Store,
+        wakers: &Wakers,
+        metrics: Arc<Metrics>,
+        stopped: watch::Receiver<bool>,
+    ) -> Worker {
+        let TargetQueue { target, schedule } = queue;
+        let state = store.target_state(&target.name).unwrap_or_else(|error| {
+            tracing::warn!(target_name = %target.name, %error, "cannot read the target's saved rate-limit state; starting afresh");
+            Default::default()
+        });
+        Worker {
+            limiter: RateLimiter::new(target.limits.rate, state),
+            wake: wakers.get(&target.name),
+            order: IssueOrder::from_queue(&store, &target.name),
+            store,
+            metrics,
+            target,
+            schedule,
+            stopped,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
         let mut in_flight: JoinSet<Finished> = JoinSet::new();
         let mut busy: HashSet<JobId> = HashSet::new();
         loop {
@@ -279,7 +145,7 @@ impl Worker {
         busy: &mut HashSet<JobId>,
         held: &mut Vec<JobId>,
     ) -> Option<DateTime<Utc>> {
-        if in_flight.len() >= self.target.concurrency {
+        if in_flight.len() >= self.target.limits.concurrency {
             // Nothing can start: the worker looks again when a send finishes, not on every new job.
             return None;
         }
@@ -298,7 +164,7 @@ impl Worker {
             Ok(false) => return Some(Utc::now() + self.idle_poll()),
             Err(error) => return self.store_failed(error),
         }
-        while in_flight.len() < self.target.concurrency {
+        while in_flight.len() < self.target.limits.concurrency {
             let now = Utc::now();
             if let Some(wait) = self.limiter.wait(now) {
                 return Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
@@ -431,8 +297,8 @@ impl Worker {
         }
     }
 
-    /// Records the attempt on each of its jobs and moves each on: done, rescheduled, or buried
-    /// as a dead letter.
+    /// Records the attempt on each of its jobs and moves each on: done, due again, or buried as a
+    /// dead letter.
     fn apply(&mut self, finished: Finished) {
         let Finished {
             jobs,
@@ -440,126 +306,87 @@ impl Worker {
             started,
             latency,
         } = finished;
-        let latency_ms = latency.as_millis() as u64;
-        let name = self.target.name.as_str();
-        let (result, reason, answer) = match &outcome {
-            Outcome::Delivered { answer } => (AttemptResult::Delivered, None, answer.clone()),
-            Outcome::Retry {
-                pause_target: true,
-                reason,
-                answer,
-                ..
-            } => (AttemptResult::Throttled, Some(*reason), answer.clone()),
-            Outcome::Retry { reason, answer, .. } => {
-                (AttemptResult::Failed, Some(*reason), answer.clone())
-            }
-            Outcome::Permanent { reason, answer } => {
-                (AttemptResult::Refused, Some(*reason), answer.clone())
-            }
-            Outcome::Gone { answer } => (
-                AttemptResult::Throttled,
-                Some(FailureReason::ClientError),
-                answer.clone(),
-            ),
-        };
         let now = Utc::now();
-        if let Outcome::Retry {
-            after,
-            pause_target: true,
-            ..
-        } = &outcome
-        {
-            let until = now
-                + chrono::Duration::from_std(after.unwrap_or(Duration::from_secs(600)))
-                    .unwrap_or_default();
-            self.limiter.pause_until(until);
-            self.save_limiter_state();
-            tracing::warn!(target_name = name, paused_until = %until, %answer, "target asked herald to slow down; sending nothing to it until then");
-        }
-        if let Outcome::Gone { .. } = &outcome {
-            self.limiter.set_gone(Some(self.target.fingerprint.clone()));
-            self.save_limiter_state();
-            tracing::error!(target_name = name, %answer,
-                "TARGET {name} IS GONE (HTTP 410): herald sends nothing more to it until its settings change; its messages stay queued");
-        }
-        let failure = match &outcome {
-            Outcome::Delivered { .. } => None,
-            _ => reason,
-        };
+        let recorded = RecordedAttempt::of(&outcome);
+        self.note_target_health(&outcome, &recorded.answer, now);
+        let failure = recorded
+            .reason
+            .filter(|_| recorded.result != AttemptResult::Delivered);
         for _ in &jobs {
             self.metrics
-                .attempt(name, self.target.kind, latency, failure);
+                .attempt(&self.target.name, self.target.kind, latency, failure);
         }
-        match &outcome {
-            Outcome::Delivered { .. } => self.limiter.delivered(now),
-            _ => self.limiter.failed(now, &answer),
-        }
-        self.save_limiter_state();
         let digest = jobs.len() > 1;
+        let latency_ms = latency.as_millis() as u64;
         for InFlight {
             key,
             mut job,
             issue_id,
         } in jobs
         {
-            let attempt_number = job.attempts.len() + 1;
             job.attempts.push(Attempt {
                 at: started,
-                result,
-                reason,
-                answer: answer.clone(),
+                result: recorded.result,
+                reason: recorded.reason,
+                answer: recorded.answer.clone(),
                 latency_ms,
             });
-            let stored = match &outcome {
-                Outcome::Delivered { .. } => {
-                    tracing::info!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "delivered", %answer, "delivery");
+            let step = next_step(&outcome, &job, &self.schedule, now);
+            log_attempt(
+                &self.target.name,
+                &job,
+                &issue_id,
+                &step,
+                &recorded,
+                digest,
+                latency_ms,
+            );
+            let stored = match step {
+                NextStep::Done => {
                     self.order.finished(&job, None);
                     self.store.finish_job(&key)
                 }
-                Outcome::Permanent { reason, .. } => {
-                    tracing::error!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "dead_letter", reason = reason.as_str(), %answer,
-                        "DELIVERY REFUSED by target {name}: the message is kept as a dead letter; check the target's settings");
-                    self.order.finished(&job, None);
-                    self.bury(&key, job, *reason, answer.clone())
-                }
-                Outcome::Gone { .. } => {
-                    job.due_at = now;
-                    self.order.finished(&job, Some(now));
+                NextStep::Again { at, .. } => {
+                    job.due_at = at;
+                    self.order.finished(&job, Some(at));
                     self.store.reschedule_job(&key, &job).map(|_| ())
                 }
-                Outcome::Retry {
-                    after,
-                    pause_target,
-                    reason,
-                    ..
-                } => {
-                    let wait = if *pause_target {
-                        Some(after.unwrap_or(Duration::from_secs(600)))
-                    } else {
-                        self.schedule
-                            .delay_after(job.counted_failures())
-                            .map(|scheduled| after.unwrap_or(scheduled))
-                    };
-                    match wait {
-                        Some(wait) => {
-                            job.due_at = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                            tracing::warn!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "retry", reason = reason.as_str(), retry_in = ?wait, %answer, "delivery");
-                            self.order.finished(&job, Some(job.due_at));
-                            self.store.reschedule_job(&key, &job).map(|_| ())
-                        }
-                        None => {
-                            tracing::error!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt = attempt_number, latency_ms, digest, outcome = "dead_letter", reason = reason.as_str(), %answer,
-                                "DELIVERY GAVE UP for target {name} after {attempt_number} attempts: the message is kept as a dead letter");
-                            self.order.finished(&job, None);
-                            self.bury(&key, job, *reason, answer.clone())
-                        }
-                    }
+                NextStep::Bury { reason, .. } => {
+                    self.order.finished(&job, None);
+                    self.bury(&key, job, reason, recorded.answer.clone())
                 }
             };
             if let Err(error) = stored {
-                tracing::error!(target_name = name, %error, "cannot update the queue after a delivery attempt; the job stays queued and may be sent again");
+                tracing::error!(target_name = %self.target.name, %error, "cannot update the queue after a delivery attempt; the job stays queued and may be sent again");
             }
         }
+    }
+
+    /// What an attempt says about the target itself: a pause it asked for, a 410, its health.
+    fn note_target_health(&mut self, outcome: &Outcome, answer: &str, now: DateTime<Utc>) {
+        let name = self.target.name.as_str();
+        match outcome {
+            Outcome::Retry {
+                after,
+                pause_target: true,
+                ..
+            } => {
+                let until = now + to_chrono(pause_length(*after));
+                self.limiter.pause_until(until);
+                tracing::warn!(target_name = name, paused_until = %until, %answer, "target asked herald to slow down; sending nothing to it until then");
+            }
+            Outcome::Gone { .. } => {
+                self.limiter.set_gone(Some(self.target.fingerprint.clone()));
+                tracing::error!(target_name = name, %answer,
+                    "TARGET {name} IS GONE (HTTP 410): herald sends nothing more to it until its settings change; its messages stay queued");
+            }
+            _ => {}
+        }
+        match outcome {
+            Outcome::Delivered { .. } | Outcome::Continue { .. } => self.limiter.delivered(now),
+            _ => self.limiter.failed(now, answer),
+        }
+        self.save_limiter_state();
     }
 
     fn bury(

@@ -34,6 +34,19 @@ pub struct LinkRecord {
     pub number: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creating_since: Option<DateTime<Utc>>,
+    /// The issue was reopened and the comment saying why is still to be written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub comment_after_reopen: bool,
+}
+
+impl LinkRecord {
+    /// Linked to GitHub issue `number`, nothing under way.
+    pub fn to(number: u64) -> LinkRecord {
+        LinkRecord {
+            number: Some(number),
+            ..LinkRecord::default()
+        }
+    }
 }
 
 /// What the store keeps per target between restarts.

@@ -13,10 +13,15 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use std::time::Duration;
 
-use super::{FailureReason, Message, Outcome};
+use super::http::{self, validate_url};
+use super::{
+    fit_body, BuildContext, KindSettings, Limits, Measure, Message, Outcome, RateLimit, TargetKind,
+};
 use crate::alert::Level;
+use crate::job::FailureReason;
 use crate::render::truncate_chars;
 use crate::secret::Secret;
+use crate::store::BoxFuture;
 
 /// DingTalk refuses bodies over 20,000 bytes.
 pub const MAX_BODY_BYTES: usize = 20_000;
@@ -70,13 +75,9 @@ fn default_throttle_pause() -> Duration {
     Duration::from_secs(600)
 }
 
-impl super::KindSettings for DingTalkSettings {
+impl KindSettings for DingTalkSettings {
     fn validate(&self) -> Result<(), (String, String)> {
-        let url = reqwest::Url::parse(self.url.expose())
-            .map_err(|e| ("url".to_string(), format!("is not a URL ({e})")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(("url".into(), "must be an http or https URL".into()));
-        }
+        validate_url(&self.url)?;
         if self
             .secret
             .as_ref()
@@ -101,6 +102,18 @@ impl super::KindSettings for DingTalkSettings {
             ));
         }
         Ok(())
+    }
+
+    fn identity(&self) -> &str {
+        self.url.expose()
+    }
+
+    fn build(&self, _name: &str, timeout: Duration, context: &BuildContext) -> Box<dyn TargetKind> {
+        Box::new(DingTalkTarget::new(
+            self.clone(),
+            context.client.clone(),
+            timeout,
+        ))
     }
 }
 
@@ -128,14 +141,14 @@ impl DingTalkTarget {
         }
     }
 
-    pub async fn deliver(&self, message: &Message<'_>) -> Outcome {
-        let first_answer = match self.attempt(&self.request_body(message, None)).await {
+    async fn deliver(&self, message: &Message<'_>) -> Outcome {
+        let first_answer = match self.attempt(&self.body(message, MAX_BODY_BYTES)).await {
             Attempted::Done(outcome) => return outcome,
             Attempted::TooLong(answer) => answer,
         };
         // DingTalk's idea of "too long" can be stricter than its documented limit: send a much
         // shorter version (link, mentions and keyword kept) right away, as part of this attempt.
-        let shortened = self.request_body(message, Some(SHRUNK_BODY_BYTES));
+        let shortened = self.body(message, SHRUNK_BODY_BYTES);
         match self.attempt(&shortened).await {
             Attempted::Done(Outcome::Delivered { answer }) => Outcome::Delivered {
                 answer: format!("{answer} (resent shortened after {first_answer})"),
@@ -155,33 +168,16 @@ impl DingTalkTarget {
                 return Attempted::Done(Outcome::permanent(FailureReason::ClientError, error))
             }
         };
-        let response = self
-            .client
-            .post(url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/json; charset=utf-8",
-            )
-            .timeout(self.timeout)
-            .body(body.to_string())
-            .send()
-            .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => return Attempted::Done(super::http_failure(&error)),
-        };
-        let status = response.status();
-        let retry_after = super::retry_after(response.headers());
-        let text = match response.text().await {
-            Ok(text) => text,
-            Err(error) => return Attempted::Done(super::http_failure(&error)),
-        };
-        classify(
-            status.as_u16(),
-            retry_after,
-            &text,
-            self.settings.throttle_pause,
-        )
+        let request = http::post_json(&self.client, url, self.timeout, body.to_string());
+        match http::send(request).await {
+            Ok(answer) => classify(
+                answer.status,
+                answer.retry_after,
+                &answer.body,
+                self.settings.throttle_pause,
+            ),
+            Err(failed) => Attempted::Done(failed),
+        }
     }
 
     /// The robot URL with a fresh `timestamp` and `sign` when signing is on.
@@ -197,21 +193,16 @@ impl DingTalkTarget {
         Ok(url)
     }
 
-    /// The JSON body for `message`, at most `max_bytes` (20,000 by default): the text is cut on a
-    /// character boundary if needed, and the link, mentions and keyword are always kept.
-    pub fn request_body(&self, message: &Message<'_>, max_bytes: Option<usize>) -> String {
-        let max_bytes = max_bytes.unwrap_or(MAX_BODY_BYTES);
+    /// The JSON body for `message`, at most `max_bytes`: the text is cut on a character boundary
+    /// if needed, and the link, mentions and keyword are always kept.
+    fn body(&self, message: &Message<'_>, max_bytes: usize) -> String {
         let text = message.text.as_str();
         let style = match (self.settings.message, message.link.as_deref()) {
             (MessageStyle::ActionCard, Some(_)) => MessageStyle::ActionCard,
             _ => MessageStyle::Markdown,
         };
         let mention_people = !message.resolved && style == MessageStyle::Markdown;
-        let mention_all = mention_people
-            && (message.mentions.all
-                || message
-                    .level
-                    .is_some_and(|l| self.settings.mention_all.contains(&l)));
+        let mention_all = mention_people && message.mentions_everyone(&self.settings.mention_all);
 
         let mut footer = String::new();
         if let Some(link) = message.link.as_deref().filter(|l| !text.contains(l)) {
@@ -283,7 +274,21 @@ impl DingTalkTarget {
             body.to_string()
         };
 
-        super::fit_body(text, max_bytes, build)
+        fit_body(text, max_bytes, Measure::Bytes, build)
+    }
+}
+
+impl TargetKind for DingTalkTarget {
+    fn limits(&self) -> Limits {
+        Limits::one_at_a_time(RateLimit::per_minute(self.settings.max_per_minute))
+    }
+
+    fn request_body(&self, message: &Message<'_>) -> String {
+        self.body(message, MAX_BODY_BYTES)
+    }
+
+    fn send<'a>(&'a self, message: &'a Message<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.deliver(message))
     }
 }
 
@@ -301,7 +306,7 @@ fn classify(
 ) -> Attempted {
     if !(200..300).contains(&status) {
         let snippet = truncate_chars(body.trim(), 300);
-        return Attempted::Done(super::classify_http_status(status, retry_after, &snippet));
+        return Attempted::Done(http::classify_status(status, retry_after, &snippet));
     }
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let errcode = parsed.as_ref().and_then(|v| match v.get("errcode")? {
@@ -389,6 +394,7 @@ mod tests {
             resolved: view.resolved,
             mentions,
             idempotency_key: "k",
+            view: None,
         }
     }
 
@@ -399,7 +405,7 @@ mod tests {
         let nobody = crate::route::Mentions::default();
         let card = target("message = \"action_card\"");
         let body: Value =
-            serde_json::from_str(&card.request_body(&message("issue", FATAL_ISSUE, &nobody), None))
+            serde_json::from_str(&card.request_body(&message("issue", FATAL_ISSUE, &nobody)))
                 .unwrap();
         assert_eq!(body["msgtype"], "actionCard");
         assert_eq!(body["actionCard"]["singleTitle"], "Open in Sentry");
@@ -411,7 +417,7 @@ mod tests {
             r#"{"action":"created","data":{"issue":{"id":"7","title":"boom"}}}"#,
             &nobody,
         );
-        let body: Value = serde_json::from_str(&card.request_body(&no_link, None)).unwrap();
+        let body: Value = serde_json::from_str(&card.request_body(&no_link)).unwrap();
         assert_eq!(body["msgtype"], "markdown");
     }
 
@@ -428,7 +434,7 @@ mod tests {
             &route_mentions,
         );
         let target = target("mention_mobiles = [\"138\"]\nmention_all = [\"fatal\"]");
-        let body: Value = serde_json::from_str(&target.request_body(&resolved, None)).unwrap();
+        let body: Value = serde_json::from_str(&target.request_body(&resolved)).unwrap();
         assert_eq!(body["at"]["isAtAll"], false);
         assert_eq!(body["at"]["atMobiles"], serde_json::json!([]));
         assert!(!body["markdown"]["text"].as_str().unwrap().contains("@13"));
@@ -443,7 +449,7 @@ mod tests {
         };
         let fatal = message("issue", FATAL_ISSUE, &route_mentions);
         let body: Value =
-            serde_json::from_str(&target("mention_mobiles = [\"138\"]").request_body(&fatal, None))
+            serde_json::from_str(&target("mention_mobiles = [\"138\"]").request_body(&fatal))
                 .unwrap();
         assert_eq!(body["at"]["atMobiles"], serde_json::json!(["138", "139"]));
         assert_eq!(

@@ -12,11 +12,15 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use std::time::Duration;
 
-use super::RateLimit;
-use super::{http_failure, FailureReason, Message, Outcome};
+use super::http::{self, validate_url};
+use super::{
+    fit_body, BuildContext, KindSettings, Limits, Measure, Message, Outcome, RateLimit, TargetKind,
+};
 use crate::alert::Level;
+use crate::job::FailureReason;
 use crate::render::truncate_chars;
 use crate::secret::Secret;
+use crate::store::BoxFuture;
 
 pub const MAX_BODY_BYTES: usize = 20_000;
 
@@ -46,9 +50,9 @@ fn default_throttle_pause() -> Duration {
     Duration::from_secs(60)
 }
 
-impl super::KindSettings for FeishuSettings {
+impl KindSettings for FeishuSettings {
     fn validate(&self) -> Result<(), (String, String)> {
-        super::validate_url(&self.url)?;
+        validate_url(&self.url)?;
         if self
             .secret
             .as_ref()
@@ -61,14 +65,17 @@ impl super::KindSettings for FeishuSettings {
         }
         Ok(())
     }
-}
 
-impl FeishuSettings {
-    pub fn rate_limit() -> RateLimit {
-        RateLimit {
-            per_minute: Some(100),
-            per_second: Some(5),
-        }
+    fn identity(&self) -> &str {
+        self.url.expose()
+    }
+
+    fn build(&self, _name: &str, timeout: Duration, context: &BuildContext) -> Box<dyn TargetKind> {
+        Box::new(FeishuTarget::new(
+            self.clone(),
+            context.client.clone(),
+            timeout,
+        ))
     }
 }
 
@@ -111,7 +118,7 @@ impl FeishuTarget {
 
     /// The interactive card for `message`, with `timestamp`/`sign` when signing is on, at most
     /// 20,000 bytes (the markdown is cut, the button to Sentry kept).
-    pub fn request_body(&self, message: &Message<'_>, signed_at: Option<i64>) -> String {
+    fn body(&self, message: &Message<'_>, signed_at: Option<i64>) -> String {
         let mention_people = !message.resolved;
         let mut footer = String::new();
         if mention_people {
@@ -122,11 +129,7 @@ impl FeishuTarget {
                 .chain(&message.mentions.user_ids)
                 .map(|id| format!("<at id={id}></at>"))
                 .collect();
-            let all = message.mentions.all
-                || message
-                    .level
-                    .is_some_and(|l| self.settings.mention_all.contains(&l));
-            if all {
+            if message.mentions_everyone(&self.settings.mention_all) {
                 people.push("<at id=all></at>".into());
             }
             if !people.is_empty() {
@@ -169,30 +172,40 @@ impl FeishuTarget {
             }
             body.to_string()
         };
-        super::fit_body(&message.text, MAX_BODY_BYTES, build)
+        fit_body(&message.text, MAX_BODY_BYTES, Measure::Bytes, build)
     }
 
-    pub async fn deliver(&self, message: &Message<'_>) -> Outcome {
-        let body = self.request_body(message, Some(chrono::Utc::now().timestamp()));
-        let response = self
-            .client
-            .post(self.settings.url.expose())
-            .timeout(self.timeout)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/json; charset=utf-8",
-            )
-            .body(body)
-            .send()
-            .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => return http_failure(&error),
-        };
-        let status = response.status().as_u16();
-        let retry_after = super::retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
-        classify(status, retry_after, &text, self.settings.throttle_pause)
+    async fn deliver(&self, message: &Message<'_>) -> Outcome {
+        let body = self.body(message, Some(chrono::Utc::now().timestamp()));
+        let request = http::post_json(&self.client, self.settings.url.expose(), self.timeout, body);
+        match http::send(request).await {
+            Ok(answer) => classify(
+                answer.status,
+                answer.retry_after,
+                &answer.body,
+                self.settings.throttle_pause,
+            ),
+            Err(failed) => failed,
+        }
+    }
+}
+
+impl TargetKind for FeishuTarget {
+    /// Feishu's custom bots take at most 5 messages a second and 100 a minute.
+    fn limits(&self) -> Limits {
+        Limits::one_at_a_time(RateLimit {
+            per_minute: Some(100),
+            per_second: Some(5),
+        })
+    }
+
+    /// As `herald render` shows it: unsigned (a signature is made per attempt).
+    fn request_body(&self, message: &Message<'_>) -> String {
+        self.body(message, None)
+    }
+
+    fn send<'a>(&'a self, message: &'a Message<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.deliver(message))
     }
 }
 
@@ -218,7 +231,7 @@ fn classify(
         })
         .unwrap_or_default();
     let Some(code) = code else {
-        return super::classify_http_status(status, retry_after, &truncate_chars(body.trim(), 300));
+        return http::classify_status(status, retry_after, &truncate_chars(body.trim(), 300));
     };
     let answer = format!("code {code}: {message}");
     match code {

@@ -18,14 +18,18 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::RateLimit;
-use super::{http_failure, FailureReason, Message, Outcome};
+use super::http::{self, validate_url};
+use super::{
+    fit_body, BuildContext, KindSettings, Limits, Measure, Message, Outcome, RateLimit, TargetKind,
+};
 use crate::alert::Level;
+use crate::job::FailureReason;
 use crate::render::{truncate_chars, MessageView};
 use crate::secret::Secret;
-use crate::store::{LinkRecord, Store};
+use crate::store::{BoxFuture, LinkRecord, LinkStore, StoreError};
 
 /// GitHub refuses issue bodies over 65,536 characters.
 pub const MAX_BODY_CHARS: usize = 65_536;
@@ -68,7 +72,7 @@ fn yes() -> bool {
     true
 }
 
-impl super::KindSettings for GithubSettings {
+impl KindSettings for GithubSettings {
     fn validate(&self) -> Result<(), (String, String)> {
         let parts: Vec<&str> = self.repo.split('/').collect();
         if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
@@ -77,22 +81,25 @@ impl super::KindSettings for GithubSettings {
                 format!("{:?} must be \"owner/name\"", self.repo),
             ));
         }
-        super::validate_url(&Secret::new(self.api_url.clone()))
-            .map_err(|(_, m)| ("api_url".into(), m))?;
+        validate_url(&Secret::new(self.api_url.clone())).map_err(|(_, m)| ("api_url".into(), m))?;
         if self.token.expose().trim().is_empty() {
             return Err(("token".into(), "is empty".into()));
         }
         Ok(())
     }
-}
 
-impl GithubSettings {
-    /// Writes one at a time, a second apart, at most 80 a minute.
-    pub fn rate_limit() -> RateLimit {
-        RateLimit {
-            per_minute: Some(80),
-            per_second: Some(1),
-        }
+    fn identity(&self) -> &str {
+        self.token.expose()
+    }
+
+    fn build(&self, name: &str, timeout: Duration, context: &BuildContext) -> Box<dyn TargetKind> {
+        Box::new(GithubTarget {
+            name: name.to_string(),
+            settings: self.clone(),
+            client: context.client.clone(),
+            timeout,
+            links: context.links.clone(),
+        })
     }
 }
 
@@ -111,8 +118,8 @@ pub struct GithubTarget {
     settings: GithubSettings,
     client: reqwest::Client,
     timeout: Duration,
-    /// Where links are kept; `None` for `render` and `send-test`, which open without linking.
-    store: Option<Store>,
+    /// Where this target's links are kept.
+    links: Arc<dyn LinkStore>,
 }
 
 /// A GitHub API answer, read.
@@ -122,36 +129,13 @@ enum Answer {
 }
 
 impl GithubTarget {
-    pub fn new(
-        name: &str,
-        settings: GithubSettings,
-        client: reqwest::Client,
-        timeout: Duration,
-        store: Option<Store>,
-    ) -> Self {
-        GithubTarget {
-            name: name.to_string(),
-            settings,
-            client,
-            timeout,
-            store,
-        }
-    }
-
     /// The body of the issue herald would open: the rendered template cut to GitHub's limit in
     /// characters, then the marker (never cut).
     pub fn issue_body(&self, text: &str, view: &MessageView) -> String {
-        let marker = format!("\n\n{}", marker(view));
-        let room = MAX_BODY_CHARS.saturating_sub(marker.chars().count() + 40);
-        let body = if text.chars().count() > room {
-            format!(
-                "{}\n\n… (cut to fit GitHub's limit)",
-                truncate_chars(text, room)
-            )
-        } else {
-            text.to_string()
-        };
-        format!("{body}{marker}")
+        let marker = marker(view);
+        fit_body(text, MAX_BODY_CHARS, Measure::Chars, |kept| {
+            format!("{kept}\n\n{marker}")
+        })
     }
 
     /// The request body of a create, as `herald render` shows it.
@@ -169,7 +153,7 @@ impl GithubTarget {
         .to_string()
     }
 
-    pub async fn deliver(&self, message: &Message<'_>, view: &MessageView) -> Outcome {
+    async fn deliver(&self, message: &Message<'_>, view: &MessageView) -> Outcome {
         let Some(issue) = view.issue_id.as_deref() else {
             return Outcome::Delivered {
                 answer: "not about a Sentry issue: nothing to do on GitHub".into(),
@@ -180,13 +164,8 @@ impl GithubTarget {
             self.settings.repo,
             view.installation.as_deref().unwrap_or("-")
         );
-        let link = match self
-            .store
-            .as_ref()
-            .map(|store| store.link(&self.name, &key))
-            .transpose()
-        {
-            Ok(link) => link.flatten().unwrap_or_default(),
+        let link = match self.links.link(&self.name, &key) {
+            Ok(link) => link.unwrap_or_default(),
             Err(error) => {
                 return Outcome::retry(
                     FailureReason::Other,
@@ -202,7 +181,7 @@ impl GithubTarget {
                 answer: format!("already linked to #{number}"),
             },
             (Action::Close { not_planned }, Some(number)) => self.close(number, not_planned).await,
-            (Action::Reopen, Some(number)) => self.reopen(number, view).await,
+            (Action::Reopen, Some(number)) => self.reopen(number, view, &key, &link).await,
             (Action::Comment, Some(number)) => self.comment(number, &message.text).await,
             (_, None) | (Action::Nothing, _) => Outcome::Delivered {
                 answer: "nothing to do on GitHub".into(),
@@ -247,8 +226,8 @@ impl GithubTarget {
             }
         }
         let intent = LinkRecord {
-            number: None,
             creating_since: Some(link.creating_since.unwrap_or_else(chrono::Utc::now)),
+            ..LinkRecord::default()
         };
         if let Err(error) = self.save_link(key, &intent).await {
             return Outcome::retry(
@@ -277,10 +256,7 @@ impl GithubTarget {
     }
 
     async fn link(&self, key: &str, number: u64, what: &str) -> Outcome {
-        let record = LinkRecord {
-            number: Some(number),
-            creating_since: None,
-        };
+        let record = LinkRecord::to(number);
         match self.save_link(key, &record).await {
             Ok(()) => Outcome::Delivered {
                 answer: format!("{what} #{number}"),
@@ -292,15 +268,8 @@ impl GithubTarget {
         }
     }
 
-    async fn save_link(
-        &self,
-        key: &str,
-        record: &LinkRecord,
-    ) -> Result<(), crate::store::StoreError> {
-        match &self.store {
-            Some(store) => store.save_link(&self.name, key, record).await,
-            None => Ok(()),
-        }
+    async fn save_link(&self, key: &str, record: &LinkRecord) -> Result<(), StoreError> {
+        self.links.save_link(&self.name, key, record).await
     }
 
     /// Looks through the issues updated since `since` for herald's marker of this Sentry issue.
@@ -384,15 +353,40 @@ impl GithubTarget {
         }
     }
 
-    async fn reopen(&self, number: u64, view: &MessageView) -> Outcome {
+    /// Reopens, then comments on the regression in a later attempt: GitHub wants writes a second
+    /// apart, and the queue, not this target, does the waiting. The link notes that the comment is
+    /// due, so the next attempt, finding the issue open, writes it.
+    async fn reopen(
+        &self,
+        number: u64,
+        view: &MessageView,
+        key: &str,
+        link: &LinkRecord,
+    ) -> Outcome {
         let issue = match self.state(number).await {
             Ok(issue) => issue,
             Err(outcome) => return outcome,
         };
         if issue["state"] == "open" {
-            return Outcome::Delivered {
-                answer: format!("#{number} was already open"),
+            if !link.comment_after_reopen {
+                return Outcome::Delivered {
+                    answer: format!("#{number} was already open"),
+                };
+            }
+            let release = view.release.as_deref().unwrap_or("an unknown release");
+            let text =
+                format!("Regressed in {release}: Sentry marked this issue unresolved again.");
+            let commented = self.comment(number, &text).await;
+            if !matches!(commented, Outcome::Delivered { .. }) {
+                return commented;
+            }
+            let answer = match self.save_link(key, &LinkRecord::to(number)).await {
+                Ok(()) => format!("reopened #{number} and commented"),
+                Err(error) => format!(
+                    "reopened #{number} and commented (the link could not be updated: {error})"
+                ),
             };
+            return Outcome::Delivered { answer };
         }
         let body = json!({"state": "open", "state_reason": "reopened"});
         let reopened = self
@@ -406,22 +400,17 @@ impl GithubTarget {
         if !matches!(reopened, Outcome::Delivered { .. }) {
             return reopened;
         }
-        // GitHub asks for writes at least a second apart.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let release = view.release.as_deref().unwrap_or("an unknown release");
-        match self
-            .comment(
-                number,
-                &format!("Regressed in {release}: Sentry marked this issue unresolved again."),
-            )
-            .await
-        {
-            Outcome::Delivered { .. } => Outcome::Delivered {
-                answer: format!("reopened #{number}"),
+        let comment_due = LinkRecord {
+            comment_after_reopen: true,
+            ..LinkRecord::to(number)
+        };
+        match self.save_link(key, &comment_due).await {
+            Ok(()) => Outcome::Continue {
+                after: Duration::from_secs(1),
+                answer: format!("reopened #{number}; the comment follows"),
             },
-            // Reopened but not commented: retrying would only find it open and skip; say so.
-            other => Outcome::Delivered {
-                answer: format!("reopened #{number}; the comment failed: {other:?}"),
+            Err(error) => Outcome::Delivered {
+                answer: format!("reopened #{number}; no comment (cannot note it: {error})"),
             },
         }
     }
@@ -451,14 +440,12 @@ impl GithubTarget {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(error) => return Answer::Failed(http_failure(&error)),
+        let read = match http::send(request).await {
+            Ok(read) => read,
+            Err(failed) => return Answer::Failed(failed),
         };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let (status, headers, text) = (read.status, &read.headers, &read.body);
+        let parsed: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
             return Answer::Ok(parsed);
         }
@@ -477,7 +464,7 @@ impl GithubTarget {
                     || headers.contains_key(reqwest::header::RETRY_AFTER)
                     || status == 429 =>
             {
-                let told = super::retry_after(&headers).or_else(|| reset_wait(&headers));
+                let told = read.retry_after.or_else(|| reset_wait(headers));
                 Outcome::slow_down(
                     Some(told.unwrap_or(Duration::from_secs(60))),
                     FailureReason::RateLimited,
@@ -486,7 +473,7 @@ impl GithubTarget {
             }
             401 | 403 => Outcome::permanent(FailureReason::AuthError, answer),
             404 | 410 | 422 => Outcome::permanent(FailureReason::ClientError, answer),
-            _ => super::classify_http_status(status, super::retry_after(&headers), &message),
+            _ => http::classify_status(status, read.retry_after, &message),
         })
     }
 }
@@ -510,4 +497,32 @@ fn reset_wait(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .ok()?;
     let seconds = (reset - chrono::Utc::now().timestamp()).clamp(1, 3600);
     Some(Duration::from_secs(seconds as u64))
+}
+
+impl TargetKind for GithubTarget {
+    /// Writes one at a time, a second apart, at most 80 a minute.
+    fn limits(&self) -> Limits {
+        Limits::one_at_a_time(RateLimit {
+            per_minute: Some(80),
+            per_second: Some(1),
+        })
+    }
+
+    /// The create request for the alert (a digest has no issue of its own: its text).
+    fn request_body(&self, message: &Message<'_>) -> String {
+        match message.view {
+            Some(view) => self.create_body(message, view),
+            None => message.text.clone(),
+        }
+    }
+
+    /// GitHub acts on the Sentry issue's state, not only on a message.
+    fn send<'a>(&'a self, message: &'a Message<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            match message.view {
+                Some(view) => self.deliver(message, view).await,
+                None => Outcome::permanent(FailureReason::Other, "GitHub takes no digests"),
+            }
+        })
+    }
 }

@@ -1,12 +1,15 @@
 //! A `[[targets]]` table read: the keys every kind shares ([`TargetConfig`]) and the kind's own
 //! ([`TargetSettings`]), each read strictly, so an unknown key is named rather than ignored.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{console, dingtalk, feishu, github, webhook, wecom};
+use super::{console, dingtalk, feishu, github, webhook, wecom, TargetKind};
 use crate::de::{duration, join_key, optional_durations, typed};
+use crate::store::LinkStore;
 
 /// One `[[targets]]` entry: the settings every kind shares, and the kind's own.
 #[derive(Debug, Clone, Serialize)]
@@ -69,80 +72,103 @@ pub fn target_config(index: usize, entry: toml::Value) -> Result<TargetConfig, (
     })
 }
 
-/// The kind-specific part of a `[[targets]]` table.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum TargetSettings {
-    Console(console::ConsoleSettings),
-    DingTalk(dingtalk::DingTalkSettings),
-    Webhook(webhook::WebhookSettings),
-    Feishu(feishu::FeishuSettings),
-    Wecom(wecom::WecomSettings),
-    Github(github::GithubSettings),
+/// What building a kind may use: the shared HTTP client, and where GitHub keeps its links.
+pub struct BuildContext {
+    pub client: reqwest::Client,
+    pub links: Arc<dyn LinkStore>,
+}
+
+/// A kind's settings: the checks serde cannot make, and the target they build.
+pub trait KindSettings: Send + Sync {
+    /// Errors carry the key (relative to the target) and one sentence.
+    fn validate(&self) -> Result<(), (String, String)> {
+        Ok(())
+    }
+
+    /// What names the downstream, secrets included (a URL with its token, an API token): hashed
+    /// into the fingerprint, which the masked settings alone could not tell apart.
+    fn identity(&self) -> &str;
+
+    /// The target these settings describe; `name` is the target's, `timeout` per request.
+    fn build(&self, name: &str, timeout: Duration, context: &BuildContext) -> Box<dyn TargetKind>;
+}
+
+/// The registry of kinds: one line each, `Variant(settings type) = "kind name"`.
+macro_rules! target_kinds {
+    ($($variant:ident($settings:ty) = $name:literal),* $(,)?) => {
+        /// The kind-specific part of a `[[targets]]` table.
+        #[derive(Debug, Clone, Serialize)]
+        #[serde(tag = "kind")]
+        pub enum TargetSettings {
+            $(#[serde(rename = $name)] $variant($settings)),*
+        }
+
+        impl TargetSettings {
+            pub const KINDS: &'static [&'static str] = &[$($name),*];
+
+            /// Reads the keys of `table` that belong to `kind` (the shared keys are already taken
+            /// out). Errors carry the key path relative to the target and a message.
+            pub fn from_table(kind: &str, table: toml::Table) -> Result<Self, (String, String)> {
+                let value = toml::Value::Table(table);
+                match kind {
+                    $($name => checked::<$settings>(value).map(TargetSettings::$variant),)*
+                    other => Err((
+                        "kind".into(),
+                        format!(
+                            "is {other:?}, which is not a known target kind (known: {})",
+                            Self::KINDS.join(", ")
+                        ),
+                    )),
+                }
+            }
+
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(TargetSettings::$variant(_) => $name),*
+                }
+            }
+
+            fn settings(&self) -> &dyn KindSettings {
+                match self {
+                    $(TargetSettings::$variant(settings) => settings),*
+                }
+            }
+        }
+    };
+}
+
+target_kinds! {
+    Console(console::ConsoleSettings) = "console",
+    DingTalk(dingtalk::DingTalkSettings) = "dingtalk",
+    Webhook(webhook::WebhookSettings) = "webhook",
+    Feishu(feishu::FeishuSettings) = "feishu",
+    Wecom(wecom::WecomSettings) = "wecom",
+    Github(github::GithubSettings) = "github",
 }
 
 impl TargetSettings {
-    pub const KINDS: [&'static str; 6] = [
-        "console", "dingtalk", "webhook", "feishu", "wecom", "github",
-    ];
-
-    /// Reads the keys of `table` that belong to `kind` (the shared keys are already taken out).
-    /// Errors carry the key path relative to the target and a message.
-    pub fn from_table(kind: &str, table: toml::Table) -> Result<Self, (String, String)> {
-        let value = toml::Value::Table(table);
-        match kind {
-            "console" => typed(value, "").map(TargetSettings::Console),
-            "dingtalk" => checked(value).map(TargetSettings::DingTalk),
-            "webhook" => checked(value).map(TargetSettings::Webhook),
-            "feishu" => checked(value).map(TargetSettings::Feishu),
-            "wecom" => checked(value).map(TargetSettings::Wecom),
-            "github" => checked(value).map(TargetSettings::Github),
-            other => Err((
-                "kind".into(),
-                format!(
-                    "is {other:?}, which is not a known target kind (known: {})",
-                    Self::KINDS.join(", ")
-                ),
-            )),
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TargetSettings::Console(_) => "console",
-            TargetSettings::DingTalk(_) => "dingtalk",
-            TargetSettings::Webhook(_) => "webhook",
-            TargetSettings::Feishu(_) => "feishu",
-            TargetSettings::Wecom(_) => "wecom",
-            TargetSettings::Github(_) => "github",
-        }
-    }
-
     /// Identifies these settings, secrets included (hashed), so herald can tell when a target
     /// was reconfigured (a target that answered 410 Gone stays stopped until then).
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;
-        let url = match self {
-            TargetSettings::Console(_) => "",
-            TargetSettings::DingTalk(s) => s.url.expose(),
-            TargetSettings::Webhook(s) => s.url.expose(),
-            TargetSettings::Feishu(s) => s.url.expose(),
-            TargetSettings::Wecom(s) => s.url.expose(),
-            TargetSettings::Github(s) => s.token.expose(),
-        };
         let shown = serde_json::to_string(self).unwrap_or_default();
-        let digest = sha2::Sha256::digest(format!("{url}\n{shown}").as_bytes());
+        let identity = self.settings().identity();
+        let digest = sha2::Sha256::digest(format!("{identity}\n{shown}").as_bytes());
         hex::encode(&digest[..8])
+    }
+
+    pub fn build(
+        &self,
+        name: &str,
+        timeout: Duration,
+        context: &BuildContext,
+    ) -> Box<dyn TargetKind> {
+        self.settings().build(name, timeout, context)
     }
 }
 
-/// A kind's settings, with the checks serde cannot make.
-pub trait KindSettings: serde::de::DeserializeOwned {
-    fn validate(&self) -> Result<(), (String, String)>;
-}
-
 /// Reads a kind's settings strictly and checks them.
-fn checked<S: KindSettings>(value: toml::Value) -> Result<S, (String, String)> {
+fn checked<S: KindSettings + DeserializeOwned>(value: toml::Value) -> Result<S, (String, String)> {
     let settings: S = typed(value, "")?;
     settings.validate()?;
     Ok(settings)

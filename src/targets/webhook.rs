@@ -13,9 +13,14 @@ use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{http_failure, FailureReason, Message, Outcome};
+use super::http::{self, validate_url};
+use super::{
+    BuildContext, Delivery, KindSettings, Limits, Message, Outcome, RateLimit, TargetKind,
+};
+use crate::job::FailureReason;
 use crate::render::MessageView;
 use crate::secret::Secret;
+use crate::store::BoxFuture;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,13 +54,9 @@ fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Secret>
     })
 }
 
-impl super::KindSettings for WebhookSettings {
+impl KindSettings for WebhookSettings {
     fn validate(&self) -> Result<(), (String, String)> {
-        let url = reqwest::Url::parse(self.url.expose())
-            .map_err(|e| ("url".to_string(), format!("is not a URL ({e})")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(("url".into(), "must be an http or https URL".into()));
-        }
+        validate_url(&self.url)?;
         for (index, secret) in self.secret.iter().enumerate() {
             if signing_key(secret).is_none() {
                 return Err((
@@ -75,6 +76,18 @@ impl super::KindSettings for WebhookSettings {
             }
         }
         Ok(())
+    }
+
+    fn identity(&self) -> &str {
+        self.url.expose()
+    }
+
+    fn build(&self, _name: &str, timeout: Duration, context: &BuildContext) -> Box<dyn TargetKind> {
+        Box::new(WebhookTarget::new(
+            self.clone(),
+            context.client.clone(),
+            timeout,
+        ))
     }
 }
 
@@ -135,11 +148,7 @@ impl WebhookTarget {
         }
     }
 
-    pub fn include_raw(&self) -> bool {
-        self.settings.include_raw
-    }
-
-    pub async fn deliver(&self, message: &Message<'_>) -> Outcome {
+    async fn deliver(&self, message: &Message<'_>) -> Outcome {
         let body = &message.text;
         let mut request = self
             .client
@@ -159,14 +168,34 @@ impl WebhookTarget {
         for (name, value) in &self.settings.headers {
             request = request.header(name.as_str(), value.expose());
         }
-        let response = match request.body(body.clone()).send().await {
-            Ok(response) => response,
-            Err(error) => return http_failure(&error),
-        };
-        let status = response.status().as_u16();
-        let retry_after = super::retry_after(response.headers());
-        let answer = response.text().await.unwrap_or_default();
-        classify(status, retry_after, &answer)
+        match http::send(request.body(body.clone())).await {
+            Ok(answer) => classify(answer.status, answer.retry_after, &answer.body),
+            Err(failed) => failed,
+        }
+    }
+}
+
+impl TargetKind for WebhookTarget {
+    /// Four in flight: a team's own endpoint takes concurrent requests, and publishes no limit.
+    fn limits(&self) -> Limits {
+        Limits {
+            concurrency: 4,
+            rate: RateLimit::NONE,
+        }
+    }
+
+    fn request_body(&self, message: &Message<'_>) -> String {
+        message.text.clone()
+    }
+
+    fn send<'a>(&'a self, message: &'a Message<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.deliver(message))
+    }
+
+    /// Without a template, herald's own JSON (with the raw payload if asked for).
+    fn untemplated_text(&self, delivery: &Delivery<'_>) -> Option<String> {
+        let raw = delivery.raw.filter(|_| self.settings.include_raw);
+        Some(payload(delivery.view, delivery.idempotency_key, raw))
     }
 }
 
@@ -202,7 +231,6 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::targets::KindSettings;
 
     #[test]
     fn signs_like_standard_webhooks() {

@@ -8,10 +8,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-use super::{http_failure, FailureReason, Message, Outcome};
+use super::http::{self, validate_url};
+use super::{
+    fit_body, BuildContext, KindSettings, Limits, Measure, Message, Outcome, RateLimit, TargetKind,
+};
 use crate::alert::Level;
+use crate::job::FailureReason;
 use crate::render::truncate_chars;
 use crate::secret::Secret;
+use crate::store::BoxFuture;
 
 pub const MAX_MARKDOWN_BYTES: usize = 4_096;
 pub const MAX_TEXT_BYTES: usize = 2_048;
@@ -50,9 +55,21 @@ fn default_throttle_pause() -> Duration {
     Duration::from_secs(60)
 }
 
-impl super::KindSettings for WecomSettings {
+impl KindSettings for WecomSettings {
     fn validate(&self) -> Result<(), (String, String)> {
-        super::validate_url(&self.url)
+        validate_url(&self.url)
+    }
+
+    fn identity(&self) -> &str {
+        self.url.expose()
+    }
+
+    fn build(&self, _name: &str, timeout: Duration, context: &BuildContext) -> Box<dyn TargetKind> {
+        Box::new(WecomTarget::new(
+            self.clone(),
+            context.client.clone(),
+            timeout,
+        ))
     }
 }
 
@@ -72,13 +89,9 @@ impl WecomTarget {
     }
 
     /// The JSON body: its `content` cut to WeCom's limit in bytes, the link and mentions kept.
-    pub fn request_body(&self, message: &Message<'_>) -> String {
+    fn body(&self, message: &Message<'_>) -> String {
         let mention = !message.resolved;
-        let all = mention
-            && (message.mentions.all
-                || message
-                    .level
-                    .is_some_and(|l| self.settings.mention_all.contains(&l)));
+        let all = message.mentions_everyone(&self.settings.mention_all);
         let user_ids: Vec<&str> = if mention {
             self.settings
                 .mention_user_ids
@@ -137,41 +150,45 @@ impl WecomTarget {
         }
     }
 
-    pub async fn deliver(&self, message: &Message<'_>) -> Outcome {
-        let response = self
-            .client
-            .post(self.settings.url.expose())
-            .timeout(self.timeout)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/json; charset=utf-8",
-            )
-            .body(self.request_body(message))
-            .send()
-            .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => return http_failure(&error),
-        };
-        let status = response.status().as_u16();
-        let retry_after = super::retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
-        classify(status, retry_after, &text, self.settings.throttle_pause)
+    async fn deliver(&self, message: &Message<'_>) -> Outcome {
+        let request = http::post_json(
+            &self.client,
+            self.settings.url.expose(),
+            self.timeout,
+            self.body(message),
+        );
+        match http::send(request).await {
+            Ok(answer) => classify(
+                answer.status,
+                answer.retry_after,
+                &answer.body,
+                self.settings.throttle_pause,
+            ),
+            Err(failed) => failed,
+        }
+    }
+}
+
+impl TargetKind for WecomTarget {
+    /// WeCom's group robots take at most 20 messages a minute.
+    fn limits(&self) -> Limits {
+        Limits::one_at_a_time(RateLimit::per_minute(20))
+    }
+
+    fn request_body(&self, message: &Message<'_>) -> String {
+        self.body(message)
+    }
+
+    fn send<'a>(&'a self, message: &'a Message<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.deliver(message))
     }
 }
 
 /// `text` cut (on a character boundary) so that `text + footer` is at most `max` bytes.
 fn fit_content(text: &str, footer: &str, max: usize) -> String {
-    let text = text.trim();
-    if text.len() + footer.len() <= max {
-        return format!("{text}{footer}");
-    }
-    const CUT: &str = "\n… (cut)";
-    let mut keep = max.saturating_sub(footer.len() + CUT.len());
-    while keep > 0 && !text.is_char_boundary(keep) {
-        keep -= 1;
-    }
-    format!("{}{CUT}{footer}", &text[..keep])
+    fit_body(text, max, Measure::Bytes, |kept| {
+        format!("{}{footer}", kept.trim())
+    })
 }
 
 /// Reads WeCom's answer: `errcode` 0 is success; 93000 (bad key) and 40058 (too long) are
@@ -184,7 +201,7 @@ fn classify(
 ) -> Outcome {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let Some(code) = parsed.as_ref().and_then(|v| v.get("errcode")?.as_i64()) else {
-        return super::classify_http_status(status, retry_after, &truncate_chars(body.trim(), 300));
+        return http::classify_status(status, retry_after, &truncate_chars(body.trim(), 300));
     };
     let message = parsed
         .as_ref()
@@ -215,7 +232,7 @@ mod tests {
         let content = fit_content(&"错".repeat(3000), footer, MAX_MARKDOWN_BYTES);
         assert!(content.len() <= MAX_MARKDOWN_BYTES);
         assert!(content.ends_with(footer));
-        assert!(content.contains("(cut)"));
+        assert!(content.contains("cut to fit"));
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! The HTTP every kind shares: one client, one way to send a request and read its answer, and
+//! the reading of an answer that carries no code of the downstream's own.
+
+use std::time::Duration;
+
+use super::Outcome;
+use crate::job::FailureReason;
+use crate::secret::Secret;
+
+/// The most of an answer's body herald reads. The downstreams answer in a few hundred bytes;
+/// a broken or hostile one cannot make herald hold more than this per attempt.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The HTTP client every target shares (connection pools are per host, so sharing costs nothing).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default()
+}
+
+/// A downstream's answer, read.
+pub struct Answer {
+    pub status: u16,
+    /// `Retry-After` in seconds, if the answer had one.
+    pub retry_after: Option<Duration>,
+    pub headers: reqwest::header::HeaderMap,
+    /// The body, or its first [`MAX_ANSWER_BYTES`] (cut on a character boundary).
+    pub body: String,
+}
+
+/// Sends `request` and reads the answer. A request that got no answer, or whose answer could not
+/// be read, is an [`Outcome`] to retry.
+pub async fn send(request: reqwest::RequestBuilder) -> Result<Answer, Outcome> {
+    let mut response = request.send().await.map_err(|error| failure(&error))?;
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers());
+    let headers = std::mem::take(response.headers_mut());
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| failure(&error))? {
+        let room = MAX_ANSWER_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_ANSWER_BYTES {
+            break;
+        }
+    }
+    Ok(Answer {
+        status,
+        retry_after,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// A POST of a JSON `body` to `url`, within `timeout`.
+pub fn post_json(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    timeout: Duration,
+    body: String,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .timeout(timeout)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )
+        .body(body)
+}
+
+/// A request that got no answer, or no readable one: retried. The message never names the URL,
+/// which may hold a token.
+fn failure(error: &reqwest::Error) -> Outcome {
+    let reason = if error.is_timeout() {
+        FailureReason::Timeout
+    } else {
+        FailureReason::Other
+    };
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_body() || error.is_decode() {
+        "the answer could not be read"
+    } else {
+        "the request failed"
+    };
+    Outcome::retry(reason, what)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from these APIs and is ignored).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(24 * 3600)))
+}
+
+/// An answer without the downstream's own error code: judged by its HTTP status. `said` is what
+/// the answer is shown as.
+pub fn classify_status(status: u16, retry_after: Option<Duration>, said: &str) -> Outcome {
+    let answer = format!("HTTP {status}: {said}");
+    match status {
+        429 => Outcome::slow_down(
+            retry_after.or(Some(Duration::from_secs(60))),
+            FailureReason::RateLimited,
+            answer,
+        ),
+        408 | 500..=599 => Outcome::retry_after(retry_after, FailureReason::ServerError, answer),
+        401 | 403 => Outcome::permanent(FailureReason::AuthError, answer),
+        400..=499 => Outcome::permanent(FailureReason::ClientError, answer),
+        _ => Outcome::retry(
+            FailureReason::Other,
+            format!("{answer} (no code in the answer)"),
+        ),
+    }
+}
+
+/// Checks a downstream URL at config time; errors name the key `url`.
+pub fn validate_url(url: &Secret) -> Result<(), (String, String)> {
+    let parsed = reqwest::Url::parse(url.expose())
+        .map_err(|e| ("url".to_string(), format!("is not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(("url".into(), "must be an http or https URL".into()));
+    }
+    Ok(())
+}
