@@ -1,6 +1,7 @@
 //! herald: a durable bridge from Sentry's webhooks to the places a team reads.
 
 pub mod alert;
+pub mod cli;
 pub mod config;
 pub mod de;
 pub mod http;

@@ -186,6 +186,20 @@ impl Mentions {
         self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all
     }
 
+    /// `@13800000000 @user @all`, for people reading what a route does.
+    pub fn describe(&self) -> String {
+        let mut people: Vec<String> = self
+            .mobiles
+            .iter()
+            .chain(&self.user_ids)
+            .map(|who| format!("@{who}"))
+            .collect();
+        if self.all {
+            people.push("@all".into());
+        }
+        people.join(" ")
+    }
+
     /// Adds `other`'s people, each once.
     pub fn merge(&mut self, other: &Mentions) {
         for mobile in &other.mobiles {

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["queue", "intake"],
     &["http"],
     &["server"],
+    &["cli"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -59,21 +59,11 @@ pub async fn list_dead_letters(
     Query(filter): Query<TargetFilter>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
-    let mut items = Vec::new();
-    for dead in state.store.dead_letters() {
-        let dead = dead?;
-        if filter
-            .target
-            .as_ref()
-            .is_some_and(|t| *t != dead.job.target)
-        {
-            continue;
-        }
-        let alert = state
-            .store
-            .alert(dead.job.alert_id)?
-            .map(|stored| stored.alert);
-        items.push(DeadLetterItem {
+    let items: Vec<DeadLetterItem> = state
+        .store
+        .dead_letters_with_alerts(filter.target.as_deref())?
+        .into_iter()
+        .map(|(dead, alert)| DeadLetterItem {
             id: dead.job.id.to_string(),
             target: dead.job.target.clone(),
             alert_id: dead.job.alert_id.to_string(),
@@ -83,8 +73,8 @@ pub async fn list_dead_letters(
             last_answer: dead.last_answer,
             died_at: dead.died_at,
             attempts: dead.job.attempts.len(),
-        });
-    }
+        })
+        .collect();
     Ok(Json(json!({ "dead_letters": items })))
 }
 

@@ -23,6 +23,9 @@ pub use wakers::Wakers;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::alert::Alert;
+use crate::job::DeadLetter;
+
 /// The store herald runs on: any backend, behind one cheap, cloneable handle.
 #[derive(Clone)]
 pub struct Store(Arc<dyn StoreBackend>);
@@ -53,6 +56,26 @@ impl Store {
             record
         })?;
         decision.ok_or_else(|| StoreError::Backend("the fold record was never read".into()))
+    }
+}
+
+impl Store {
+    /// The dead letters of `target` (or of every target), each with its alert if it is still
+    /// stored: what people are shown of them.
+    pub fn dead_letters_with_alerts(
+        &self,
+        target: Option<&str>,
+    ) -> Result<Vec<(DeadLetter, Option<Alert>)>, StoreError> {
+        let mut listed = Vec::new();
+        for dead in self.dead_letters() {
+            let dead = dead?;
+            if target.is_some_and(|target| target != dead.job.target) {
+                continue;
+            }
+            let alert = self.alert(dead.job.alert_id)?.map(|stored| stored.alert);
+            listed.push((dead, alert));
+        }
+        Ok(listed)
     }
 }
 

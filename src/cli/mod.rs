@@ -1,0 +1,270 @@
+//! herald's command line: the arguments (parsed in `main.rs`), and one function per subcommand.
+//! Each says what went wrong in one sentence on stderr and returns the exit code.
+
+mod dead_letters;
+mod logging;
+mod preview;
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::alert::Alert;
+use crate::config::Config;
+use crate::store::MemoryLinks;
+use crate::targets::Target;
+
+#[derive(Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "A durable bridge from Sentry webhooks to the places your team reads"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the bridge.
+    Serve {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        /// `human` (the default) or `json`, one object a line, for log collectors.
+        #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
+    },
+    /// Validate the config (templates included) and print it with every secret masked; exit 1 if
+    /// it is not usable.
+    CheckConfig {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+    },
+    /// Print exactly what a target would send for a Sentry payload.
+    Render {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        /// The target's name.
+        #[arg(long)]
+        target: String,
+        /// The Sentry resource of the payload (`issue`, `event_alert`, `metric_alert`, …, or
+        /// `legacy` for the legacy plugin). By default, the file name up to its first `-`.
+        #[arg(long)]
+        resource: Option<String>,
+        /// A JSON file holding a Sentry webhook payload.
+        payload: PathBuf,
+    },
+    /// Show which targets a Sentry payload would reach, and whom each would @-mention.
+    Route {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        /// The Sentry resource of the payload (see `render`).
+        #[arg(long)]
+        resource: Option<String>,
+        /// A JSON file holding a Sentry webhook payload.
+        payload: PathBuf,
+    },
+    /// Inspect or replay dead letters: on the data folder when herald is stopped, or through the
+    /// admin API (server.admin_token) when it runs.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+    /// Exit 0 if herald answers on /healthz (for container health checks).
+    Healthcheck {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+    },
+    /// Send one test message to a target now and print the downstream's answer.
+    SendTest {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        /// The target's name.
+        #[arg(long)]
+        target: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DeadLetterAction {
+    /// List dead letters (all, or one target's).
+    List {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        target: Option<String>,
+        /// herald's address when it runs (default: `server.listen`).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Put dead letters back in the queue: one by id, or all of a target.
+    Replay {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        #[arg(long, conflicts_with = "target", required_unless_present = "target")]
+        id: Option<u64>,
+        #[arg(long)]
+        target: Option<String>,
+        /// herald's address when it runs (default: `server.listen`).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Runs the subcommand `cli` names.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { config, log_format } => serve(&config, log_format),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Render {
+            config,
+            target,
+            resource,
+            payload,
+        } => preview::render(&config, &target, resource.as_deref(), &payload),
+        Command::Route {
+            config,
+            resource,
+            payload,
+        } => preview::route(&config, resource.as_deref(), &payload),
+        Command::SendTest { config, target } => preview::send_test(&config, &target),
+        Command::DeadLetters { action } => dead_letters::run(action),
+        Command::Healthcheck { config } => healthcheck(&config),
+    }
+}
+
+fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
+    let _log_writer = logging::init(log_format);
+    let (config, _) = match load(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(crate::server::serve(path.to_path_buf(), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok((config, _)) => {
+            print!("{}", crate::config::describe(path, &config));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn healthcheck(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => return refuse_config(&error.to_string()),
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let url = format!("{}/healthz", local_url(&config));
+    let healthy = runtime.block_on(async {
+        reqwest::Client::new()
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(3))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    });
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("herald: {url} did not answer 200");
+        ExitCode::FAILURE
+    }
+}
+
+/// The config and its targets (templates compiled), or the exit code after saying what is wrong.
+/// Links are kept in memory: a command run beside a serving herald cannot open its store.
+fn load(path: &Path) -> Result<(Config, Vec<Arc<Target>>), ExitCode> {
+    let config = Config::load(path).map_err(|error| refuse_config(&error.to_string()))?;
+    let targets = crate::targets::build_all(
+        &config.targets,
+        config.templates.timezone(),
+        Arc::new(MemoryLinks::default()),
+    )
+    .map_err(|error| refuse_config(&error.to_string()))?;
+    Ok((config, targets))
+}
+
+fn refuse_config(message: &str) -> ExitCode {
+    eprintln!("herald: config error: {message}");
+    ExitCode::FAILURE
+}
+
+fn find_target<'t>(targets: &'t [Arc<Target>], name: &str) -> Option<&'t Target> {
+    let found = targets.iter().find(|t| t.name == name).map(Arc::as_ref);
+    if found.is_none() {
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        eprintln!(
+            "herald: no target is named {name:?} (configured: {})",
+            names.join(", ")
+        );
+    }
+    found
+}
+
+/// A payload file read as the alert herald would make of it. The resource is `resource`, or the
+/// file name up to its first `-` or `.`; `legacy` means the legacy plugin's payload.
+fn read_alert(path: &Path, resource: Option<&str>) -> Result<Alert, String> {
+    let body = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let resource = resource.map(str::to_string).unwrap_or_else(|| {
+        file_name
+            .split(['-', '.'])
+            .next()
+            .unwrap_or("issue")
+            .to_string()
+    });
+    if resource == "legacy" {
+        crate::sentry::parse_legacy_payload(&body)
+    } else {
+        crate::sentry::parse_integration_payload(&resource, &body)
+    }
+    .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("herald: cannot start the async runtime: {error}");
+            None
+        }
+    }
+}
+
+/// herald's own address, as a local client reaches it (a wildcard listen means loopback).
+fn local_url(config: &Config) -> String {
+    let mut address = config.server.listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    format!("http://{address}")
+}
