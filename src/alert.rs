@@ -174,6 +174,17 @@ impl Alert {
     pub fn event_name(&self) -> String {
         format!("{}.{}", self.resource, self.action)
     }
+
+    /// The issue this alert is about, as `installation/issue id` (see [`issue_key`]).
+    pub fn issue_key(&self) -> Option<String> {
+        issue_key(self.installation.as_deref(), self.issue_id.as_deref())
+    }
+}
+
+/// Names a Sentry issue across installations: `installation/issue id` (`-` for no
+/// installation). Fold records, issue order and GitHub links are all keyed by it.
+pub fn issue_key(installation: Option<&str>, issue_id: Option<&str>) -> Option<String> {
+    Some(format!("{}/{}", installation.unwrap_or("-"), issue_id?))
 }
 
 /// What an alert deserialized from its normalized form (a schema-1 store) carries in `raw`.

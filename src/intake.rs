@@ -141,10 +141,7 @@ impl Intake {
         if plans.is_empty() || plans.iter().any(|(_, plan)| shown(plan)) {
             store.insert_alert(alert_id, now, alert)?;
         }
-        let issue_key = alert
-            .issue_id
-            .as_ref()
-            .map(|issue| format!("{}/{issue}", alert.installation.as_deref().unwrap_or("-")));
+        let issue_key = alert.issue_key();
         let mut receipt = Receipt {
             alert_id,
             duplicate: false,
@@ -183,14 +180,9 @@ impl Intake {
     }
 
     fn fold_kind(&self, alert: &Alert) -> FoldKind {
-        let Some(issue) = alert
-            .issue_id
-            .as_deref()
-            .filter(|_| !self.fold_window.is_zero())
-        else {
+        let Some(key) = alert.issue_key().filter(|_| !self.fold_window.is_zero()) else {
             return FoldKind::Unrelated;
         };
-        let key = format!("{}/{issue}", alert.installation.as_deref().unwrap_or("-"));
         match alert.resource.as_str() {
             "event_alert" | "error" | "activity_alert" => FoldKind::Repeat(key),
             "issue" => FoldKind::StateChange(key),

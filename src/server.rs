@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::Mutex;
 
 use crate::config::Config;
-use crate::http::{self, AppState, Live};
+use crate::http::{self, AppState, Reloadable};
 use crate::metrics::Metrics;
 use crate::queue::{TargetQueue, Workers};
 use crate::store::{LinkStore, Store, Wakers};
@@ -44,18 +44,13 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let targets = target_queues(&config, &store).context("the config's templates do not load")?;
     let metrics = Arc::new(Metrics::new());
     let config = Arc::new(config);
-    let wakers = Wakers::new(config.targets.iter().map(|t| t.name.as_str()));
-    let queue = Arc::new(Mutex::new(Workers::start(
-        store.clone(),
-        targets,
-        &wakers,
-        metrics.clone(),
-    )));
+    let (workers, wakers) = start_workers(&config, &store, targets, &metrics);
+    let workers = Arc::new(Mutex::new(workers));
     let sweeper = tokio::spawn(sweep_periodically(store.clone(), config.clone()));
     let state = Arc::new(AppState::new(
         store.clone(),
         metrics.clone(),
-        Live::new(config.clone(), store.clone(), wakers),
+        Reloadable::new(config.clone(), store.clone(), wakers),
     ));
 
     let listener = TcpListener::bind(config.server.listen)
@@ -72,7 +67,7 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         hangup,
         config_path,
         state.clone(),
-        queue.clone(),
+        workers.clone(),
     ));
     let shutdown_state = state.clone();
     axum::serve(listener, http::router(state.clone()))
@@ -86,8 +81,8 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     reloader.abort();
     sweeper.abort();
-    let grace = state.live.load().config.server.shutdown_grace;
-    let running = std::mem::replace(&mut *queue.lock().await, Workers::idle());
+    let grace = state.reloadable.load().config.server.shutdown_grace;
+    let running = std::mem::replace(&mut *workers.lock().await, Workers::idle());
     running.stop(grace).await;
     store
         .commit()
@@ -103,14 +98,14 @@ async fn reload_on_sighup(
     mut hangups: Signal,
     config_path: PathBuf,
     state: Arc<AppState>,
-    queue: Arc<Mutex<Workers>>,
+    workers: Arc<Mutex<Workers>>,
 ) {
     while hangups.recv().await.is_some() {
-        reload(&config_path, &state, &queue).await;
+        reload(&config_path, &state, &workers).await;
     }
 }
 
-async fn reload(config_path: &std::path::Path, state: &AppState, queue: &Mutex<Workers>) {
+async fn reload(config_path: &std::path::Path, state: &AppState, workers: &Mutex<Workers>) {
     let loaded = Config::load(config_path)
         .map_err(|e| e.to_string())
         .and_then(|config| {
@@ -125,7 +120,7 @@ async fn reload(config_path: &std::path::Path, state: &AppState, queue: &Mutex<W
             return;
         }
     };
-    let old = state.live.load_full();
+    let old = state.reloadable.load_full();
     for (key, changed) in [
         (
             "server.listen",
@@ -144,12 +139,13 @@ async fn reload(config_path: &std::path::Path, state: &AppState, queue: &Mutex<W
         }
     }
     let config = Arc::new(config);
-    let wakers = Wakers::new(config.targets.iter().map(|t| t.name.as_str()));
-    let mut queue = queue.lock().await;
-    let running = std::mem::replace(&mut *queue, Workers::idle());
-    running.stop(old.config.server.shutdown_grace).await;
-    *queue = Workers::start(state.store.clone(), targets, &wakers, state.metrics.clone());
-    state.live.store(Arc::new(Live::new(
+    let mut running = workers.lock().await;
+    std::mem::replace(&mut *running, Workers::idle())
+        .stop(old.config.server.shutdown_grace)
+        .await;
+    let (started, wakers) = start_workers(&config, &state.store, targets, &state.metrics);
+    *running = started;
+    state.reloadable.store(Arc::new(Reloadable::new(
         config.clone(),
         state.store.clone(),
         wakers,
@@ -159,6 +155,18 @@ async fn reload(config_path: &std::path::Path, state: &AppState, queue: &Mutex<W
         routes = config.routes.len(),
         "SIGHUP: config reloaded"
     );
+}
+
+/// Starts a worker per target, and the wakers through which the intake reaches them.
+fn start_workers(
+    config: &Config,
+    store: &Store,
+    targets: Vec<TargetQueue>,
+    metrics: &Arc<Metrics>,
+) -> (Workers, Wakers) {
+    let wakers = Wakers::new(config.targets.iter().map(|t| t.name.as_str()));
+    let workers = Workers::start(store.clone(), targets, &wakers, metrics.clone());
+    (workers, wakers)
 }
 
 /// Every configured target, built (templates compiled), with its retry schedule.

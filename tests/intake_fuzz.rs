@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{fixture, fixtures_dir, sign, LEGACY_TOKEN, SECRET};
 use herald::config::Config;
-use herald::http::{router, AppState, Live};
+use herald::http::{router, AppState, Reloadable};
 use herald::sentry::{parse_integration_payload, parse_legacy_payload};
 use herald::store::Store;
 use proptest::prelude::*;
@@ -41,7 +41,7 @@ impl Intake {
         let text = common::base_config(&dir.path().join("data"));
         let config = Config::parse(std::path::Path::new("fuzz.toml"), &text, |_| None).unwrap();
         let store = Store::open(&config.server.data_dir).unwrap();
-        let live = Live::new(
+        let live = Reloadable::new(
             Arc::new(config),
             store.clone(),
             herald::store::Wakers::default(),

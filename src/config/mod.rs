@@ -269,6 +269,13 @@ impl Config {
 
     /// The checks that span keys: names, references, and values serde cannot judge alone.
     fn validate(&self) -> Result<(), (String, String)> {
+        self.validate_sentry()?;
+        self.validate_limits()?;
+        let names = self.validate_targets()?;
+        self.validate_routes(&names)
+    }
+
+    fn validate_sentry(&self) -> Result<(), (String, String)> {
         let sentry = &self.sentry;
         if sentry.client_secrets.is_empty() && sentry.legacy_tokens.is_empty() {
             return Err((
@@ -298,6 +305,10 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), (String, String)> {
         if self.templates.timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err((
                 "templates.timezone".into(),
@@ -316,6 +327,11 @@ impl Config {
                 "must be more than 0 bytes".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// Returns the target names, which routes may name.
+    fn validate_targets(&self) -> Result<HashSet<&str>, (String, String)> {
         if self.targets.is_empty() {
             return Err((
                 "targets".into(),
@@ -356,6 +372,10 @@ impl Config {
                 ));
             }
         }
+        Ok(names)
+    }
+
+    fn validate_routes(&self, names: &HashSet<&str>) -> Result<(), (String, String)> {
         for (index, route) in self.routes.iter().enumerate() {
             if route.targets.is_empty() {
                 return Err((format!("routes[{index}].targets"), "is empty".into()));

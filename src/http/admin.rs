@@ -10,12 +10,12 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState, Live};
+use super::{ApiError, AppState, Reloadable};
 use crate::job::DeliveryJob;
 
 /// Checks the bearer token (in constant time) and hands back the live config.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Live>, ApiError> {
-    let live = state.live.load_full();
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Reloadable>, ApiError> {
+    let live = state.reloadable.load_full();
     let Some(token) = &live.config.server.admin_token else {
         return Err(ApiError::NotFound(
             "the admin API is off: set server.admin_token to use it".into(),
@@ -111,7 +111,7 @@ pub async fn replay_dead_letters(
     Ok(Json(replayed_answer(&live, &replayed)))
 }
 
-fn replayed_answer(live: &Live, replayed: &[DeliveryJob]) -> Value {
+fn replayed_answer(live: &Reloadable, replayed: &[DeliveryJob]) -> Value {
     let targets: Vec<&str> = replayed.iter().map(|job| job.target.as_str()).collect();
     live.wakers.wake(&targets);
     for job in replayed {

@@ -43,7 +43,7 @@ pub async fn metrics(
     ),
     super::ApiError,
 > {
-    let targets = state.live.load().target_names();
+    let targets = state.reloadable.load().target_names();
     let store = state.store.clone();
     let metrics = state.metrics.clone();
     let text = tokio::task::spawn_blocking(move || metrics.render(&store, &targets))

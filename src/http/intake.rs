@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState, Live};
+use super::{ApiError, AppState, Reloadable};
 use crate::alert::{Alert, Level};
 use crate::sentry::{parse_integration_payload, parse_legacy_payload, PayloadError};
 
@@ -45,7 +45,7 @@ pub async fn sentry_hook(
     body: Body,
 ) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
     let resource = header_text(&headers, RESOURCE_HEADER);
-    let live = state.live.load_full();
+    let live = state.reloadable.load_full();
     let result = async {
         refuse_if_shutting_down(&state)?;
         let body = read_limited(&headers, body, live.config.server.body_limit).await?;
@@ -83,7 +83,7 @@ pub async fn legacy_hook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
-    let live = state.live.load_full();
+    let live = state.reloadable.load_full();
     let result = async {
         refuse_if_shutting_down(&state)?;
         let body = read_limited(&headers, body, live.config.server.body_limit).await?;
@@ -103,7 +103,11 @@ pub async fn legacy_hook(
 }
 
 /// Dedupes, routes, folds, stores and flushes: after this returns `Ok`, it is all on disk.
-async fn accept(state: &AppState, live: &Live, alert: Alert) -> Result<IntakeReceipt, ApiError> {
+async fn accept(
+    state: &AppState,
+    live: &Reloadable,
+    alert: Alert,
+) -> Result<IntakeReceipt, ApiError> {
     let receipt = live.intake.accept(&alert).await?;
     if receipt.duplicate {
         state.metrics.deduplicated();

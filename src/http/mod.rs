@@ -21,27 +21,27 @@ use crate::secret::Secret;
 use crate::sentry::SignatureVerifier;
 use crate::store::{Store, Wakers};
 
-/// Everything a request handler needs. What comes from the config is in [`Live`], replaced as a
+/// Everything a request handler needs. What comes from the config is in [`Reloadable`], replaced as a
 /// whole when the config is reloaded (SIGHUP), so a request sees one config from start to end.
 pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    pub live: ArcSwap<Live>,
+    pub reloadable: ArcSwap<Reloadable>,
     /// Set when shutdown begins: the hooks answer 503 from then on.
     pub shutting_down: AtomicBool,
 }
 
 /// The parts of the state that a config reload replaces.
-pub struct Live {
+pub struct Reloadable {
     pub config: Arc<Config>,
     pub intake: Intake,
     pub verifier: SignatureVerifier,
     pub wakers: Wakers,
 }
 
-impl Live {
-    pub fn new(config: Arc<Config>, store: Store, wakers: Wakers) -> Live {
-        Live {
+impl Reloadable {
+    pub fn new(config: Arc<Config>, store: Store, wakers: Wakers) -> Reloadable {
+        Reloadable {
             intake: Intake::new(&config, store, wakers.clone()),
             verifier: SignatureVerifier::new(&config.sentry.client_secrets),
             wakers,
@@ -59,11 +59,11 @@ impl Live {
 }
 
 impl AppState {
-    pub fn new(store: Store, metrics: Arc<Metrics>, live: Live) -> Self {
+    pub fn new(store: Store, metrics: Arc<Metrics>, reloadable: Reloadable) -> Self {
         AppState {
             store,
             metrics,
-            live: ArcSwap::from_pointee(live),
+            reloadable: ArcSwap::from_pointee(reloadable),
             shutting_down: AtomicBool::new(false),
         }
     }

@@ -40,6 +40,16 @@ const DIGEST_RESERVE: usize = 5;
 /// it in one message. A quiet target sends the first alert at once.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// What the worker does next in a round.
+enum NextBatch {
+    /// Send these (one job, or a digest of several).
+    Send(Vec<(JobKey, DeliveryJob)>),
+    /// Something changed in the queue (a job was reordered or dropped): look again now.
+    LookAgain,
+    /// Nothing to send now; look again then (`None`: when something wakes the worker).
+    WakeAt(Option<DateTime<Utc>>),
+}
+
 /// One job in an attempt.
 struct InFlight {
     key: JobKey,
@@ -149,110 +159,19 @@ impl Worker {
             // Nothing can start: the worker looks again when a send finishes, not on every new job.
             return None;
         }
-        if self.stopped_as_gone()
-            || self
-                .store
-                .operator_paused(&self.target.name)
-                .unwrap_or(false)
-        {
-            // Woken again when the target is resumed or its settings change.
-            return None;
-        }
-        match self.store.owns_target(&self.target.name) {
-            Ok(true) => {}
-            // Another process works this target's queue; look again when it may have let go.
-            Ok(false) => return Some(Utc::now() + self.idle_poll()),
-            Err(error) => return self.store_failed(error),
+        if let Some(wake) = self.held_back() {
+            return wake;
         }
         while in_flight.len() < self.target.limits.concurrency {
             let now = Utc::now();
             if let Some(wait) = self.limiter.wait(now) {
-                return Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
+                return Some(now + to_chrono(wait));
             }
-            let look_ahead = if self.target.digests() {
-                DIGEST_MAX_ITEMS + 1
-            } else {
-                1
+            let batch = match self.next_batch(now, busy, held) {
+                NextBatch::Send(batch) => batch,
+                NextBatch::LookAgain => continue,
+                NextBatch::WakeAt(at) => return at,
             };
-            let mut due = match self
-                .store
-                .due_jobs(&self.target.name, now, busy, look_ahead)
-            {
-                Ok(due) => due,
-                Err(error) => return self.store_failed(error),
-            };
-            let fetched = due.len();
-            due.retain(|(key, job)| match self.order.blocker(job) {
-                Blocker::None => true,
-                Blocker::InFlight => {
-                    held.push(job.id);
-                    busy.insert(job.id);
-                    false
-                }
-                Blocker::Waiting(until) => {
-                    // After the earlier one's retry, in the store, so the order survives a restart.
-                    let mut later = job.clone();
-                    later.due_at = until + chrono::Duration::milliseconds(1);
-                    if let Err(error) = self.store.reschedule_job(key, &later) {
-                        tracing::error!(target_name = %self.target.name, %error, "cannot reorder a job behind its issue's retry");
-                    }
-                    false
-                }
-            });
-            if due.is_empty() && fetched > 0 {
-                continue;
-            }
-            if due.is_empty() {
-                return match self.store.next_due_time(&self.target.name, busy) {
-                    Ok(next) => next,
-                    Err(error) => self.store_failed(error),
-                };
-            }
-            let batch = match self.limiter.remaining(now) {
-                // No rate limit: one job at a time, as soon as it is due.
-                None => {
-                    due.truncate(1);
-                    due
-                }
-                Some(room) => {
-                    let quiet = self.limiter.quiet(now);
-                    let oldest = due[0].1.due_at;
-                    let linger = chrono::Duration::from_std(LINGER).unwrap_or_default();
-                    if !quiet && now < oldest + linger {
-                        return Some(oldest + linger);
-                    }
-                    if due.len() > 1 && due.len() + DIGEST_RESERVE > room {
-                        due.into_iter()
-                            .filter(|(_, job)| job.summary_of.is_none())
-                            .take(DIGEST_MAX_ITEMS)
-                            .collect()
-                    } else {
-                        due.truncate(1);
-                        due
-                    }
-                }
-            };
-            let mut batch = match batch.len() {
-                0 => {
-                    // Only fold summaries are due; they go out one by one.
-                    match self.store.due_jobs(&self.target.name, now, busy, 1) {
-                        Ok(first) => first,
-                        Err(error) => return self.store_failed(error),
-                    }
-                }
-                _ => batch,
-            };
-            if batch.len() == 1 {
-                if let Some(fold_key) = batch[0].1.summary_of.clone() {
-                    let (key, job) = batch.remove(0);
-                    match self.store.resolve_fold_summary(&key, &job, &fold_key) {
-                        Ok(Some(resolved)) => batch.push((key, resolved)),
-                        // The count already went out with a later message: nothing to send.
-                        Ok(None) => continue,
-                        Err(error) => return self.store_failed(error),
-                    }
-                }
-            }
             self.limiter.record(now);
             self.save_limiter_state();
             busy.extend(batch.iter().map(|(_, job)| job.id));
@@ -262,6 +181,134 @@ impl Worker {
             in_flight.spawn(attempt(self.target.clone(), self.store.clone(), batch));
         }
         None
+    }
+
+    /// Whether the target must send nothing now, and if so when to look again (`None`: when
+    /// something wakes the worker).
+    fn held_back(&mut self) -> Option<Option<DateTime<Utc>>> {
+        if self.stopped_as_gone()
+            || self
+                .store
+                .operator_paused(&self.target.name)
+                .unwrap_or(false)
+        {
+            // Woken again when the target is resumed or its settings change.
+            return Some(None);
+        }
+        match self.store.owns_target(&self.target.name) {
+            Ok(true) => None,
+            // Another process works this target's queue; look again when it may have let go.
+            Ok(false) => Some(Some(Utc::now() + self.idle_poll())),
+            Err(error) => Some(self.store_failed(error)),
+        }
+    }
+
+    /// The next job to send, or the digest of several to send in one message.
+    fn next_batch(
+        &mut self,
+        now: DateTime<Utc>,
+        busy: &mut HashSet<JobId>,
+        held: &mut Vec<JobId>,
+    ) -> NextBatch {
+        let look_ahead = if self.target.digests() {
+            DIGEST_MAX_ITEMS + 1
+        } else {
+            1
+        };
+        let mut due = match self
+            .store
+            .due_jobs(&self.target.name, now, busy, look_ahead)
+        {
+            Ok(due) => due,
+            Err(error) => return NextBatch::WakeAt(self.store_failed(error)),
+        };
+        let fetched = due.len();
+        self.keep_issue_order(&mut due, busy, held);
+        if due.is_empty() && fetched > 0 {
+            return NextBatch::LookAgain;
+        }
+        if due.is_empty() {
+            return NextBatch::WakeAt(match self.store.next_due_time(&self.target.name, busy) {
+                Ok(next) => next,
+                Err(error) => self.store_failed(error),
+            });
+        }
+        let batch = match self.limiter.remaining(now) {
+            // No rate limit: one job at a time, as soon as it is due.
+            None => {
+                due.truncate(1);
+                due
+            }
+            Some(room) => {
+                let quiet = self.limiter.quiet(now);
+                let oldest = due[0].1.due_at;
+                let linger = to_chrono(LINGER);
+                if !quiet && now < oldest + linger {
+                    return NextBatch::WakeAt(Some(oldest + linger));
+                }
+                if due.len() > 1 && due.len() + DIGEST_RESERVE > room {
+                    due.into_iter()
+                        .filter(|(_, job)| job.summary_of.is_none())
+                        .take(DIGEST_MAX_ITEMS)
+                        .collect()
+                } else {
+                    due.truncate(1);
+                    due
+                }
+            }
+        };
+        if batch.is_empty() {
+            // Only fold summaries are due; they go out one by one.
+            return match self.store.due_jobs(&self.target.name, now, busy, 1) {
+                Ok(first) => self.resolve_summary(first),
+                Err(error) => NextBatch::WakeAt(self.store_failed(error)),
+            };
+        }
+        self.resolve_summary(batch)
+    }
+
+    /// Holds back the jobs of `due` that an earlier job of their issue must go before: one in
+    /// flight (skipped like a busy job this round), or one waiting for a retry (moved behind it).
+    fn keep_issue_order(
+        &mut self,
+        due: &mut Vec<(JobKey, DeliveryJob)>,
+        busy: &mut HashSet<JobId>,
+        held: &mut Vec<JobId>,
+    ) {
+        due.retain(|(key, job)| match self.order.blocker(job) {
+            Blocker::None => true,
+            Blocker::InFlight => {
+                held.push(job.id);
+                busy.insert(job.id);
+                false
+            }
+            Blocker::Waiting(until) => {
+                // After the earlier one's retry, in the store, so the order survives a restart.
+                let mut later = job.clone();
+                later.due_at = until + chrono::Duration::milliseconds(1);
+                if let Err(error) = self.store.reschedule_job(key, &later) {
+                    tracing::error!(target_name = %self.target.name, %error, "cannot reorder a job behind its issue's retry");
+                }
+                false
+            }
+        });
+    }
+
+    /// A fold summary alone in its batch takes its count now, or turns out to have nothing left
+    /// to say (a later message reported the count) and is dropped.
+    fn resolve_summary(&self, mut batch: Vec<(JobKey, DeliveryJob)>) -> NextBatch {
+        if batch.len() != 1 {
+            return NextBatch::Send(batch);
+        }
+        let Some(fold_key) = batch[0].1.summary_of.clone() else {
+            return NextBatch::Send(batch);
+        };
+        let (key, job) = batch.remove(0);
+        match self.store.resolve_fold_summary(&key, &job, &fold_key) {
+            Ok(Some(resolved)) => NextBatch::Send(vec![(key, resolved)]),
+            Ok(None) => NextBatch::LookAgain,
+            Err(error) => NextBatch::WakeAt(self.store_failed(error)),
+        }
     }
 
     /// Whether the target answered 410 Gone under its current settings. Once its settings change

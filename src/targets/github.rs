@@ -154,16 +154,12 @@ impl GithubTarget {
     }
 
     async fn deliver(&self, message: &Message<'_>, view: &MessageView) -> Outcome {
-        let Some(issue) = view.issue_id.as_deref() else {
+        let Some(issue_key) = view.issue_key() else {
             return Outcome::Delivered {
                 answer: "not about a Sentry issue: nothing to do on GitHub".into(),
             };
         };
-        let key = format!(
-            "{}/{}/{issue}",
-            self.settings.repo,
-            view.installation.as_deref().unwrap_or("-")
-        );
+        let key = format!("{}/{issue_key}", self.settings.repo);
         let link = match self.links.link(&self.name, &key) {
             Ok(link) => link.unwrap_or_default(),
             Err(error) => {
@@ -480,11 +476,9 @@ impl GithubTarget {
 
 /// The hidden marker in every issue herald opens: which Sentry issue it is for.
 fn marker(view: &MessageView) -> String {
-    format!(
-        "<!-- herald:sentry-issue {}/{} -->",
-        view.installation.as_deref().unwrap_or("-"),
-        view.issue_id.as_deref().unwrap_or("-")
-    )
+    let issue_id = view.issue_id.as_deref().unwrap_or("-");
+    let issue = crate::alert::issue_key(view.installation.as_deref(), Some(issue_id));
+    format!("<!-- herald:sentry-issue {} -->", issue.unwrap_or_default())
 }
 
 /// The wait until `x-ratelimit-reset` (Unix seconds), when the rate limit is used up.

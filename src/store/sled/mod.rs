@@ -43,6 +43,7 @@ mod claims;
 mod group_commit;
 mod keys;
 mod migrate;
+mod sweep;
 #[cfg(test)]
 mod tests;
 
@@ -318,9 +319,6 @@ impl StoreBackend for SledStore {
         }
     }
 
-    /// Removes what can no longer matter: dedupe records older than `remember`; fold records whose
-    /// window is over and whose count was reported; alerts older than `retention` that no queued
-    /// job or dead letter refers to.
     fn sweep(
         &self,
         now: DateTime<Utc>,
@@ -328,56 +326,7 @@ impl StoreBackend for SledStore {
         fold_window: Duration,
         retention: Duration,
     ) -> Result<SweepReport, StoreError> {
-        let mut report = SweepReport::default();
-        let now_ms = now.timestamp_millis().max(0) as u64;
-        // Claims are in time order: the expired ones are a prefix of the tree.
-        let forgotten_before =
-            (now_ms.saturating_sub(remember.as_millis() as u64) + 1).to_be_bytes();
-        for key in self.claims.range(..forgotten_before).keys() {
-            if self.claims.remove(key?)?.is_some() {
-                report.dedupe_records += 1;
-            }
-        }
-        self.claim_index.forget_older_than(now_ms, remember);
-        let window = chrono::Duration::from_std(fold_window).unwrap_or_default();
-        for entry in self.folds.iter() {
-            let (key, value) = entry?;
-            let done = serde_json::from_slice::<FoldRecord>(&value)
-                .map(|r| r.folded == 0 && r.window_start + window <= now)
-                .unwrap_or(true);
-            if done
-                && self
-                    .folds
-                    .compare_and_swap(&key, Some(&value), None::<&[u8]>)?
-                    .is_ok()
-            {
-                report.fold_records += 1;
-            }
-        }
-        let mut referenced = HashSet::new();
-        for job in self.queued_jobs() {
-            referenced.insert(job?.alert_id);
-        }
-        for dead in self.dead_letters() {
-            referenced.insert(dead?.job.alert_id);
-        }
-        let cutoff = now - chrono::Duration::from_std(retention).unwrap_or_default();
-        for entry in self.alerts.iter() {
-            let (key, value) = entry?;
-            let Ok(id_bytes) = <[u8; 8]>::try_from(key.as_ref()) else {
-                continue;
-            };
-            if referenced.contains(&u64::from_be_bytes(id_bytes)) {
-                continue;
-            }
-            let old =
-                alert_record::split(&value).is_none_or(|(header, _)| header.received_at <= cutoff);
-            if old && self.alerts.remove(&key)?.is_some() {
-                self.alert_count.fetch_sub(1, Ordering::Relaxed);
-                report.alerts += 1;
-            }
-        }
-        Ok(report)
+        sweep::sweep(self, now, remember, fold_window, retention)
     }
 
     /// An alert, normalized again from its payload.

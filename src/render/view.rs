@@ -1,0 +1,299 @@
+//! What templates see: [`MessageView`] for one alert, [`DigestView`] for several. Built from the
+//! alert's normalized fields only, never from the raw payload.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::level_icon;
+use crate::alert::{Alert, Level, MetricStatus};
+use crate::job::{AlertId, Folded, JobId};
+
+/// What a template sees of an alert: its normalized fields, some derived ones, and the delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    /// The Sentry installation the alert came from (scopes issue ids).
+    pub installation: Option<String>,
+    pub resource: String,
+    pub action: String,
+    /// `resource.action`.
+    pub event: String,
+    /// One line saying what happened: "New issue", "Resolved", "Alert rule fired: …".
+    pub headline: String,
+    /// The short form: an issue resolved, a metric alert back to normal.
+    pub resolved: bool,
+    pub title: String,
+    pub level: Option<Level>,
+    pub culprit: Option<String>,
+    /// Where it happened: the culprit, else the top in-app frame.
+    pub location: Option<String>,
+    pub project: Option<String>,
+    pub environment: Option<String>,
+    pub release: Option<String>,
+    pub issue_id: Option<String>,
+    pub short_id: Option<String>,
+    pub link: Option<String>,
+    pub event_id: Option<String>,
+    pub event_count: Option<u64>,
+    pub user_count: Option<u64>,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub triggered_rule: Option<String>,
+    pub assignee: Option<String>,
+    /// How an issue was resolved: "now", "in next release", …
+    pub resolution: Option<String>,
+    pub metric_status: Option<MetricStatus>,
+    pub metric_description: Option<String>,
+    pub comment: Option<String>,
+    pub comment_author: Option<String>,
+    /// `{key, value}` pairs, in Sentry's order.
+    pub tags: Vec<Tag>,
+    /// In-app frames, innermost first, as `function (file:line)`.
+    pub frames: Vec<String>,
+    /// Repeats of this issue folded since the last message about it.
+    pub folded: Option<FoldedView>,
+    pub alert_id: AlertId,
+    pub job_id: JobId,
+    /// When this message is rendered; the `ago` helper counts from here.
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldedView {
+    pub count: u64,
+    pub since: DateTime<Utc>,
+    /// Ready to show: "×49 more in the last 10 min".
+    pub text: String,
+}
+
+impl FoldedView {
+    pub fn new(folded: Folded, now: DateTime<Utc>) -> FoldedView {
+        let minutes = ((now - folded.since).num_seconds().max(1) + 59) / 60;
+        FoldedView {
+            count: folded.count,
+            since: folded.since,
+            text: format!("×{} more in the last {minutes} min", folded.count),
+        }
+    }
+}
+
+/// What a digest template sees: several alerts merged into one message, most severe first.
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestView {
+    pub count: usize,
+    /// How many alerts of each level, most severe first.
+    pub levels: Vec<LevelCount>,
+    pub items: Vec<DigestItem>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelCount {
+    pub level: String,
+    pub icon: &'static str,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestItem {
+    pub level: Option<Level>,
+    pub icon: &'static str,
+    pub headline: String,
+    pub title: String,
+    pub link: Option<String>,
+    pub project: Option<String>,
+    pub environment: Option<String>,
+    pub resolved: bool,
+    pub folded: Option<u64>,
+}
+
+impl DigestView {
+    pub fn new(views: &[MessageView], now: DateTime<Utc>) -> DigestView {
+        let mut items: Vec<DigestItem> = views
+            .iter()
+            .map(|view| DigestItem {
+                level: view.level,
+                icon: view.icon(),
+                headline: view.headline.clone(),
+                title: view.title.clone(),
+                link: view.link.clone(),
+                project: view.project.clone(),
+                environment: view.environment.clone(),
+                resolved: view.resolved,
+                folded: view.folded.as_ref().map(|f| f.count),
+            })
+            .collect();
+        // Most severe first; resolved ones last; otherwise in the order they arrived.
+        items.sort_by_key(|item| (item.resolved, std::cmp::Reverse(item.level)));
+        let mut levels: Vec<LevelCount> = Vec::new();
+        for level in Level::ALL.iter().rev().map(|l| Some(*l)).chain([None]) {
+            let count = items
+                .iter()
+                .filter(|i| i.level == level && !i.resolved)
+                .count();
+            if count > 0 {
+                levels.push(LevelCount {
+                    level: level.map_or("other", |l| l.as_str()).to_string(),
+                    icon: level_icon(level),
+                    count,
+                });
+            }
+        }
+        let resolved = items.iter().filter(|i| i.resolved).count();
+        if resolved > 0 {
+            levels.push(LevelCount {
+                level: "resolved".into(),
+                icon: "✅",
+                count: resolved,
+            });
+        }
+        DigestView {
+            count: items.len(),
+            levels,
+            items,
+            now,
+        }
+    }
+
+    pub fn sample() -> DigestView {
+        DigestView::new(&[MessageView::sample(), MessageView::sample()], Utc::now())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+impl MessageView {
+    /// See [`crate::alert::issue_key`].
+    pub fn issue_key(&self) -> Option<String> {
+        crate::alert::issue_key(self.installation.as_deref(), self.issue_id.as_deref())
+    }
+
+    /// ✅ for a resolved issue, else the level's icon.
+    pub fn icon(&self) -> &'static str {
+        if self.resolved {
+            "✅"
+        } else {
+            level_icon(self.level)
+        }
+    }
+
+    pub fn new(alert: &Alert, alert_id: AlertId, job_id: JobId, now: DateTime<Utc>) -> MessageView {
+        let resolved = matches!(
+            (alert.resource.as_str(), alert.action.as_str()),
+            ("issue", "resolved") | ("metric_alert", "resolved")
+        );
+        let frames: Vec<String> = alert.frames.iter().rev().map(describe_frame).collect();
+        let location = alert.culprit.clone().or_else(|| frames.first().cloned());
+        let metric = alert.metric_alert.as_ref();
+        MessageView {
+            installation: alert.installation.clone(),
+            resource: alert.resource.clone(),
+            action: alert.action.clone(),
+            event: alert.event_name(),
+            headline: headline(alert),
+            resolved,
+            title: alert.title.clone(),
+            level: alert.level,
+            culprit: alert.culprit.clone(),
+            location,
+            project: alert.project.clone(),
+            environment: alert.environment.clone(),
+            release: alert.release.clone(),
+            issue_id: alert.issue_id.clone(),
+            short_id: alert.short_id.clone(),
+            link: alert.link.clone(),
+            event_id: alert.event_id.clone(),
+            event_count: alert.event_count,
+            user_count: alert.user_count,
+            first_seen: alert.first_seen,
+            last_seen: alert.last_seen,
+            triggered_rule: alert.triggered_rule.clone(),
+            assignee: alert.assignee.as_ref().map(|a| {
+                a.name
+                    .clone()
+                    .or(a.email.clone())
+                    .unwrap_or_else(|| a.kind.clone())
+            }),
+            resolution: alert.resolution_type.as_ref().map(|r| r.replace('_', " ")),
+            metric_status: metric.map(|m| m.status),
+            metric_description: metric.and_then(|m| m.description_text.clone()),
+            comment: alert.comment.as_ref().and_then(|c| c.text.clone()),
+            comment_author: alert.comment.as_ref().and_then(|c| c.author.clone()),
+            tags: alert
+                .tags
+                .iter()
+                .map(|(key, value)| Tag {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            frames,
+            folded: None,
+            alert_id,
+            job_id,
+            now,
+        }
+    }
+
+    /// The same view, reporting `folded` repeats.
+    pub fn with_folded(mut self, folded: Option<Folded>) -> MessageView {
+        self.folded = folded.map(|f| FoldedView::new(f, self.now));
+        self
+    }
+
+    /// A made-up alert, used to try templates at start and by `herald send-test`.
+    pub fn sample() -> MessageView {
+        let alert = crate::sentry::parse_integration_payload(
+            "issue",
+            br#"{"action":"created","installation":{"uuid":"herald-test"},"data":{"issue":{
+                "id":"0","shortId":"HERALD-TEST","title":"herald test message: this is what an alert looks like",
+                "culprit":"herald.send_test","level":"error","project":{"slug":"herald"},
+                "web_url":"https://sentry.io/","count":"1","userCount":1,
+                "firstSeen":"2026-01-01T00:00:00Z","lastSeen":"2026-01-01T00:00:00Z"}}}"#,
+        )
+        .expect("the sample alert is valid JSON");
+        MessageView::new(&alert, 0, 0, Utc::now())
+    }
+}
+
+fn headline(alert: &Alert) -> String {
+    let resource = alert.resource.as_str();
+    let action = alert.action.as_str();
+    match (resource, action) {
+        ("issue", "created") => "New issue".into(),
+        ("issue", "resolved") => "Resolved".into(),
+        ("issue", "unresolved") => "Regression: unresolved again".into(),
+        ("issue", "ignored" | "archived") => "Archived".into(),
+        ("issue", "assigned") => match &alert.assignee {
+            Some(a) => format!(
+                "Assigned to {}",
+                a.name.as_deref().or(a.email.as_deref()).unwrap_or(&a.kind)
+            ),
+            None => "Assigned".into(),
+        },
+        ("event_alert" | "activity_alert", _) => match &alert.triggered_rule {
+            Some(rule) => format!("Alert: {rule}"),
+            None => "Alert".into(),
+        },
+        ("error", _) => "Error event".into(),
+        // The title says the state already ("Critical: …", "Resolved: …").
+        ("metric_alert", _) => "Metric alert".into(),
+        ("comment", _) => alert.title.clone(),
+        _ => alert.event_name(),
+    }
+}
+
+fn describe_frame(frame: &crate::alert::Frame) -> String {
+    let function = frame.function.as_deref().unwrap_or("?");
+    match (
+        frame.filename.as_deref().or(frame.module.as_deref()),
+        frame.lineno,
+    ) {
+        (Some(file), Some(line)) => format!("{function} ({file}:{line})"),
+        (Some(file), None) => format!("{function} ({file})"),
+        _ => function.to_string(),
+    }
+}

@@ -1,0 +1,70 @@
+//! The sled backend's sweep: what can no longer matter is removed, oldest first.
+
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::SledStore;
+use crate::store::alert_record;
+use crate::store::{FoldRecord, StoreBackend, StoreError, SweepReport};
+
+/// See [`StoreBackend::sweep`]. Claims are in time order, so the expired ones are a prefix of
+/// their tree; folds and alerts are scanned.
+pub(super) fn sweep(
+    store: &SledStore,
+    now: DateTime<Utc>,
+    remember: Duration,
+    fold_window: Duration,
+    retention: Duration,
+) -> Result<SweepReport, StoreError> {
+    let mut report = SweepReport::default();
+    let now_ms = now.timestamp_millis().max(0) as u64;
+    // Claims are in time order: the expired ones are a prefix of the tree.
+    let forgotten_before = (now_ms.saturating_sub(remember.as_millis() as u64) + 1).to_be_bytes();
+    for key in store.claims.range(..forgotten_before).keys() {
+        if store.claims.remove(key?)?.is_some() {
+            report.dedupe_records += 1;
+        }
+    }
+    store.claim_index.forget_older_than(now_ms, remember);
+    let window = chrono::Duration::from_std(fold_window).unwrap_or_default();
+    for entry in store.folds.iter() {
+        let (key, value) = entry?;
+        let done = serde_json::from_slice::<FoldRecord>(&value)
+            .map(|r| r.folded == 0 && r.window_start + window <= now)
+            .unwrap_or(true);
+        if done
+            && store
+                .folds
+                .compare_and_swap(&key, Some(&value), None::<&[u8]>)?
+                .is_ok()
+        {
+            report.fold_records += 1;
+        }
+    }
+    let mut referenced = HashSet::new();
+    for job in store.queued_jobs() {
+        referenced.insert(job?.alert_id);
+    }
+    for dead in store.dead_letters() {
+        referenced.insert(dead?.job.alert_id);
+    }
+    let cutoff = now - chrono::Duration::from_std(retention).unwrap_or_default();
+    for entry in store.alerts.iter() {
+        let (key, value) = entry?;
+        let Ok(id_bytes) = <[u8; 8]>::try_from(key.as_ref()) else {
+            continue;
+        };
+        if referenced.contains(&u64::from_be_bytes(id_bytes)) {
+            continue;
+        }
+        let old =
+            alert_record::split(&value).is_none_or(|(header, _)| header.received_at <= cutoff);
+        if old && store.alerts.remove(&key)?.is_some() {
+            store.alert_count.fetch_sub(1, Ordering::Relaxed);
+            report.alerts += 1;
+        }
+    }
+    Ok(report)
+}
