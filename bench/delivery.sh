@@ -16,7 +16,10 @@ SECRET=bench-secret
 . bench/common.sh
 require python3 curl
 
-cargo build --release --quiet --bin herald --example sink
+# HERALD_BIN: another herald binary to measure (bench/versus-revision.sh sets it).
+cargo build --release --quiet --example sink
+if [ -z "${HERALD_BIN:-}" ]; then cargo build --release --quiet --bin herald; fi
+HERALD_BIN=${HERALD_BIN:-target/release/herald}
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -43,7 +46,7 @@ timeout = "$2"
 TOML
 }
 start_herald() {
-  target/release/herald serve --config "$work/herald.toml" >/dev/null 2>>"$work/herald.log" &
+  "$HERALD_BIN" serve --config "$work/herald.toml" >/dev/null 2>>"$work/herald.log" &
   herald_pid=$!; pids+=("$herald_pid")
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$herald_port/healthz" >/dev/null && return; sleep 0.05; done
   cat "$work/herald.log"; exit 1

@@ -26,7 +26,9 @@ TARGET=${TARGET:-silent}
 . bench/common.sh
 require wrk python3 taskset=util-linux curl
 
-cargo build --release --quiet
+# HERALD_BIN: another herald binary to measure (bench/versus-revision.sh sets it); built here otherwise.
+if [ -z "${HERALD_BIN:-}" ]; then cargo build --release --quiet; fi
+HERALD_BIN=${HERALD_BIN:-target/release/herald}
 work=$(mktemp -d)
 silent_pid=""
 herald_pid=""
@@ -55,7 +57,7 @@ client_secrets = ["$SECRET"]
 $target_toml
 TOML
 
-RUST_LOG="${RUST_LOG:-info},herald::server=info" taskset -c "$HERALD_CPU" target/release/herald serve --config "$work/herald.toml" \
+RUST_LOG="${RUST_LOG:-info},herald::server=info" taskset -c "$HERALD_CPU" "$HERALD_BIN" serve --config "$work/herald.toml" \
   >/dev/null 2>"$work/herald.log" &
 herald_pid=$!
 for _ in $(seq 100); do
