@@ -541,3 +541,64 @@ async fn unknown_resources_and_actions_are_accepted_and_recorded() {
         )
         .await;
 }
+
+/// POSTs `body` the way a plain blocking client does (Python's urllib, curl): the whole body is
+/// written before the answer is read. Returns the status and the answer's body.
+fn post_blocking(address: std::net::SocketAddr, body: &[u8]) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    let head = format!(
+        "POST /hooks/sentry HTTP/1.1\r\nHost: {address}\r\nSentry-Hook-Resource: issue\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    socket
+        .write_all(head.as_bytes())
+        .and_then(|()| socket.write_all(body))
+        .map_err(|e| format!("writing: {e}"))?;
+    let mut answer = Vec::new();
+    socket
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("reading: {e}"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {answer:?}"))?;
+    let text = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Ok((status, text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_too_much_reads_the_413() {
+    let herald = Herald::start();
+    let address = herald.address;
+    let answers = tokio::task::spawn_blocking(move || {
+        let body = vec![b' '; 2 * 1024 * 1024];
+        (0..10)
+            .map(|_| post_blocking(address, &body))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (attempt, answer) in answers.iter().enumerate() {
+        match answer {
+            Ok((status, text)) => {
+                assert_eq!(*status, 413, "attempt {attempt}: {text}");
+                assert!(
+                    text.contains("larger than the limit"),
+                    "attempt {attempt}: {text}"
+                );
+            }
+            Err(error) => panic!("attempt {attempt}: the 413 did not reach the client: {error}"),
+        }
+    }
+}

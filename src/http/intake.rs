@@ -8,6 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
+use http_body_util::BodyExt;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -143,24 +144,53 @@ fn refuse_if_shutting_down(state: &AppState) -> Result<(), ApiError> {
 
 /// Reads the whole body, refusing it (413) as soon as it is known to exceed `limit`: from
 /// `Content-Length` before reading, or while reading a chunked body.
-async fn read_limited(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
+/// Reads the body, at most `limit` bytes. Over the limit, what the client still sends is read and
+/// dropped (up to [`DRAIN_MAX_BYTES`], for at most [`DRAIN_MAX_TIME`]) before the 413 goes out: a
+/// client still sending when herald closes the connection would get a reset, not the answer.
+async fn read_limited(headers: &HeaderMap, mut body: Body, limit: u64) -> Result<Bytes, ApiError> {
     let declared =
         header_text(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
+        drain(body).await;
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    axum::body::to_bytes(body, limit_usize)
-        .await
-        .map_err(|error| {
-            let too_large = std::error::Error::source(&error)
-                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                ApiError::PayloadTooLarge { limit }
-            } else {
-                ApiError::BadRequest(format!("the body could not be read: {error}"))
+    let limit_bytes = usize::try_from(limit).unwrap_or(usize::MAX);
+    let expected = declared
+        .map_or(0, |length| length as usize)
+        .min(limit_bytes);
+    let mut read = Vec::with_capacity(expected);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            ApiError::BadRequest(format!("the body could not be read: {error}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if read.len() + data.len() > limit_bytes {
+            drain(body).await;
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        read.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(read))
+}
+
+/// The most of a refused body herald reads to let its client hear the 413.
+const DRAIN_MAX_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and drops what is left of `body`, within the bounds above; nothing is kept.
+async fn drain(mut body: Body) {
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        let mut drained = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            drained += frame.data_ref().map_or(0, Bytes::len);
+            if drained > DRAIN_MAX_BYTES {
+                break;
             }
-        })
+        }
+    })
+    .await;
 }
 
 fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

@@ -3,7 +3,7 @@
 //! | tree     | key                                              | value                   |
 //! |----------|--------------------------------------------------|-------------------------|
 //! | `meta`   | `b"schema"`                                      | schema version, u32 BE  |
-//! | `alerts` | alert id, u64 BE                                 | [`AlertHeader`] as JSON, `\n`, the raw payload verbatim |
+//! | `alerts` | alert id, u64 BE                                 | `AlertHeader` as JSON, `\n`, the raw payload verbatim |
 //! | `jobs`   | target name, `0x00`, due time in ms u64 BE, job id u64 BE | [`DeliveryJob`] as JSON |
 //! | `dead_letters` | target name, `0x00`, job id u64 BE        | [`DeadLetter`] as JSON  |
 //! | `targets` | target name                                     | [`TargetState`] as JSON |
@@ -12,8 +12,7 @@
 //! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
 //! | `links`  | target name, `0x00`, repo/installation/issue     | [`LinkRecord`] as JSON  |
 //!
-//! Alerts are stored as [`alert_record`](crate::store::alert_record) says; dedupe claims as
-//! [`claims`] says.
+//! Alerts are stored as `store/alert_record.rs` says; dedupe claims as `claims.rs` says.
 //!
 //! Integers are big-endian so that key order is numeric order: a prefix scan of `jobs` over one
 //! target yields its jobs by due time. Target names cannot contain `0x00` (config validation).
@@ -185,7 +184,7 @@ impl StoreBackend for SledStore {
         Ok(self.db.generate_id()?)
     }
 
-    /// Writes an alert (durable after the next [`Store::commit`]). Write it before its jobs: sled
+    /// Writes an alert (durable after the next [`StoreBackend::commit`]). Write it before its jobs: sled
     /// recovers a prefix of its log, so after a crash a job never exists without its alert.
     fn insert_alert(
         &self,
@@ -204,7 +203,7 @@ impl StoreBackend for SledStore {
         Ok(())
     }
 
-    /// Queues a job (durable after the next [`Store::commit`]).
+    /// Queues a job (durable after the next [`StoreBackend::commit`]).
     fn insert_job(&self, job: &DeliveryJob) -> Result<(), StoreError> {
         if self
             .jobs
