@@ -89,6 +89,12 @@ pub(super) fn parse_job_key(key: &[u8], name_len: usize) -> Option<(u64, JobId)>
     Some((due, id))
 }
 
+/// The target name a `jobs` key starts with.
+pub(super) fn target_of_job_key(key: &[u8]) -> String {
+    let name = key.split(|b| *b == 0).next().unwrap_or_default();
+    String::from_utf8_lossy(name).into_owned()
+}
+
 /// `jobs` key: target name, 0x00, due time (ms, BE), job id (BE).
 pub(super) fn job_key(job: &DeliveryJob) -> Vec<u8> {
     let mut key = Vec::with_capacity(job.target.len() + 17);

@@ -39,6 +39,7 @@ use crate::alert::Alert;
 use crate::job::{AlertId, DeadLetter, DeliveryJob, Folded, JobId};
 
 mod claims;
+mod counts;
 mod group_commit;
 mod keys;
 mod migrate;
@@ -47,10 +48,11 @@ mod sweep;
 mod tests;
 
 use claims::{ClaimIndex, SledPendingClaim};
+use counts::QueueCounts;
 use group_commit::GroupCommit;
 use keys::{
-    count_per_target, dead_letter_key, dedupe_hash, fold_tree_key, job_key, operator_pause_key,
-    parse_job_key, target_prefix, DedupeClaim,
+    dead_letter_key, dedupe_hash, fold_tree_key, job_key, operator_pause_key, parse_job_key,
+    target_of_job_key, target_prefix, DedupeClaim,
 };
 
 const SCHEMA_KEY: &[u8] = b"schema";
@@ -80,8 +82,7 @@ pub struct SledStore {
     links: sled::Tree,
     commits: GroupCommit,
     alert_count: AtomicU64,
-    queued_job_count: AtomicU64,
-    dead_letter_count: AtomicU64,
+    counts: QueueCounts,
 }
 
 impl SledStore {
@@ -140,8 +141,7 @@ impl SledStore {
         let folds = db.open_tree("folds")?;
         let links = db.open_tree("links")?;
         let alert_count = alerts.len() as u64;
-        let queued_job_count = jobs.len() as u64;
-        let dead_letter_count = dead_letters.len() as u64;
+        let counts = QueueCounts::load(&jobs, &dead_letters)?;
         Ok(SledStore {
             path: dir.to_path_buf(),
             commits: GroupCommit::new(db.clone()),
@@ -155,8 +155,7 @@ impl SledStore {
             folds,
             links,
             alert_count: AtomicU64::new(alert_count),
-            queued_job_count: AtomicU64::new(queued_job_count),
-            dead_letter_count: AtomicU64::new(dead_letter_count),
+            counts,
         })
     }
 
@@ -210,7 +209,7 @@ impl StoreBackend for SledStore {
             .insert(job_key(job), serde_json::to_vec(job)?)?
             .is_none()
         {
-            self.queued_job_count.fetch_add(1, Ordering::Relaxed);
+            self.counts.queued(&job.target);
         }
         Ok(())
     }
@@ -310,7 +309,7 @@ impl StoreBackend for SledStore {
         match result {
             Ok(Some(updated)) => Ok(Some(updated)),
             Ok(None) => {
-                self.queued_job_count.fetch_sub(1, Ordering::Relaxed);
+                self.counts.unqueued(&job.target);
                 Ok(None)
             }
             Err(TransactionError::Storage(e)) => Err(e.into()),
@@ -416,7 +415,7 @@ impl StoreBackend for SledStore {
     /// again, which at-least-once delivery allows (and DingTalk's `msgUuid` makes harmless).
     fn finish_job(&self, key: &JobKey) -> Result<(), StoreError> {
         if self.jobs.remove(key.as_bytes())?.is_some() {
-            self.queued_job_count.fetch_sub(1, Ordering::Relaxed);
+            self.counts.unqueued(&target_of_job_key(key.as_bytes()));
         }
         Ok(())
     }
@@ -447,16 +446,12 @@ impl StoreBackend for SledStore {
                 TransactionError::Storage(e) => StoreError::from(e),
                 TransactionError::Abort(never) => match never {},
             })?;
-        if removed {
-            self.queued_job_count.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.dead_letter_count.fetch_add(1, Ordering::Relaxed);
+        self.counts.buried(&dead.job.target, removed);
         Ok(())
     }
 
-    /// Dead letters per target name.
     fn dead_letters_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        count_per_target(&self.dead_letters)
+        Ok(self.counts.dead_per_target())
     }
 
     fn replay_dead_letters(
@@ -484,8 +479,7 @@ impl StoreBackend for SledStore {
             });
             match moved {
                 Ok(true) => {
-                    self.dead_letter_count.fetch_sub(1, Ordering::Relaxed);
-                    self.queued_job_count.fetch_add(1, Ordering::Relaxed);
+                    self.counts.replayed(&job.target);
                     replayed.push(job);
                 }
                 Ok(false) => {}
@@ -544,12 +538,12 @@ impl StoreBackend for SledStore {
     }
 
     fn dead_letter_count(&self) -> u64 {
-        self.dead_letter_count.load(Ordering::Relaxed)
+        self.counts.dead_total()
     }
 
     /// Queued jobs per target name (including targets no longer configured).
     fn queued_jobs_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        count_per_target(&self.jobs)
+        Ok(self.counts.queued_per_target())
     }
 
     /// What a target's limiter saved (recent attempts, a pause).
@@ -571,7 +565,7 @@ impl StoreBackend for SledStore {
     }
 
     fn queued_job_count(&self) -> u64 {
-        self.queued_job_count.load(Ordering::Relaxed)
+        self.counts.queued_total()
     }
 
     /// Bytes the store takes on disk, as sled counts them.

@@ -297,3 +297,49 @@ async fn a_settled_claim_answers_the_duplicate_waiting_for_it() {
     first.settle();
     assert_eq!(waiting.await.unwrap(), Some(1));
 }
+
+#[tokio::test]
+async fn per_target_counts_follow_every_change_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = |store: &Store| {
+        (
+            store.queued_jobs_per_target().unwrap(),
+            store.dead_letters_per_target().unwrap(),
+            store.queued_job_count(),
+            store.dead_letter_count(),
+        )
+    };
+    let map = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        accept(&store, &sample_alert(1), &["a", "a", "b"])
+            .await
+            .unwrap();
+        accept(&store, &sample_alert(2), &["a", "b"]).await.unwrap();
+        let none = HashSet::new();
+        let (key, _) = store.due_jobs("a", Utc::now(), &none, 1).unwrap().remove(0);
+        store.finish_job(&key).unwrap();
+        store.finish_job(&key).unwrap(); // already gone: counted once
+        let (key, job) = store.due_jobs("b", Utc::now(), &none, 1).unwrap().remove(0);
+        let dead = DeadLetter {
+            job,
+            died_at: Utc::now(),
+            reason: crate::job::FailureReason::AuthError,
+            last_answer: "no".into(),
+        };
+        store.bury_job(&key, &dead).unwrap();
+        assert_eq!(
+            counts(&store),
+            (map(&[("a", 2), ("b", 1)]), map(&[("b", 1)]), 3, 1)
+        );
+        let replayed = store.replay_dead_letters(&|_| true, Utc::now()).unwrap();
+        assert_eq!(replayed.len(), 1);
+        assert_eq!(counts(&store), (map(&[("a", 2), ("b", 2)]), map(&[]), 4, 0));
+        store.commit().await.unwrap();
+    }
+    // Counted again from the keys on open: the same.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(counts(&store), (map(&[("a", 2), ("b", 2)]), map(&[]), 4, 0));
+}
