@@ -140,3 +140,42 @@ async fn after_503s_hangs_and_refusals_everything_arrives_in_order() {
         "memory stays bounded: {rss:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_downstream_is_probed_not_sent_every_alert() {
+    let sink = FakeDownstream::start(503, "maintenance").await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let schedule = vec!["\"1s\""; 30].join(", ");
+    let config = format!(
+        "{}\n[[targets]]\nname = \"audit\"\nkind = \"webhook\"\nurl = \"{}\"\nretry = [{schedule}]\n",
+        server_config(&dir.path().join("data")),
+        sink.url("/hook")
+    );
+    let herald = Herald::start_with(dir.clone(), &config);
+    for issue in 1..=40u64 {
+        let response = herald
+            .post_sentry("issue", &callback("issue", "created", issue, issue))
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let attempts_while_down = sink.received().len();
+    // One probe at a time, a second or more apart: a handful, not one (or more) per alert.
+    assert!(
+        (1..=6).contains(&attempts_while_down),
+        "{attempts_while_down} requests to a downstream answering 503"
+    );
+
+    sink.answer(200, "ok");
+    let ready = herald.wait_until_drained(Duration::from_secs(30)).await;
+    assert_eq!(ready["dead_letters"], 0);
+    let mut delivered: Vec<String> = sink
+        .received()
+        .iter()
+        .skip(attempts_while_down)
+        .filter_map(|request| request.json()["alert"]["issue_id"].as_str().map(str::to_string))
+        .collect();
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered.len(), 40, "every alert arrived once the downstream was back");
+}

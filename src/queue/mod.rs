@@ -8,6 +8,7 @@
 //! ([`Outcome`](crate::targets::Outcome)); the worker records the attempt, then removes the job,
 //! reschedules it, or turns it into a dead letter.
 
+mod backoff;
 mod limiter;
 mod order;
 mod policy;

@@ -137,24 +137,24 @@ pub(super) fn log_attempt(
     let reason = recorded.reason.map_or("", FailureReason::as_str);
     match step {
         NextStep::Done => {
-            tracing::info!(target_name = name, issue_id, job_id = job.id, attempt, latency_ms, digest, outcome = "delivered", %answer, "delivery")
+            tracing::info!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt, latency_ms, digest, outcome = "delivered", %answer, "delivery")
         }
         NextStep::Again { retry_in: None, .. } if recorded.result == AttemptResult::Continued => {
-            tracing::info!(target_name = name, issue_id, job_id = job.id, attempt, latency_ms, digest, outcome = "continue", %answer, "delivery")
+            tracing::info!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt, latency_ms, digest, outcome = "continue", %answer, "delivery")
         }
         NextStep::Again { retry_in: None, .. } => {}
         NextStep::Again {
             retry_in: Some(wait),
             ..
         } => {
-            tracing::warn!(target_name = name, issue_id, job_id = job.id, attempt, latency_ms, digest, outcome = "retry", reason, retry_in = ?wait, %answer, "delivery")
+            tracing::warn!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt, latency_ms, digest, outcome = "retry", reason, retry_in = ?wait, %answer, "delivery")
         }
         NextStep::Bury { gave_up: false, .. } => {
-            tracing::error!(target_name = name, issue_id, job_id = job.id, attempt, latency_ms, digest, outcome = "dead_letter", reason, %answer,
+            tracing::error!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt, latency_ms, digest, outcome = "dead_letter", reason, %answer,
                 "DELIVERY REFUSED by target {name}: the message is kept as a dead letter; check the target's settings")
         }
         NextStep::Bury { gave_up: true, .. } => {
-            tracing::error!(target_name = name, issue_id, job_id = job.id, attempt, latency_ms, digest, outcome = "dead_letter", reason, %answer,
+            tracing::error!(target_name = name, issue_id = %issue_id, job_id = job.id, attempt, latency_ms, digest, outcome = "dead_letter", reason, %answer,
                 "DELIVERY GAVE UP for target {name} after {attempt} attempts: the message is kept as a dead letter")
         }
     }

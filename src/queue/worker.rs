@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use super::backoff::TargetBackoff;
 use super::order::{Blocker, IssueOrder};
 use super::policy::{log_attempt, next_step, pause_length, to_chrono, NextStep, RecordedAttempt};
 use super::{RateLimiter, RetrySchedule, TargetQueue};
@@ -28,6 +29,10 @@ pub(super) struct Worker {
     wake: Arc<Notify>,
     stopped: watch::Receiver<bool>,
     order: IssueOrder,
+    backoff: TargetBackoff,
+    /// The limiter's state changed since it was last saved.
+    state_changed: bool,
+    state_saved_at: Option<Instant>,
 }
 
 /// The most alerts one digest message carries; more wait for the next digest. 25 lines of at most
@@ -89,6 +94,9 @@ impl Worker {
             target,
             schedule,
             stopped,
+            backoff: TargetBackoff::default(),
+            state_changed: false,
+            state_saved_at: None,
         }
     }
 
@@ -102,8 +110,12 @@ impl Worker {
             } else {
                 self.start_due_jobs(&mut in_flight, &mut busy)
             };
-            if stopping && in_flight.is_empty() {
-                break;
+            if in_flight.is_empty() {
+                // Idle (or stopping): what the attempts taught about the target is saved now.
+                self.save_state_if_changed();
+                if stopping {
+                    break;
+                }
             }
             let sleep = next_wake.map_or(self.store.idle_poll(), |at| {
                 (at - Utc::now()).to_std().unwrap_or(Duration::ZERO)
@@ -155,17 +167,20 @@ impl Worker {
         busy: &mut HashSet<JobId>,
         held: &mut Vec<JobId>,
     ) -> Option<DateTime<Utc>> {
-        if in_flight.len() >= self.target.limits.concurrency {
+        if in_flight.len() >= self.concurrency() {
             // Nothing can start: the worker looks again when a send finishes, not on every new job.
             return None;
         }
         if let Some(wake) = self.held_back() {
             return wake;
         }
-        while in_flight.len() < self.target.limits.concurrency {
+        while in_flight.len() < self.concurrency() {
             let now = Utc::now();
             if let Some(wait) = self.limiter.wait(now) {
                 return Some(now + to_chrono(wait));
+            }
+            if let Some(until) = self.backoff.wait(now) {
+                return Some(until);
             }
             let batch = match self.next_batch(now, busy, held) {
                 NextBatch::Send(batch) => batch,
@@ -173,7 +188,10 @@ impl Worker {
                 NextBatch::WakeAt(at) => return at,
             };
             self.limiter.record(now);
-            self.save_limiter_state();
+            if self.target.limits.rate.is_limited() {
+                // The window must survive a crash, or a crash loop could get the robot throttled.
+                self.save_state_now();
+            }
             busy.extend(batch.iter().map(|(_, job)| job.id));
             for (_, job) in &batch {
                 self.order.started(job);
@@ -319,7 +337,7 @@ impl Worker {
             Some(_) => {
                 tracing::warn!(target_name = %self.target.name, "the target's settings changed since it answered 410 Gone; sending to it again");
                 self.limiter.set_gone(None);
-                self.save_limiter_state();
+                self.save_state_now();
                 false
             }
             None => false,
@@ -335,12 +353,41 @@ impl Worker {
         Some(Utc::now() + chrono::Duration::seconds(1))
     }
 
-    fn save_limiter_state(&self) {
+    /// Deliveries that may be in flight now: one, a probe, while the downstream is failing.
+    fn concurrency(&self) -> usize {
+        if self.backoff.probing() {
+            1
+        } else {
+            self.target.limits.concurrency
+        }
+    }
+
+    fn save_state_now(&mut self) {
+        self.state_changed = false;
+        self.state_saved_at = Some(Instant::now());
         if let Err(error) = self
             .store
             .save_target_state(&self.target.name, self.limiter.state())
         {
             tracing::warn!(target_name = %self.target.name, %error, "cannot save the target's rate-limit state");
+        }
+    }
+
+    /// The target's health (last success, last error) changed: saved at most once a second while
+    /// attempts follow each other, and when the worker goes idle.
+    fn note_state_changed(&mut self) {
+        self.state_changed = true;
+        if self
+            .state_saved_at
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            self.save_state_now();
+        }
+    }
+
+    fn save_state_if_changed(&mut self) {
+        if self.state_changed {
+            self.save_state_now();
         }
     }
 
@@ -365,6 +412,7 @@ impl Worker {
         }
         let digest = jobs.len() > 1;
         let latency_ms = latency.as_millis() as u64;
+        let mut first_retry_in = None;
         for InFlight {
             key,
             mut job,
@@ -379,6 +427,9 @@ impl Worker {
                 latency_ms,
             });
             let step = next_step(&outcome, &job, &self.schedule, now);
+            if let NextStep::Again { retry_in, .. } = &step {
+                first_retry_in = first_retry_in.or(*retry_in);
+            }
             log_attempt(
                 &self.target.name,
                 &job,
@@ -407,12 +458,14 @@ impl Worker {
                 tracing::error!(target_name = %self.target.name, %error, "cannot update the queue after a delivery attempt; the job stays queued and may be sent again");
             }
         }
+        self.backoff.attempted(&outcome, first_retry_in, now);
     }
 
     /// What an attempt says about the target itself: a pause it asked for, a 410, its health.
+    /// A pause or a 410 is saved at once: a restart must not forget it.
     fn note_target_health(&mut self, outcome: &Outcome, answer: &str, now: DateTime<Utc>) {
         let name = self.target.name.as_str();
-        match outcome {
+        let must_survive_a_crash = match outcome {
             Outcome::Retry {
                 after,
                 pause_target: true,
@@ -421,19 +474,25 @@ impl Worker {
                 let until = now + to_chrono(pause_length(*after));
                 self.limiter.pause_until(until);
                 tracing::warn!(target_name = name, paused_until = %until, %answer, "target asked herald to slow down; sending nothing to it until then");
+                true
             }
             Outcome::Gone { .. } => {
                 self.limiter.set_gone(Some(self.target.fingerprint.clone()));
                 tracing::error!(target_name = name, %answer,
                     "TARGET {name} IS GONE (HTTP 410): herald sends nothing more to it until its settings change; its messages stay queued");
+                true
             }
-            _ => {}
-        }
+            _ => false,
+        };
         match outcome {
             Outcome::Delivered { .. } | Outcome::Continue { .. } => self.limiter.delivered(now),
             _ => self.limiter.failed(now, answer),
         }
-        self.save_limiter_state();
+        if must_survive_a_crash {
+            self.save_state_now();
+        } else {
+            self.note_state_changed();
+        }
     }
 
     fn bury(
