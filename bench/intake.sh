@@ -10,7 +10,9 @@
 #
 # TARGET=silent (the default) measures the intake alone: herald's one target is a DingTalk robot that
 # never answers, so jobs are queued but not sent during the run. TARGET=console also renders and
-# delivers every alert (to /dev/null) on the same core while accepting.
+# delivers every alert (to /dev/null) on the same core while accepting. TARGET=refused, failing
+# and hanging point a webhook target at a downstream that refuses connections, answers 503, or
+# never answers (2 s timeout): the intake while a downstream is down (bench/faults.sh runs them all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,15 +39,43 @@ trap 'kill $herald_pid $silent_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf
 echo "generating $POOL_SIZE distinct signed callbacks..." >&2
 python3 bench/make_callbacks.py tests/fixtures/sentry/issue-created.json "$SECRET" "$work/pool" "$POOL_SIZE" "$THREADS"
 
-if [ "$TARGET" = console ]; then
-  target_toml=$'[[targets]]\nname = "stdout"\nkind = "console"'
-else
-  # A listener that accepts connections and never answers: the robot's one request hangs.
-  silent_port=$(free_port)
-  python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',$silent_port)); s.listen(64); time.sleep(3600)" &
-  silent_pid=$!
-  target_toml=$'[[targets]]\nname = "robot"\nkind = "dingtalk"\ntimeout = "1h"\n'"url = \"http://127.0.0.1:$silent_port/robot/send?access_token=bench\""
-fi
+webhook_to() { # $1: URL, $2: timeout
+  printf '[[targets]]\nname = "hook"\nkind = "webhook"\nurl = "%s"\ntimeout = "%s"\nretry = ["1h"]\n' "$1" "$2"
+}
+case "$TARGET" in
+  console)
+    target_toml=$'[[targets]]\nname = "stdout"\nkind = "console"'
+    ;;
+  refused) # nothing listens on the port: every connection is refused
+    target_toml=$(webhook_to "http://127.0.0.1:$(free_port)/hook" "10s")
+    ;;
+  failing) # a downstream that answers every request 503
+    silent_port=$(free_port)
+    python3 - "$silent_port" <<'PY' &
+import http.server, sys
+class Unavailable(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(503); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *args): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Unavailable).serve_forever()
+PY
+    silent_pid=$!
+    target_toml=$(webhook_to "http://127.0.0.1:$silent_port/hook" "10s")
+    ;;
+  hanging|silent)
+    # A listener that accepts connections and never answers.
+    silent_port=$(free_port)
+    python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',$silent_port)); s.listen(64); time.sleep(3600)" &
+    silent_pid=$!
+    if [ "$TARGET" = hanging ]; then # requests time out after 2 s
+      target_toml=$(webhook_to "http://127.0.0.1:$silent_port/hook" "2s")
+    else # the robot's one request hangs for the whole run: nothing is attempted after it
+      target_toml=$'[[targets]]\nname = "robot"\nkind = "dingtalk"\ntimeout = "1h"\n'"url = \"http://127.0.0.1:$silent_port/robot/send?access_token=bench\""
+    fi
+    ;;
+  *) echo "TARGET must be silent, console, refused, failing or hanging" >&2; exit 2 ;;
+esac
 cat > "$work/herald.toml" <<TOML
 [server]
 listen = "127.0.0.1:0"
