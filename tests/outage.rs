@@ -173,9 +173,17 @@ async fn a_failing_downstream_is_probed_not_sent_every_alert() {
         .received()
         .iter()
         .skip(attempts_while_down)
-        .filter_map(|request| request.json()["alert"]["issue_id"].as_str().map(str::to_string))
+        .filter_map(|request| {
+            request.json()["alert"]["issue_id"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect();
     delivered.sort();
     delivered.dedup();
-    assert_eq!(delivered.len(), 40, "every alert arrived once the downstream was back");
+    assert_eq!(
+        delivered.len(),
+        40,
+        "every alert arrived once the downstream was back"
+    );
 }
