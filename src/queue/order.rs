@@ -27,7 +27,7 @@ impl IssueOrder {
     /// Rebuilt at start from the queue: the jobs that already failed at least once.
     pub(super) fn from_queue(store: &Store, target: &str) -> IssueOrder {
         let mut order = IssueOrder::default();
-        for job in store.queued_jobs_of(target).filter_map(Result::ok) {
+        for job in store.retried_jobs_of(target).filter_map(Result::ok) {
             if !job.attempts.is_empty() {
                 order.retrying(&job);
             }

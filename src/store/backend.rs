@@ -166,8 +166,9 @@ pub trait StoreBackend: Send + Sync {
     /// Every queued job, grouped by target and ordered by due time within a target.
     fn queued_jobs(&self) -> Records<'_, DeliveryJob>;
 
-    /// Every queued job of `target`, by due time.
-    fn queued_jobs_of<'a>(&'a self, target: &str) -> Records<'a, DeliveryJob>;
+    /// The queued jobs of `target` that were attempted at least once, by due time (what the
+    /// worker's issue order is rebuilt from at start; the never-tried majority need not be read).
+    fn retried_jobs_of<'a>(&'a self, target: &str) -> Records<'a, DeliveryJob>;
 
     /// Up to `limit` jobs of `target` that are due at `now` and not in `skip` (jobs in flight),
     /// earliest first.

@@ -386,11 +386,22 @@ impl StoreBackend for SledStore {
     }
 
     /// Every queued job of `target`, by due time.
-    fn queued_jobs_of<'a>(&'a self, target: &str) -> Records<'a, DeliveryJob> {
+    /// A job never attempted is stored with `"attempts":[]` (a quote inside a string is escaped,
+    /// so no string value can hold that): such values are skipped without being parsed.
+    fn retried_jobs_of<'a>(&'a self, target: &str) -> Records<'a, DeliveryJob> {
+        const NEVER_ATTEMPTED: &[u8] = b"\"attempts\":[]";
         Box::new(
             self.jobs
                 .scan_prefix(target_prefix(target))
-                .map(|entry| Ok(serde_json::from_slice(&entry?.1)?)),
+                .filter_map(|entry| match entry {
+                    Err(error) => Some(Err(error.into())),
+                    Ok((_, value)) => {
+                        let never_attempted = value
+                            .windows(NEVER_ATTEMPTED.len())
+                            .any(|window| window == NEVER_ATTEMPTED);
+                        (!never_attempted).then(|| Ok(serde_json::from_slice(&value)?))
+                    }
+                }),
         )
     }
 

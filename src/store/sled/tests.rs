@@ -343,3 +343,25 @@ async fn per_target_counts_follow_every_change_and_survive_reopening() {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(counts(&store), (map(&[("a", 2), ("b", 2)]), map(&[]), 4, 0));
 }
+
+#[tokio::test]
+async fn only_jobs_attempted_before_are_read_back_for_issue_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    accept(&store, &sample_alert(1), &["t", "t", "t"])
+        .await
+        .unwrap();
+    let none = HashSet::new();
+    let (key, mut job) = store.due_jobs("t", Utc::now(), &none, 1).unwrap().remove(0);
+    job.attempts.push(crate::job::Attempt {
+        at: Utc::now(),
+        result: crate::job::AttemptResult::Failed,
+        reason: Some(crate::job::FailureReason::ServerError),
+        answer: "HTTP 503: \"attempts\":[]".into(), // an answer that quotes the marker
+        latency_ms: 3,
+    });
+    store.reschedule_job(&key, &job).unwrap();
+    let retried: Vec<DeliveryJob> = store.retried_jobs_of("t").map(|j| j.unwrap()).collect();
+    assert_eq!(retried, [job]);
+    assert_eq!(store.retried_jobs_of("other").count(), 0);
+}
