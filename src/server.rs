@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::http::{self, AppState, Reloadable};
 use crate::metrics::Metrics;
 use crate::queue::{TargetQueue, Workers};
-use crate::store::{LinkStore, Store, Wakers};
+use crate::store::{Store, Wakers};
 
 pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let Signals {
@@ -174,8 +174,8 @@ fn target_queues(
     config: &Config,
     store: &Store,
 ) -> Result<Vec<TargetQueue>, crate::render::TemplateError> {
-    let links: Arc<dyn LinkStore> = Arc::new(store.clone());
-    let targets = crate::targets::build_all(&config.targets, config.templates.timezone(), links)?;
+    let targets =
+        crate::targets::build_all(&config.targets, config.templates.timezone(), store.links())?;
     Ok(TargetQueue::pair(&config.targets, targets))
 }
 

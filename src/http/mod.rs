@@ -54,7 +54,7 @@ impl Reloadable {
     }
 
     pub fn target_names(&self) -> Vec<String> {
-        self.config.targets.iter().map(|t| t.name.clone()).collect()
+        self.config.target_names()
     }
 }
 

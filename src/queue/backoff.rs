@@ -12,6 +12,7 @@
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
+use super::policy::to_chrono;
 use crate::job::FailureReason;
 use crate::targets::Outcome;
 
@@ -49,7 +50,7 @@ impl TargetBackoff {
                 let wait = doubled
                     .min(MAX_BACKOFF)
                     .min(retry_in.unwrap_or(MAX_BACKOFF));
-                self.until = Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
+                self.until = Some(now + to_chrono(wait));
             }
             // A pause the downstream asked for is the rate limiter's; a refusal or a 410 is an
             // answer, so the downstream is up.

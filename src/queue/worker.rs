@@ -12,7 +12,7 @@ use super::backoff::TargetBackoff;
 use super::order::{Blocker, IssueOrder};
 use super::policy::{log_attempt, next_step, pause_length, to_chrono, NextStep, RecordedAttempt};
 use super::{RateLimiter, RetrySchedule, TargetQueue};
-use crate::job::{Attempt, AttemptResult, DeadLetter, DeliveryJob, FailureReason, JobId};
+use crate::job::{Attempt, DeadLetter, DeliveryJob, FailureReason, JobId};
 use crate::metrics::Metrics;
 use crate::render::{DigestView, MessageView};
 use crate::route::Mentions;
@@ -345,7 +345,7 @@ impl Worker {
     }
 
     fn idle_poll(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.store.idle_poll()).unwrap_or_default()
+        to_chrono(self.store.idle_poll())
     }
 
     fn store_failed(&self, error: StoreError) -> Option<DateTime<Utc>> {
@@ -403,12 +403,14 @@ impl Worker {
         let now = Utc::now();
         let recorded = RecordedAttempt::of(&outcome);
         self.note_target_health(&outcome, &recorded.answer, now);
-        let failure = recorded
-            .reason
-            .filter(|_| recorded.result != AttemptResult::Delivered);
         for _ in &jobs {
-            self.metrics
-                .attempt(&self.target.name, self.target.kind, latency, failure);
+            // A delivered (or continued) attempt records no reason: no failure is counted.
+            self.metrics.attempt(
+                &self.target.name,
+                self.target.kind,
+                latency,
+                recorded.reason,
+            );
         }
         let digest = jobs.len() > 1;
         let latency_ms = latency.as_millis() as u64;

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::{FoldRecord, LinkRecord, StoredAlert, TargetState};
+use super::{FoldRecord, LinkStore, StoredAlert, TargetState};
 use crate::alert::Alert;
 use crate::job::{AlertId, DeadLetter, DeliveryJob, JobId};
 
@@ -104,8 +104,9 @@ pub struct SweepReport {
     pub alerts: u64,
 }
 
-/// Everything herald keeps. Writes are durable once [`StoreBackend::commit`] returns.
-pub trait StoreBackend: Send + Sync {
+/// Everything herald keeps. Writes are durable once [`StoreBackend::commit`] returns. GitHub's
+/// links are its [`LinkStore`] part, the only part a target is given.
+pub trait StoreBackend: LinkStore {
     /// Where the store is, for logs (a path, or a database URL without its password).
     fn location(&self) -> String;
 
@@ -207,17 +208,6 @@ pub trait StoreBackend: Send + Sync {
         select: &dyn Fn(&DeliveryJob) -> bool,
         now: DateTime<Utc>,
     ) -> Result<Vec<DeliveryJob>, StoreError>;
-
-    /// The link of `key` (repo/installation/issue) for `target`.
-    fn link(&self, target: &str, key: &str) -> Result<Option<LinkRecord>, StoreError>;
-
-    /// Saves a link and waits until it is durable: a link must survive a crash that follows it.
-    fn save_link<'a>(
-        &'a self,
-        target: &'a str,
-        key: &'a str,
-        record: &'a LinkRecord,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Pauses (or resumes) a target on an operator's word; kept apart from the worker's own state.
     fn set_operator_pause(&self, target: &str, paused: bool) -> Result<(), StoreError>;

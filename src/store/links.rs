@@ -1,13 +1,14 @@
 //! The GitHub target's own corner of the store: which GitHub issue each Sentry issue is linked to.
-//! It gets this narrow handle, not the store.
+//! It gets this narrow handle ([`crate::store::Store::links`]), not the store.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{BoxFuture, LinkRecord, Store, StoreError};
+use super::{BoxFuture, LinkRecord, StoreError};
 
 /// Links by (target, key), where the key names a repo, an installation and a Sentry issue.
 pub trait LinkStore: Send + Sync {
+    /// The link of `key` (repo/installation/issue) for `target`.
     fn link(&self, target: &str, key: &str) -> Result<Option<LinkRecord>, StoreError>;
 
     /// Saves a link and waits until it is durable: a link must survive a crash that follows it.
@@ -17,21 +18,6 @@ pub trait LinkStore: Send + Sync {
         key: &'a str,
         record: &'a LinkRecord,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
-}
-
-impl LinkStore for Store {
-    fn link(&self, target: &str, key: &str) -> Result<Option<LinkRecord>, StoreError> {
-        (**self).link(target, key)
-    }
-
-    fn save_link<'a>(
-        &'a self,
-        target: &'a str,
-        key: &'a str,
-        record: &'a LinkRecord,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        (**self).save_link(target, key, record)
-    }
 }
 
 /// Links kept for one process only: for `herald send-test`, which runs beside a serving herald

@@ -40,6 +40,11 @@ impl Store {
         Store(backend)
     }
 
+    /// The links part of the store, for the GitHub targets.
+    pub fn links(&self) -> Arc<dyn LinkStore> {
+        self.0.clone()
+    }
+
     /// Updates the fold record of (`target`, `fold_key`) with `update`, which gets the current
     /// record and returns the new one and a decision; returns the decision of the run whose
     /// record was stored (`update` may run more than once under contention).

@@ -19,7 +19,6 @@ use super::{
 };
 use crate::alert::Level;
 use crate::job::FailureReason;
-use crate::render::truncate_chars;
 use crate::secret::Secret;
 use crate::store::BoxFuture;
 
@@ -305,8 +304,7 @@ fn classify(
     throttle_pause: Duration,
 ) -> Attempted {
     if !(200..300).contains(&status) {
-        let snippet = truncate_chars(body.trim(), 300);
-        return Attempted::Done(http::classify_status(status, retry_after, &snippet));
+        return Attempted::Done(http::classify_status(status, retry_after, body));
     }
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let errcode = parsed.as_ref().and_then(|v| match v.get("errcode")? {
@@ -321,10 +319,7 @@ fn classify(
     let Some(errcode) = errcode else {
         return Attempted::Done(Outcome::retry(
             FailureReason::Other,
-            format!(
-                "HTTP {status} without an errcode: {}",
-                truncate_chars(body.trim(), 300)
-            ),
+            format!("HTTP {status} without an errcode: {}", http::snippet(body)),
         ));
     };
     let answer = format!("errcode {errcode}: {errmsg}");

@@ -18,7 +18,6 @@ use super::{
 };
 use crate::alert::Level;
 use crate::job::FailureReason;
-use crate::render::truncate_chars;
 use crate::secret::Secret;
 use crate::store::BoxFuture;
 
@@ -231,7 +230,7 @@ fn classify(
         })
         .unwrap_or_default();
     let Some(code) = code else {
-        return http::classify_status(status, retry_after, &truncate_chars(body.trim(), 300));
+        return http::classify_status(status, retry_after, body);
     };
     let answer = format!("code {code}: {message}");
     match code {

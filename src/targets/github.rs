@@ -4,8 +4,8 @@
 //!   no GitHub issue yet) opens a GitHub issue; later alerts add nothing (or, if asked, a comment —
 //!   folding already makes that at most one per window).
 //! - `issue.resolved` closes it as completed, `issue.ignored` as not planned (switchable),
-//!   `issue.unresolved` reopens it with a comment; the current state is read first and what is
-//!   already true is skipped.
+//!   `issue.unresolved` reopens it with a comment (written by the next attempt, which the queue
+//!   makes a second later); the current state is read first and what is already true is skipped.
 //! - Never two GitHub issues for one Sentry issue: every issue herald opens carries a hidden
 //!   marker; before a create, herald durably notes that a create is under way, and if a note from
 //!   an earlier try is found (a timeout, a reset, a crash after the POST), it looks for the marker
@@ -448,7 +448,7 @@ impl GithubTarget {
         let message = parsed["message"]
             .as_str()
             .map(str::to_string)
-            .unwrap_or_else(|| truncate_chars(text.trim(), 300));
+            .unwrap_or_else(|| http::snippet(text));
         let answer = format!("HTTP {status}: {message}");
         let exhausted = headers
             .get("x-ratelimit-remaining")

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::Outcome;
 use crate::job::FailureReason;
+use crate::render::truncate_chars;
 use crate::secret::Secret;
 
 /// The most of an answer's body herald reads. The downstreams answer in a few hundred bytes;
@@ -102,10 +103,15 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(seconds.min(24 * 3600)))
 }
 
-/// An answer without the downstream's own error code: judged by its HTTP status. `said` is what
-/// the answer is shown as.
+/// How an answer's body is shown in logs, dead letters and the admin API: its start.
+pub fn snippet(body: &str) -> String {
+    truncate_chars(body.trim(), 300)
+}
+
+/// An answer without the downstream's own error code: judged by its HTTP status. `said` is its
+/// body, or what the downstream said in it; it is shown as its [`snippet`].
 pub fn classify_status(status: u16, retry_after: Option<Duration>, said: &str) -> Outcome {
-    let answer = format!("HTTP {status}: {said}");
+    let answer = format!("HTTP {status}: {}", snippet(said));
     match status {
         429 => Outcome::slow_down(
             retry_after.or(Some(Duration::from_secs(60))),

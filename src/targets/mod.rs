@@ -132,7 +132,7 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
-    pub fn of_alert(delivery: &Delivery<'a>, text: String) -> Message<'a> {
+    fn of_alert(delivery: &Delivery<'a>, text: String) -> Message<'a> {
         let view = delivery.view;
         let title = if view.title == view.headline {
             format!("{} {}", view.icon(), view.title)

@@ -202,10 +202,7 @@ impl TargetKind for WebhookTarget {
 /// Standard Webhooks' rules: 2xx delivered; 408, 429, 5xx retried (429 waits at least a minute,
 /// or as told); 410 Gone stops the target until its settings change; any other 4xx is permanent.
 fn classify(status: u16, retry_after: Option<Duration>, body: &str) -> Outcome {
-    let answer = format!(
-        "HTTP {status}: {}",
-        crate::render::truncate_chars(body.trim(), 300)
-    );
+    let answer = format!("HTTP {status}: {}", http::snippet(body));
     match status {
         200..=299 => Outcome::Delivered { answer },
         410 => Outcome::Gone { answer },

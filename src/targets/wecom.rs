@@ -14,7 +14,6 @@ use super::{
 };
 use crate::alert::Level;
 use crate::job::FailureReason;
-use crate::render::truncate_chars;
 use crate::secret::Secret;
 use crate::store::BoxFuture;
 
@@ -201,7 +200,7 @@ fn classify(
 ) -> Outcome {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let Some(code) = parsed.as_ref().and_then(|v| v.get("errcode")?.as_i64()) else {
-        return http::classify_status(status, retry_after, &truncate_chars(body.trim(), 300));
+        return http::classify_status(status, retry_after, body);
     };
     let message = parsed
         .as_ref()

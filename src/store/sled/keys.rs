@@ -20,11 +20,7 @@ pub(super) struct DedupeClaim {
 pub(super) fn count_per_target(tree: &sled::Tree) -> Result<BTreeMap<String, u64>, StoreError> {
     let mut counts = BTreeMap::new();
     for key in tree.iter().keys() {
-        let key = key?;
-        let name = key.split(|b| *b == 0).next().unwrap_or_default();
-        *counts
-            .entry(String::from_utf8_lossy(name).into_owned())
-            .or_insert(0) += 1;
+        *counts.entry(target_of_key(&key?)).or_insert(0) += 1;
     }
     Ok(counts)
 }
@@ -89,8 +85,8 @@ pub(super) fn parse_job_key(key: &[u8], name_len: usize) -> Option<(u64, JobId)>
     Some((due, id))
 }
 
-/// The target name a `jobs` key starts with.
-pub(super) fn target_of_job_key(key: &[u8]) -> String {
+/// The target name a key of a target-prefixed tree (`jobs`, `dead_letters`, …) starts with.
+pub(super) fn target_of_key(key: &[u8]) -> String {
     let name = key.split(|b| *b == 0).next().unwrap_or_default();
     String::from_utf8_lossy(name).into_owned()
 }

@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use super::alert_record::{self, AlertHeader};
 use super::{
-    BoxFuture, ClaimOutcome, FoldRecord, FoldUpdate, JobKey, LinkRecord, PendingClaim, Records,
-    StoreBackend, StoreError, StoredAlert, SweepReport, TargetState,
+    BoxFuture, ClaimOutcome, FoldRecord, FoldUpdate, JobKey, LinkRecord, LinkStore, PendingClaim,
+    Records, StoreBackend, StoreError, StoredAlert, SweepReport, TargetState,
 };
 use crate::alert::Alert;
 use crate::job::{AlertId, DeadLetter, DeliveryJob, Folded, JobId};
@@ -52,7 +52,7 @@ use counts::QueueCounts;
 use group_commit::GroupCommit;
 use keys::{
     dead_letter_key, dedupe_hash, fold_tree_key, job_key, operator_pause_key, parse_job_key,
-    target_of_job_key, target_prefix, DedupeClaim,
+    target_of_key, target_prefix, DedupeClaim,
 };
 
 const SCHEMA_KEY: &[u8] = b"schema";
@@ -426,7 +426,7 @@ impl StoreBackend for SledStore {
     /// again, which at-least-once delivery allows (and DingTalk's `msgUuid` makes harmless).
     fn finish_job(&self, key: &JobKey) -> Result<(), StoreError> {
         if self.jobs.remove(key.as_bytes())?.is_some() {
-            self.counts.unqueued(&target_of_job_key(key.as_bytes()));
+            self.counts.unqueued(&target_of_key(key.as_bytes()));
         }
         Ok(())
     }
@@ -501,27 +501,6 @@ impl StoreBackend for SledStore {
         Ok(replayed)
     }
 
-    /// The link of `key` (repo/installation/issue) for `target`.
-    fn link(&self, target: &str, key: &str) -> Result<Option<LinkRecord>, StoreError> {
-        match self.links.get(fold_tree_key(target, key))? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn save_link<'a>(
-        &'a self,
-        target: &'a str,
-        key: &'a str,
-        record: &'a LinkRecord,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            self.links
-                .insert(fold_tree_key(target, key), serde_json::to_vec(record)?)?;
-            self.commits.commit().await
-        })
-    }
-
     /// Pauses (or resumes) a target on an operator's word; kept apart from the worker's own state.
     fn set_operator_pause(&self, target: &str, paused: bool) -> Result<(), StoreError> {
         let key = operator_pause_key(target);
@@ -592,5 +571,28 @@ impl StoreBackend for SledStore {
     /// Every job is queued by this process, which wakes the worker itself.
     fn idle_poll(&self) -> Duration {
         Duration::from_secs(3600)
+    }
+}
+
+impl LinkStore for SledStore {
+    /// The link of `key` (repo/installation/issue) for `target`.
+    fn link(&self, target: &str, key: &str) -> Result<Option<LinkRecord>, StoreError> {
+        match self.links.get(fold_tree_key(target, key))? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn save_link<'a>(
+        &'a self,
+        target: &'a str,
+        key: &'a str,
+        record: &'a LinkRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.links
+                .insert(fold_tree_key(target, key), serde_json::to_vec(record)?)?;
+            self.commits.commit().await
+        })
     }
 }
