@@ -19,6 +19,33 @@ pub enum Source {
     Sentry,
     /// The legacy "WebHooks" plugin of older self-hosted Sentry, authenticated by a URL token.
     SentryLegacyPlugin,
+    /// Prometheus Alertmanager's webhook notifier (payload version 4).
+    Alertmanager,
+    /// Grafana alerting's webhook contact point (payload version 1).
+    Grafana,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Sentry => "sentry",
+            Source::SentryLegacyPlugin => "sentry_legacy_plugin",
+            Source::Alertmanager => "alertmanager",
+            Source::Grafana => "grafana",
+        }
+    }
+
+    /// Reads the name routes and `--source` use.
+    pub fn parse(text: &str) -> Option<Source> {
+        [
+            Source::Sentry,
+            Source::SentryLegacyPlugin,
+            Source::Alertmanager,
+            Source::Grafana,
+        ]
+        .into_iter()
+        .find(|source| source.as_str() == text)
+    }
 }
 
 /// Sentry's event levels, ordered from least to most severe so routes can say "at least error".
@@ -121,6 +148,64 @@ pub struct Frame {
     pub lineno: Option<u64>,
 }
 
+/// A notification about a group of alerts (Alertmanager, Grafana): one message tells them all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertGroup {
+    pub receiver: String,
+    /// The sender's name for the group, stable per route and group labels.
+    pub group_key: String,
+    /// `firing` when any alert of the group fires, else `resolved`.
+    pub status: String,
+    /// The sender's own page (Alertmanager's `externalURL`).
+    pub external_url: Option<String>,
+    /// Alerts the sender left out of this notification (`max_alerts`).
+    pub truncated: u64,
+    /// The labels the group is formed by (`group_by`).
+    pub group_labels: Vec<(String, String)>,
+    pub members: Vec<GroupMember>,
+}
+
+/// One alert of a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupMember {
+    /// The sender's hash of the alert's labels: one alert, over all its firing episodes.
+    pub fingerprint: String,
+    pub firing: bool,
+    pub level: Option<Level>,
+    /// `alertname`.
+    pub name: String,
+    /// `summary` (else `title`, `message`) annotation, else the name.
+    pub summary: String,
+    pub description: Option<String>,
+    /// `instance` (else `pod`, `job`) label.
+    pub instance: Option<String>,
+    /// The page that explains it: the rule's graph, Grafana's panel or dashboard.
+    pub link: Option<String>,
+    pub runbook: Option<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Set once resolved.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Every label, sorted by name.
+    pub labels: Vec<(String, String)>,
+    /// Grafana's query values, as it prints them.
+    pub values: Option<String>,
+    /// This firing episode, or this resolve, was in an earlier message already.
+    pub said_before: bool,
+}
+
+impl GroupMember {
+    /// Names what this member says, once per firing episode and once per resolve: a repeat of
+    /// the same notification says nothing new, a re-fire after a resolve does.
+    pub fn episode_key(&self, scope: &str, receiver: &str) -> String {
+        let started = self.starts_at.map(|t| t.timestamp_micros()).unwrap_or(0);
+        let state = if self.firing { "firing" } else { "resolved" };
+        format!(
+            "episode/{scope}/{receiver}/{}/{started}/{state}",
+            self.fingerprint
+        )
+    }
+}
+
 /// One Sentry callback, normalized.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alert {
@@ -158,6 +243,9 @@ pub struct Alert {
     pub comment: Option<Comment>,
     /// In-app frames, innermost last, as Sentry orders them.
     pub frames: Vec<Frame>,
+    /// Alertmanager and Grafana: the group this notification is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<AlertGroup>,
     /// Whether herald knows this resource and action. Unknown ones are stored and answered 2xx
     /// (Sentry adds new ones every year), and only routed where a route asks for them by name.
     pub recognized: bool,
@@ -170,6 +258,74 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// An alert that says nothing yet but where it came from, for a parser to fill in.
+    pub fn blank(
+        source: Source,
+        resource: &str,
+        action: &str,
+        installation: Option<String>,
+        raw: Box<RawValue>,
+    ) -> Alert {
+        Alert {
+            source,
+            resource: resource.to_string(),
+            action: action.to_string(),
+            installation,
+            project: None,
+            environment: None,
+            release: None,
+            level: None,
+            title: String::new(),
+            culprit: None,
+            issue_id: None,
+            short_id: None,
+            link: None,
+            event_id: None,
+            event_count: None,
+            user_count: None,
+            first_seen: None,
+            last_seen: None,
+            tags: Vec::new(),
+            triggered_rule: None,
+            assignee: None,
+            resolution_type: None,
+            metric_alert: None,
+            comment: None,
+            frames: Vec::new(),
+            group: None,
+            recognized: false,
+            dedupe_key: String::new(),
+            raw,
+        }
+    }
+
+    /// The value of tag (or label) `key`.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// For a group: what each member says, each with its episode key (see
+    /// [`GroupMember::episode_key`]), sorted by key so that concurrent callbacks claim them in
+    /// one order.
+    pub fn episode_keys(&self) -> Vec<(usize, String)> {
+        let Some(group) = &self.group else {
+            return Vec::new();
+        };
+        let scope = self.installation.as_deref().unwrap_or("-");
+        let mut keys: Vec<(usize, String)> = group
+            .members
+            .iter()
+            .enumerate()
+            .map(|(index, member)| (index, member.episode_key(scope, &group.receiver)))
+            .collect();
+        keys.sort_by(|a, b| a.1.cmp(&b.1));
+        keys.dedup_by(|a, b| a.1 == b.1);
+        keys
+    }
+
     /// `resource.action`, the name operators see in logs and metrics.
     pub fn event_name(&self) -> String {
         format!("{}.{}", self.resource, self.action)

@@ -6,6 +6,11 @@
 //!   first is sent, the rest are counted, and the count goes out with the next message about that
 //!   issue, or in a summary at the end of the window. State changes (resolved, assigned, …) are
 //!   never folded; they carry the count instead.
+//! - An Alertmanager or Grafana notification tells a group's alerts: each alert's firing episode,
+//!   and its resolve, is said once (an episode claim each). A notification that says nothing new
+//!   (Alertmanager's repeat_interval resend, a second receiver) is counted, not sent; the count
+//!   goes out with the group's next message. An identical notification within
+//!   `dedupe.redelivery_window` (an HA twin, a retry) is a duplicate.
 //! - Everything decided here is written to the store and flushed before the caller answers 2xx.
 
 use chrono::{DateTime, Utc};
@@ -34,6 +39,9 @@ pub struct Intake {
     router: Router,
     fold_window: Duration,
     remember: Duration,
+    redelivery_window: Duration,
+    /// How long a group's alert is remembered as told (`store.retention`).
+    episode_memory: Duration,
     wakers: Wakers,
 }
 
@@ -43,6 +51,8 @@ enum FoldKind {
     Repeat(String),
     /// A change of the issue's state: always sent, and reports what was folded.
     StateChange(String),
+    /// A group's notification that tells nothing new: counted only.
+    QuietRepeat(String),
     /// Not about one issue (metric alerts, installations, …), or folding is off.
     Unrelated,
 }
@@ -57,26 +67,36 @@ enum Plan {
         window_end: DateTime<Utc>,
         fold_key: String,
     },
+    /// Counted into the next message about its issue; nothing is queued.
+    Count,
 }
 
 impl Intake {
     pub fn new(config: &Config, store: Store, wakers: Wakers) -> Intake {
         Intake {
             store,
-            router: Router::new(&config.routes, config.target_names()),
+            router: config.router(),
             fold_window: config.dedupe.window,
             remember: config.dedupe.remember,
+            redelivery_window: config.dedupe.redelivery_window,
+            episode_memory: config.store.retention,
             wakers,
         }
     }
 
-    /// Accepts `alert`: when this returns `Ok`, everything it says is on disk.
-    pub async fn accept(&self, alert: &Alert) -> Result<Receipt, StoreError> {
+    /// Accepts `alert`: when this returns `Ok`, everything it says is on disk. A group's alerts
+    /// told before are marked so (`said_before`).
+    pub async fn accept(&self, alert: &mut Alert) -> Result<Receipt, StoreError> {
         let store = &self.store;
         let now = Utc::now();
         let alert_id = store.next_id()?;
+        let remember = if alert.group.is_some() {
+            self.redelivery_window
+        } else {
+            self.remember
+        };
         let claim = match store
-            .claim_dedupe_key(&alert.dedupe_key, alert_id, now, self.remember)
+            .claim_dedupe_key(&alert.dedupe_key, alert_id, now, remember)
             .await?
         {
             ClaimOutcome::New(claim) => claim,
@@ -89,12 +109,32 @@ impl Intake {
                 })
             }
         };
-        // On any error below the claim is dropped unsettled, which releases it: a retry of this
-        // callback must not be taken for a duplicate of what was not stored.
+        // On any error below the claims are dropped unsettled, which releases them: a retry of
+        // this callback must not be taken for a duplicate of what was not stored.
+        let mut episodes = Vec::new();
+        for (index, key) in alert.episode_keys() {
+            match store
+                .claim_dedupe_key(&key, alert_id, now, self.episode_memory)
+                .await?
+            {
+                ClaimOutcome::New(claim) => episodes.push(claim),
+                ClaimOutcome::Duplicate(_) => {
+                    if let Some(group) = alert.group.as_mut() {
+                        group.members[index].said_before = true;
+                    }
+                }
+            }
+        }
         let receipt = self.record(alert, alert_id, now)?;
+        for episode in &episodes {
+            episode.write()?;
+        }
         claim.write()?;
         store.commit().await?;
         claim.settle();
+        for episode in episodes {
+            episode.settle();
+        }
         // Folded targets too: a window's first fold queues its summary, due later, and a worker
         // that went to sleep before it existed must learn when to wake.
         let woken: Vec<&str> = receipt
@@ -124,6 +164,9 @@ impl Intake {
                     self.fold_repeat(record, now, key)
                 })?,
                 FoldKind::StateChange(key) => store.update_fold(target.target, key, take_count)?,
+                FoldKind::QuietRepeat(key) => {
+                    store.update_fold(target.target, key, |record| count_repeat(record, now))?
+                }
                 FoldKind::Unrelated => Plan::Send { carried: None },
             };
             plans.push((target, plan));
@@ -137,6 +180,7 @@ impl Intake {
             Plan::Fold {
                 first_in_window, ..
             } => *first_in_window,
+            Plan::Count => false,
         };
         if plans.is_empty() || plans.iter().any(|(_, plan)| shown(plan)) {
             store.insert_alert(alert_id, now, alert)?;
@@ -174,12 +218,20 @@ impl Intake {
                     }
                     receipt.folded.push(routed.target.to_string());
                 }
+                Plan::Count => receipt.folded.push(routed.target.to_string()),
             }
         }
         Ok(receipt)
     }
 
     fn fold_kind(&self, alert: &Alert) -> FoldKind {
+        if let (Some(group), Some(key)) = (&alert.group, alert.issue_key()) {
+            return if group.members.iter().all(|member| member.said_before) {
+                FoldKind::QuietRepeat(key)
+            } else {
+                FoldKind::StateChange(key)
+            };
+        }
         let Some(key) = alert.issue_key().filter(|_| !self.fold_window.is_zero()) else {
             return FoldKind::Unrelated;
         };
@@ -222,6 +274,19 @@ impl Intake {
             }
         }
     }
+}
+
+/// A repeat that tells nothing new is counted, since the first of them.
+fn count_repeat(record: Option<FoldRecord>, now: DateTime<Utc>) -> (Option<FoldRecord>, Plan) {
+    let mut record = record.unwrap_or(FoldRecord {
+        window_start: now,
+        folded: 0,
+    });
+    if record.folded == 0 {
+        record.window_start = now;
+    }
+    record.folded += 1;
+    (Some(record), Plan::Count)
 }
 
 /// A state change takes the count folded so far, to report it.

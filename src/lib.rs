@@ -1,6 +1,7 @@
-//! herald: a durable bridge from Sentry's webhooks to the places a team reads.
+//! herald: a durable bridge from Sentry, Alertmanager and Grafana to the places a team reads.
 
 pub mod alert;
+pub mod alertmanager;
 pub mod cli;
 pub mod config;
 pub mod de;
@@ -8,6 +9,7 @@ pub mod http;
 pub mod intake;
 pub mod job;
 pub mod metrics;
+pub mod people;
 pub mod queue;
 pub mod render;
 pub mod route;

@@ -9,11 +9,15 @@
 //! their resource: nobody wants a chat group to fill with installation notices by default.
 
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 
 use crate::alert::{Alert, Level};
+use crate::people::{People, Person};
 
-/// Resources routed without being named in a route's `resource` list.
-pub const ROUTED_BY_DEFAULT: [&str; 4] = ["issue", "event_alert", "metric_alert", "error"];
+/// Resources routed without being named in a route's `resource` list (`alert`: Alertmanager's
+/// and Grafana's notifications).
+pub const ROUTED_BY_DEFAULT: [&str; 5] = ["issue", "event_alert", "metric_alert", "error", "alert"];
 
 /// One `[[routes]]` entry: alerts that match go to `targets`; `continue` lets later routes match too.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,12 +37,22 @@ pub struct RouteConfig {
     /// Levels at which this route @-mentions everyone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mention_all: Vec<Level>,
+    /// People of `[people]` to @-mention.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention: Vec<String>,
+    /// Labels (Alertmanager, Grafana) or tags (Sentry) whose values name people to @-mention:
+    /// `owner="lin"`, or several as `"lin,bob"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mention_from_labels: Vec<String>,
 }
 
 /// What a route matches. Each list, when not empty, must contain the alert's value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteMatch {
+    /// `sentry`, `sentry_legacy_plugin`, `alertmanager`, `grafana`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resource: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -56,8 +70,11 @@ pub struct RouteMatch {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release: Vec<String>,
     /// Tag values: every tag named here must have one of the listed values.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub tags: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, Vec<String>>,
+    /// Alertmanager's and Grafana's labels, as `tags` (the labels every alert of the group shares).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, Vec<String>>,
     /// The Sentry alert rule that fired (issue alerts; metric alerts' rule name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rule: Vec<String>,
@@ -72,6 +89,7 @@ impl RouteMatch {
                 parts.push(format!("{name} in [{}]", values.join(", ")));
             }
         };
+        list("source", &self.source);
         list("resource", &self.resource);
         list("action", &self.action);
         list("project", &self.project);
@@ -80,6 +98,9 @@ impl RouteMatch {
         list("rule", &self.rule);
         for (tag, values) in &self.tags {
             list(&format!("tag {tag}"), values);
+        }
+        for (label, values) in &self.labels {
+            list(&format!("label {label}"), values);
         }
         if !self.level.is_empty() {
             let levels: Vec<&str> = self.level.iter().map(|l| l.as_str()).collect();
@@ -95,19 +116,24 @@ impl RouteMatch {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Router {
     routes: Vec<RouteConfig>,
     all_targets: Vec<String>,
+    people: People,
+    /// Label values that named nobody, each logged once.
+    unknown_logged: Mutex<HashSet<String>>,
 }
 
 impl Router {
     /// A router over `routes`, for the targets named `all_targets` (which every alert goes to
-    /// when there is no route).
-    pub fn new(routes: &[RouteConfig], all_targets: Vec<String>) -> Self {
+    /// when there is no route), mentioning `people` as routes say.
+    pub fn new(routes: &[RouteConfig], all_targets: Vec<String>, people: People) -> Self {
         Router {
             routes: routes.to_vec(),
             all_targets,
+            people,
+            unknown_logged: Mutex::new(HashSet::new()),
         }
     }
 
@@ -116,11 +142,12 @@ impl Router {
     pub fn route(&self, alert: &Alert) -> Vec<Routed<'_>> {
         if self.routes.is_empty() {
             return if routed_by_default(alert) {
+                let mentions = self.assignee(alert);
                 self.all_targets
                     .iter()
                     .map(|target| Routed {
                         target,
-                        mentions: Mentions::default(),
+                        mentions: mentions.clone(),
                     })
                     .collect()
             } else {
@@ -132,7 +159,7 @@ impl Router {
             if !matches(route, alert) {
                 continue;
             }
-            let mentions = Mentions::of_route(route, alert);
+            let mentions = self.mentions_of(route, alert);
             for target in &route.targets {
                 match chosen.iter_mut().find(|r| r.target == target) {
                     Some(existing) => existing.mentions.merge(&mentions),
@@ -149,6 +176,53 @@ impl Router {
         chosen
     }
 
+    /// Whom `route` @-mentions for `alert`: its raw ids, its people, the people its labels name,
+    /// and the Sentry assignee when the directory knows their e-mail.
+    fn mentions_of(&self, route: &RouteConfig, alert: &Alert) -> Mentions {
+        let mut mentions = self.assignee(alert);
+        mentions.merge(&Mentions {
+            mobiles: route.mention_mobiles.clone(),
+            user_ids: route.mention_user_ids.clone(),
+            all: alert.level.is_some_and(|l| route.mention_all.contains(&l)),
+            ..Mentions::default()
+        });
+        for name in &route.mention {
+            if let Some(person) = self.people.get(name) {
+                mentions.add_person(name, person);
+            }
+        }
+        for name in label_values(alert, &route.mention_from_labels) {
+            match self.people.get(&name) {
+                Some(person) => mentions.add_person(&name, person),
+                None => {
+                    let mut logged = self
+                        .unknown_logged
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if logged.len() < 10_000 && logged.insert(name.clone()) {
+                        tracing::warn!(
+                            name = %name,
+                            "a label names someone who is not in [people]: shown as text, nobody is notified"
+                        );
+                    }
+                    if !mentions.unknown.contains(&name) {
+                        mentions.unknown.push(name);
+                    }
+                }
+            }
+        }
+        mentions
+    }
+
+    fn assignee(&self, alert: &Alert) -> Mentions {
+        let mut mentions = Mentions::default();
+        let email = alert.assignee.as_ref().and_then(|a| a.email.as_deref());
+        if let Some((name, person)) = email.and_then(|email| self.people.by_email(email)) {
+            mentions.add_person(name, person);
+        }
+        mentions
+    }
+
     /// Just the target names of [`Router::route`].
     pub fn targets_for(&self, alert: &Alert) -> Vec<&str> {
         self.route(alert).into_iter().map(|r| r.target).collect()
@@ -162,6 +236,32 @@ pub struct Routed<'r> {
     pub mentions: Mentions,
 }
 
+/// The values of `labels` (each may list several names, split by commas or spaces): from the
+/// alert's tags, and from every alert of its group.
+fn label_values(alert: &Alert, labels: &[String]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let members = alert.group.iter().flat_map(|g| &g.members);
+    let pairs = alert
+        .tags
+        .iter()
+        .chain(members.flat_map(|member| &member.labels));
+    for (key, value) in pairs {
+        if !labels.contains(key) {
+            continue;
+        }
+        for name in value
+            .split([',', ' ', ';'])
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            if !found.iter().any(|known| known == name) {
+                found.push(name.to_string());
+            }
+        }
+    }
+    found
+}
+
 /// People to @-mention, as routes ask (targets without mentions ignore it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mentions {
@@ -171,27 +271,72 @@ pub struct Mentions {
     pub user_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all: bool,
+    /// People of the directory, as it knew them when the alert was accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub people: Vec<MentionedPerson>,
+    /// Names a label gave that the directory does not know: shown as text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<String>,
+}
+
+/// A person to mention, with the ids each tool knows them by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MentionedPerson {
+    pub name: String,
+    pub ids: Person,
 }
 
 impl Mentions {
-    fn of_route(route: &RouteConfig, alert: &Alert) -> Mentions {
-        Mentions {
-            mobiles: route.mention_mobiles.clone(),
-            user_ids: route.mention_user_ids.clone(),
-            all: alert.level.is_some_and(|l| route.mention_all.contains(&l)),
+    pub fn is_empty(&self) -> bool {
+        self.mobiles.is_empty()
+            && self.user_ids.is_empty()
+            && !self.all
+            && self.people.is_empty()
+            && self.unknown.is_empty()
+    }
+
+    fn add_person(&mut self, name: &str, person: &Person) {
+        if !self.people.iter().any(|p| p.name == name) {
+            let mut ids = person.clone();
+            ids.emails.clear();
+            self.people.push(MentionedPerson {
+                name: name.to_string(),
+                ids,
+            });
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all
+    /// The ids one tool knows the mentioned people by (`pick` chooses the field).
+    pub fn ids_of_people<'a>(
+        &'a self,
+        pick: impl Fn(&Person) -> Option<&String> + 'a,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.people
+            .iter()
+            .filter_map(move |p| pick(&p.ids).map(String::as_str))
     }
 
-    /// `@13800000000 @user @all`, for people reading what a route does.
+    /// Names to show as text in a tool that does not know these people (`pick` as above): no
+    /// one is notified, but the message still says whom it is for.
+    pub fn names_without<'a>(
+        &'a self,
+        pick: impl Fn(&Person) -> Option<&String> + 'a,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.people
+            .iter()
+            .filter(move |p| pick(&p.ids).is_none())
+            .map(|p| p.name.as_str())
+            .chain(self.unknown.iter().map(String::as_str))
+    }
+
+    /// `@13800000000 @user @lin @all`, for people reading what a route does.
     pub fn describe(&self) -> String {
         let mut people: Vec<String> = self
             .mobiles
             .iter()
             .chain(&self.user_ids)
+            .chain(self.people.iter().map(|p| &p.name))
+            .chain(&self.unknown)
             .map(|who| format!("@{who}"))
             .collect();
         if self.all {
@@ -212,6 +357,14 @@ impl Mentions {
                 self.user_ids.push(user.clone());
             }
         }
+        for person in &other.people {
+            self.add_person(&person.name, &person.ids);
+        }
+        for name in &other.unknown {
+            if !self.unknown.contains(name) {
+                self.unknown.push(name.clone());
+            }
+        }
         self.all |= other.all;
     }
 }
@@ -230,7 +383,14 @@ fn matches(route: &RouteConfig, alert: &Alert) -> bool {
     } else {
         m.resource.contains(&alert.resource)
     };
+    let tags_ok = |wanted: &BTreeMap<String, Vec<String>>| {
+        wanted.iter().all(|(key, values)| {
+            let value = alert.tag(key);
+            value.is_some() && listed(values, value)
+        })
+    };
     resource_ok
+        && listed(&m.source, Some(alert.source.as_str()))
         && listed(&m.action, Some(&alert.action))
         && listed(&m.project, alert.project.as_deref())
         && listed(&m.environment, alert.environment.as_deref())
@@ -239,14 +399,8 @@ fn matches(route: &RouteConfig, alert: &Alert) -> bool {
             .is_none_or(|min| alert.level.is_some_and(|l| l >= min))
         && listed(&m.release, alert.release.as_deref())
         && listed(&m.rule, alert.triggered_rule.as_deref())
-        && m.tags.iter().all(|(key, values)| {
-            let value = alert
-                .tags
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str());
-            value.is_some() && listed(values, value)
-        })
+        && tags_ok(&m.tags)
+        && tags_ok(&m.labels)
 }
 
 #[cfg(test)]
@@ -262,7 +416,11 @@ mod tests {
             routes: Vec<RouteConfig>,
         }
         let file: File = toml::from_str(routes).unwrap();
-        Router::new(&file.routes, vec!["a".into(), "b".into(), "c".into()])
+        Router::new(
+            &file.routes,
+            vec!["a".into(), "b".into(), "c".into()],
+            People::default(),
+        )
     }
 
     fn issue(level: &str, project: &str) -> Alert {
@@ -348,15 +506,16 @@ mod tests {
             Mentions {
                 mobiles: vec!["138".into()],
                 user_ids: vec!["owner".into()],
-                all: true
+                all: true,
+                ..Mentions::default()
             }
         );
         assert_eq!(
             routed[1].mentions,
             Mentions {
                 mobiles: vec!["138".into()],
-                user_ids: vec![],
-                all: true
+                all: true,
+                ..Mentions::default()
             }
         );
         let routed = router.route(&issue("error", "web"));
@@ -364,8 +523,7 @@ mod tests {
             routed[0].mentions,
             Mentions {
                 mobiles: vec!["138".into()],
-                user_ids: vec![],
-                all: false
+                ..Mentions::default()
             }
         );
     }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 /// Lowest first; a module may use any module of a lower layer, none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
-    &["secret", "alert", "de"],
-    &["sentry", "route"],
+    &["secret", "alert", "de", "people"],
+    &["sentry", "alertmanager", "route"],
     &["job"],
     &["render", "store"],
     &["targets", "metrics"],

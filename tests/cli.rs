@@ -309,5 +309,5 @@ fn route_shows_which_targets_a_payload_reaches() {
 
     let output = herald(&["check-config", "--config", &path], &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("# route 0: resource in [issue, event_alert, metric_alert, error], project in [python] -> backend mentioning @owner @all at fatal"), "{stdout}");
+    assert!(stdout.contains("# route 0: resource in [issue, event_alert, metric_alert, error, alert], project in [python] -> backend mentioning @owner @all at fatal"), "{stdout}");
 }

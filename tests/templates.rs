@@ -6,6 +6,7 @@ mod common;
 
 use chrono::{DateTime, Utc};
 use common::{fixture, fixtures_dir, resource_of};
+use herald::alert::Source;
 use herald::config::Config;
 use herald::render::MessageView;
 use herald::sentry::{parse_integration_payload, parse_legacy_payload};
@@ -90,6 +91,34 @@ fn views() -> Vec<(String, MessageView)> {
             .unwrap();
             (
                 name.trim_end_matches(".json").to_string(),
+                MessageView::new(&alert, 1, 2, now),
+            )
+        })
+        .chain(group_views(now))
+        .collect()
+}
+
+/// The Alertmanager captures and the Grafana body, as `alertmanager-…` and `grafana-…`.
+fn group_views(now: DateTime<Utc>) -> Vec<(String, MessageView)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alertmanager");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let body = std::fs::read(dir.join(&name)).unwrap();
+            let (source, shown) = if name.starts_with("grafana") {
+                (Source::Grafana, name.clone())
+            } else {
+                (Source::Alertmanager, format!("alertmanager-{name}"))
+            };
+            let alert = herald::alertmanager::parse(source, &body, &Default::default()).unwrap();
+            (
+                shown.trim_end_matches(".json").to_string(),
                 MessageView::new(&alert, 1, 2, now),
             )
         })

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use super::{find_target, load, read_alert, refuse_config, runtime};
 use crate::config::Config;
 use crate::render::MessageView;
-use crate::route::{Mentions, Router};
+use crate::route::Mentions;
 use crate::targets::{Delivery, Outcome};
 
 /// `herald render`: prints exactly what `target` would send for the payload.
@@ -57,7 +57,7 @@ pub fn route(config: &Path, resource: Option<&str>, payload: &Path) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
-    let router = Router::new(&config.routes, config.target_names());
+    let router = config.router();
     let routed = router.route(&alert);
     println!(
         "{} ({}, level {})",

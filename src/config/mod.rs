@@ -16,8 +16,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::alertmanager::LabelIntakeConfig;
 use crate::de::{byte_size, duration, typed};
-use crate::route::{RouteConfig, ROUTED_BY_DEFAULT};
+use crate::people::People;
+use crate::route::{RouteConfig, Router, ROUTED_BY_DEFAULT};
 use crate::secret::Secret;
 use crate::targets::{target_config, TargetConfig};
 
@@ -53,7 +55,17 @@ pub enum ConfigError {
 pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
     pub sentry: SentryConfig,
+    /// `POST /hooks/alertmanager`; off without this table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<LabelIntakeConfig>,
+    /// `POST /hooks/grafana`; off without this table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana: Option<LabelIntakeConfig>,
+    /// `[people.NAME]`: whom routes and labels may @-mention.
+    #[serde(default, skip_serializing_if = "People::is_empty")]
+    pub people: People,
     #[serde(default)]
     pub dedupe: DedupeConfig,
     #[serde(default)]
@@ -111,7 +123,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SentryConfig {
     /// Client secrets of the Sentry integration; several during a rotation.
@@ -131,6 +143,10 @@ pub struct DedupeConfig {
     /// How long an identical callback (Sentry's retries, a double click) is recognised.
     #[serde(default = "DedupeConfig::default_remember", with = "duration")]
     pub remember: Duration,
+    /// How long an identical Alertmanager or Grafana notification (HA twins, a retry after a lost
+    /// answer) is answered "duplicate". Later, an unchanged group is a repeat: counted, not sent.
+    #[serde(default = "DedupeConfig::default_redelivery_window", with = "duration")]
+    pub redelivery_window: Duration,
 }
 
 impl DedupeConfig {
@@ -140,6 +156,9 @@ impl DedupeConfig {
     fn default_remember() -> Duration {
         Duration::from_secs(3600)
     }
+    fn default_redelivery_window() -> Duration {
+        Duration::from_secs(600)
+    }
 }
 
 impl Default for DedupeConfig {
@@ -147,6 +166,7 @@ impl Default for DedupeConfig {
         DedupeConfig {
             window: Self::default_window(),
             remember: Self::default_remember(),
+            redelivery_window: Self::default_redelivery_window(),
         }
     }
 }
@@ -270,6 +290,7 @@ impl Config {
     /// The checks that span keys: names, references, and values serde cannot judge alone.
     fn validate(&self) -> Result<(), (String, String)> {
         self.validate_sentry()?;
+        self.validate_label_intakes()?;
         self.validate_limits()?;
         let names = self.validate_targets()?;
         self.validate_routes(&names)
@@ -277,11 +298,16 @@ impl Config {
 
     fn validate_sentry(&self) -> Result<(), (String, String)> {
         let sentry = &self.sentry;
-        if sentry.client_secrets.is_empty() && sentry.legacy_tokens.is_empty() {
+        if sentry.client_secrets.is_empty()
+            && sentry.legacy_tokens.is_empty()
+            && self.alertmanager.is_none()
+            && self.grafana.is_none()
+        {
             return Err((
                 "sentry.client_secrets".into(),
-                "is empty (and so is sentry.legacy_tokens): herald could not verify any callback; \
-                 set the Client Secret of your Sentry integration"
+                "is empty (and so is sentry.legacy_tokens, and there is no [alertmanager] or \
+                 [grafana]): herald could not verify any callback; set the Client Secret of your \
+                 Sentry integration"
                     .into(),
             ));
         }
@@ -303,6 +329,57 @@ impl Config {
                      (it is part of a URL and is the only thing protecting it)"
                         .into(),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_label_intakes(&self) -> Result<(), (String, String)> {
+        for (name, intake) in [
+            ("alertmanager", &self.alertmanager),
+            ("grafana", &self.grafana),
+        ] {
+            let Some(intake) = intake else { continue };
+            if intake.tokens.is_empty() {
+                return Err((
+                    format!("{name}.tokens"),
+                    format!(
+                        "is empty: herald could not tell {name}'s notifications from anyone's; \
+                         set a token and send it as a bearer token or basic-auth password"
+                    ),
+                ));
+            }
+            for (index, token) in intake.tokens.iter().enumerate() {
+                if token.expose().trim().is_empty() || token.expose().trim() != token.expose() {
+                    return Err((
+                        format!("{name}.tokens[{index}]"),
+                        "is empty or has spaces around it, so no request could ever match it"
+                            .into(),
+                    ));
+                }
+            }
+            if name == "alertmanager"
+                && (intake.hmac_secret.is_some() || intake.hmac_timestamp_header.is_some())
+            {
+                return Err((
+                    "alertmanager.hmac_secret".into(),
+                    "is Grafana's: Alertmanager does not sign its notifications".into(),
+                ));
+            }
+            if intake.hmac_timestamp_header.is_some() && intake.hmac_secret.is_none() {
+                return Err((
+                    format!("{name}.hmac_timestamp_header"),
+                    "needs hmac_secret".into(),
+                ));
+            }
+            for (list, labels) in [
+                ("severity_labels", &intake.severity_labels),
+                ("project_labels", &intake.project_labels),
+                ("environment_labels", &intake.environment_labels),
+            ] {
+                if labels.iter().any(|label| label.trim().is_empty()) {
+                    return Err((format!("{name}.{list}"), "names an empty label".into()));
+                }
             }
         }
         Ok(())
@@ -386,8 +463,33 @@ impl Config {
                     format!("names {unknown:?}, which is not a configured target"),
                 ));
             }
+            if let Some(unknown) = route.mention.iter().find(|p| self.people.get(p).is_none()) {
+                return Err((
+                    format!("routes[{index}].mention"),
+                    format!("names {unknown:?}, who is not in [people]"),
+                ));
+            }
+            if let Some(unknown) = route
+                .matcher
+                .source
+                .iter()
+                .find(|s| crate::alert::Source::parse(s).is_none())
+            {
+                return Err((
+                    format!("routes[{index}].match.source"),
+                    format!(
+                        "names {unknown:?}; sources are sentry, sentry_legacy_plugin, \
+                         alertmanager and grafana"
+                    ),
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The routing this config describes.
+    pub fn router(&self) -> Router {
+        Router::new(&self.routes, self.target_names(), self.people.clone())
     }
 
     /// The names of every configured target, in the file's order.
@@ -432,8 +534,12 @@ pub fn describe(path: &Path, config: &Config) -> String {
             .mention_mobiles
             .iter()
             .chain(&route.mention_user_ids)
+            .chain(&route.mention)
             .map(|who| format!("@{who}"))
             .collect();
+        for label in &route.mention_from_labels {
+            mentions.push(format!("@<label {label}>"));
+        }
         if !route.mention_all.is_empty() {
             let levels: Vec<&str> = route.mention_all.iter().map(|l| l.as_str()).collect();
             mentions.push(format!("@all at {}", levels.join("/")));

@@ -1,4 +1,5 @@
-//! The front door: `POST /hooks/sentry` and `POST /hooks/sentry/legacy/{token}`.
+//! The front door: `POST /hooks/sentry`, `POST /hooks/sentry/legacy/{token}`,
+//! `POST /hooks/alertmanager` and `POST /hooks/grafana`.
 //!
 //! Order of checks: size (413), authenticity (401), then shape (400). An unauthenticated caller
 //! learns nothing about what herald would have accepted. The handler does no network I/O: it
@@ -15,7 +16,8 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState, Reloadable};
-use crate::alert::{Alert, Level};
+use crate::alert::{Alert, Level, Source};
+use crate::alertmanager::{self, verify_grafana_signature, TokenCheck};
 use crate::sentry::{parse_integration_payload, parse_legacy_payload, PayloadError};
 
 const SIGNATURE_HEADER: &str = "sentry-hook-signature";
@@ -103,13 +105,95 @@ pub async fn legacy_hook(
     result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
 }
 
+pub async fn alertmanager_hook(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
+    label_hook(&state, Source::Alertmanager, &headers, body).await
+}
+
+pub async fn grafana_hook(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
+    label_hook(&state, Source::Grafana, &headers, body).await
+}
+
+const GRAFANA_SIGNATURE_HEADER: &str = "x-grafana-alerting-signature";
+
+/// Alertmanager and Grafana: a token (bearer or basic-auth password), Grafana's signature when
+/// configured, then the body. A 4xx makes Alertmanager post the group again every
+/// group_interval, so only what a retry cannot fix is answered 4xx; a store that cannot write
+/// is a 503, which it retries within its flush.
+async fn label_hook(
+    state: &AppState,
+    source: Source,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
+    let live = state.reloadable.load_full();
+    let result =
+        async {
+            let settings = match source {
+                Source::Grafana => live.config.grafana.as_ref(),
+                _ => live.config.alertmanager.as_ref(),
+            }
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "the {} intake is off: add [{}] to herald's config",
+                    source.as_str(),
+                    source.as_str()
+                ))
+            })?;
+            refuse_if_shutting_down(state)?;
+            let body = read_limited(headers, body, live.config.server.body_limit).await?;
+            match TokenCheck::of(
+                header_text(headers, header::AUTHORIZATION.as_str()),
+                &settings.tokens,
+            ) {
+                TokenCheck::Accepted => {}
+                TokenCheck::Missing => return Err(ApiError::Unauthorized(
+                    "missing Authorization: send a configured token as a bearer token or as the \
+                     basic-auth password",
+                )),
+                TokenCheck::Wrong => {
+                    return Err(ApiError::Unauthorized(
+                        "the Authorization token is not one of the configured tokens",
+                    ))
+                }
+            }
+            if let Some(secret) = &settings.hmac_secret {
+                let timestamp = settings
+                    .hmac_timestamp_header
+                    .as_deref()
+                    .map(|name| header_text(headers, name).unwrap_or_default());
+                verify_grafana_signature(
+                    secret,
+                    &body,
+                    header_text(headers, GRAFANA_SIGNATURE_HEADER),
+                    timestamp,
+                    chrono::Utc::now(),
+                )
+                .map_err(ApiError::Unauthorized)?;
+            }
+            let alert = alertmanager::parse(source, &body, settings)
+                .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+            accept(state, &live, alert).await
+        }
+        .await;
+    log_outcome(state, source.as_str(), &result);
+    result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
+}
+
 /// Dedupes, routes, folds, stores and flushes: after this returns `Ok`, it is all on disk.
 async fn accept(
     state: &AppState,
     live: &Reloadable,
-    alert: Alert,
+    mut alert: Alert,
 ) -> Result<IntakeReceipt, ApiError> {
-    let receipt = live.intake.accept(&alert).await?;
+    let receipt = live.intake.accept(&mut alert).await?;
     if receipt.duplicate {
         state.metrics.deduplicated();
     }

@@ -1,4 +1,4 @@
-//! herald's HTTP surface on one axum router: the Sentry hooks, the health probes, the metrics and
+//! herald's HTTP surface on one axum router: the hooks (Sentry, Alertmanager, Grafana), the health probes, the metrics and
 //! the admin API.
 
 mod admin;
@@ -73,6 +73,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/hooks/sentry", post(intake::sentry_hook))
         .route("/hooks/sentry/legacy/{token}", post(intake::legacy_hook))
+        .route("/hooks/alertmanager", post(intake::alertmanager_hook))
+        .route("/hooks/grafana", post(intake::grafana_hook))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

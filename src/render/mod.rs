@@ -17,7 +17,9 @@ mod view;
 pub use templates::{
     default_digest_template, default_template, TemplateError, TemplateSource, Templates,
 };
-pub use view::{DigestItem, DigestView, FoldedView, LevelCount, MessageView, Tag};
+pub use view::{
+    DigestItem, DigestView, FoldedView, GroupView, LevelCount, MemberView, MessageView, Tag,
+};
 
 use chrono::{DateTime, Utc};
 

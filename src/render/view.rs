@@ -5,13 +5,17 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::level_icon;
-use crate::alert::{Alert, Level, MetricStatus};
+use crate::alert::{Alert, AlertGroup, GroupMember, Level, MetricStatus, Source};
 use crate::job::{AlertId, Folded, JobId};
 
 /// What a template sees of an alert: its normalized fields, some derived ones, and the delivery.
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageView {
-    /// The Sentry installation the alert came from (scopes issue ids).
+    /// `sentry`, `sentry_legacy_plugin`, `alertmanager` or `grafana`.
+    pub source: Source,
+    /// The sender as people call it: "Sentry", "Alertmanager", "Grafana".
+    pub sender: &'static str,
+    /// The Sentry installation (or Alertmanager, Grafana) the alert came from (scopes issue ids).
     pub installation: Option<String>,
     pub resource: String,
     pub action: String,
@@ -51,10 +55,99 @@ pub struct MessageView {
     pub frames: Vec<String>,
     /// Repeats of this issue folded since the last message about it.
     pub folded: Option<FoldedView>,
+    /// Alertmanager and Grafana: the group's alerts.
+    pub group: Option<GroupView>,
     pub alert_id: AlertId,
     pub job_id: JobId,
     /// When this message is rendered; the `ago` helper counts from here.
     pub now: DateTime<Utc>,
+}
+
+/// A group's notification as templates see it: its firing alerts, then the alerts resolved
+/// since the group's last message (a resolve told before is left out).
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupView {
+    pub receiver: String,
+    pub firing: Vec<MemberView>,
+    pub resolved: Vec<MemberView>,
+    /// Alerts the sender left out (`max_alerts`): "+N more".
+    pub truncated: u64,
+    /// The sender's own page.
+    pub external_url: Option<String>,
+    /// Labels the group is formed by, as `{key, value}`.
+    pub group_labels: Vec<Tag>,
+}
+
+/// One alert of a group.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    pub name: String,
+    pub summary: String,
+    pub description: Option<String>,
+    pub level: Option<Level>,
+    pub icon: &'static str,
+    pub instance: Option<String>,
+    pub link: Option<String>,
+    pub runbook: Option<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub values: Option<String>,
+    /// Not in an earlier message of the group, when some others were.
+    pub new: bool,
+    pub labels: Vec<Tag>,
+}
+
+impl GroupView {
+    fn new(group: &AlertGroup) -> GroupView {
+        // "new" says something only beside alerts told before.
+        let some_told = group.members.iter().any(|m| m.said_before);
+        let member = |m: &GroupMember| MemberView {
+            name: m.name.clone(),
+            summary: m.summary.clone(),
+            description: m.description.clone(),
+            level: m.level,
+            icon: if m.firing { level_icon(m.level) } else { "✅" },
+            instance: m.instance.clone(),
+            link: m.link.clone(),
+            runbook: m.runbook.clone(),
+            starts_at: m.starts_at,
+            ends_at: m.ends_at,
+            values: m.values.clone(),
+            new: some_told && !m.said_before,
+            labels: tags(&m.labels),
+        };
+        let mut firing: Vec<MemberView> = group
+            .members
+            .iter()
+            .filter(|m| m.firing)
+            .map(member)
+            .collect();
+        // Most severe first, and in the sender's order within a level.
+        firing.sort_by_key(|m| std::cmp::Reverse(m.level));
+        GroupView {
+            receiver: group.receiver.clone(),
+            firing,
+            resolved: group
+                .members
+                .iter()
+                .filter(|m| !m.firing && !m.said_before)
+                .map(member)
+                .collect(),
+            truncated: group.truncated,
+            external_url: group.external_url.clone(),
+            group_labels: tags(&group.group_labels),
+        }
+    }
+}
+
+fn tags(pairs: &[(String, String)]) -> Vec<Tag> {
+    pairs
+        .iter()
+        .map(|(key, value)| Tag {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -180,15 +273,26 @@ impl MessageView {
         }
     }
 
+    /// "Open in Sentry", "Open in Alertmanager", …: what a link button says.
+    pub fn link_label(&self) -> String {
+        format!("Open in {}", self.sender)
+    }
+
     pub fn new(alert: &Alert, alert_id: AlertId, job_id: JobId, now: DateTime<Utc>) -> MessageView {
         let resolved = matches!(
             (alert.resource.as_str(), alert.action.as_str()),
-            ("issue", "resolved") | ("metric_alert", "resolved")
+            ("issue", "resolved") | ("metric_alert", "resolved") | ("alert", "resolved")
         );
         let frames: Vec<String> = alert.frames.iter().rev().map(describe_frame).collect();
         let location = alert.culprit.clone().or_else(|| frames.first().cloned());
         let metric = alert.metric_alert.as_ref();
         MessageView {
+            source: alert.source,
+            sender: match alert.source {
+                Source::Sentry | Source::SentryLegacyPlugin => "Sentry",
+                Source::Alertmanager => "Alertmanager",
+                Source::Grafana => "Grafana",
+            },
             installation: alert.installation.clone(),
             resource: alert.resource.clone(),
             action: alert.action.clone(),
@@ -222,16 +326,10 @@ impl MessageView {
             metric_description: metric.and_then(|m| m.description_text.clone()),
             comment: alert.comment.as_ref().and_then(|c| c.text.clone()),
             comment_author: alert.comment.as_ref().and_then(|c| c.author.clone()),
-            tags: alert
-                .tags
-                .iter()
-                .map(|(key, value)| Tag {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
+            tags: tags(&alert.tags),
             frames,
             folded: None,
+            group: alert.group.as_ref().map(GroupView::new),
             alert_id,
             job_id,
             now,
@@ -282,7 +380,33 @@ fn headline(alert: &Alert) -> String {
         // The title says the state already ("Critical: …", "Resolved: …").
         ("metric_alert", _) => "Metric alert".into(),
         ("comment", _) => alert.title.clone(),
+        ("alert", _) => match &alert.group {
+            Some(group) => group_headline(group),
+            None => alert.event_name(),
+        },
         _ => alert.event_name(),
+    }
+}
+
+/// "Firing: 2 alerts", "Resolved", "Firing: 1 alert, 1 resolved".
+fn group_headline(group: &AlertGroup) -> String {
+    let firing = group.members.iter().filter(|m| m.firing).count() as u64 + group.truncated;
+    let resolved = group
+        .members
+        .iter()
+        .filter(|m| !m.firing && !m.said_before)
+        .count();
+    let alerts = |n: u64| {
+        if n == 1 {
+            "1 alert".to_string()
+        } else {
+            format!("{n} alerts")
+        }
+    };
+    match (firing, resolved) {
+        (0, _) => "Resolved".into(),
+        (firing, 0) => format!("Firing: {}", alerts(firing)),
+        (firing, resolved) => format!("Firing: {}, {resolved} resolved", alerts(firing)),
     }
 }
 

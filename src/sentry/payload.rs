@@ -32,7 +32,7 @@ pub fn parse_integration_payload(resource: &str, body: &[u8]) -> Result<Alert, P
     let empty = Json::Null;
     let data = value.get("data").unwrap_or(&empty);
 
-    let mut alert = blank_alert(Source::Sentry, resource, &action, installation, raw);
+    let mut alert = Alert::blank(Source::Sentry, resource, &action, installation, raw);
     match resource {
         "issue" => read_issue(&mut alert, data),
         "event_alert" => read_event(&mut alert, data.get("event").unwrap_or(&empty), data),
@@ -56,7 +56,7 @@ pub fn parse_integration_payload(resource: &str, body: &[u8]) -> Result<Alert, P
 /// Parses a callback of the legacy "WebHooks" plugin: no headers, the issue at the top level.
 pub fn parse_legacy_payload(body: &[u8]) -> Result<Alert, PayloadError> {
     let (value, raw) = read_json(body)?;
-    let mut alert = blank_alert(
+    let mut alert = Alert::blank(
         Source::SentryLegacyPlugin,
         "event_alert",
         "triggered",
@@ -110,45 +110,6 @@ fn read_json(body: &[u8]) -> Result<(Json<'_>, Box<RawValue>), PayloadError> {
     }
     let raw: Box<RawValue> = serde_json::from_slice(body).map_err(malformed)?;
     Ok((value, raw))
-}
-
-fn blank_alert(
-    source: Source,
-    resource: &str,
-    action: &str,
-    installation: Option<String>,
-    raw: Box<RawValue>,
-) -> Alert {
-    Alert {
-        source,
-        resource: resource.to_string(),
-        action: action.to_string(),
-        installation,
-        project: None,
-        environment: None,
-        release: None,
-        level: None,
-        title: String::new(),
-        culprit: None,
-        issue_id: None,
-        short_id: None,
-        link: None,
-        event_id: None,
-        event_count: None,
-        user_count: None,
-        first_seen: None,
-        last_seen: None,
-        tags: Vec::new(),
-        triggered_rule: None,
-        assignee: None,
-        resolution_type: None,
-        metric_alert: None,
-        comment: None,
-        frames: Vec::new(),
-        recognized: false,
-        dedupe_key: String::new(),
-        raw,
-    }
 }
 
 /// The resources and actions of REFERENCE.md §1 whose shape herald knows.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{StoreError, StoredAlert};
 use crate::alert::{Alert, Source};
+use crate::alertmanager::{self, Decisions};
 use crate::job::AlertId;
 use crate::sentry::{parse_integration_payload, parse_legacy_payload};
 
@@ -18,6 +19,9 @@ pub struct AlertHeader {
     pub source: Source,
     /// The `Sentry-Hook-Resource` header the payload came with.
     pub resource: String,
+    /// Alertmanager and Grafana: what the intake decided about the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisions: Option<Decisions>,
 }
 
 impl AlertHeader {
@@ -26,6 +30,7 @@ impl AlertHeader {
             received_at,
             source: alert.source,
             resource: alert.resource.clone(),
+            decisions: Decisions::of(alert),
         }
     }
 }
@@ -52,10 +57,20 @@ pub fn decode(id: AlertId, record: &[u8]) -> Result<StoredAlert, StoreError> {
     let unreadable = |reason: String| StoreError::UnreadableAlert { id, reason };
     let (header, payload) = split(record).ok_or_else(|| unreadable("no header".into()))?;
     let alert = match header.source {
-        Source::Sentry => parse_integration_payload(&header.resource, payload),
-        Source::SentryLegacyPlugin => parse_legacy_payload(payload),
+        Source::Sentry => {
+            parse_integration_payload(&header.resource, payload).map_err(|error| error.to_string())
+        }
+        Source::SentryLegacyPlugin => {
+            parse_legacy_payload(payload).map_err(|error| error.to_string())
+        }
+        Source::Alertmanager | Source::Grafana => alertmanager::reread(
+            header.source,
+            payload,
+            &header.decisions.unwrap_or_default(),
+        )
+        .map_err(|error| error.to_string()),
     }
-    .map_err(|error| unreadable(error.to_string()))?;
+    .map_err(unreadable)?;
     Ok(StoredAlert {
         id,
         received_at: header.received_at,

@@ -206,19 +206,22 @@ impl DingTalkTarget {
         let mut footer = String::new();
         if let Some(link) = message.link.as_deref().filter(|l| !text.contains(l)) {
             if style == MessageStyle::Markdown {
-                footer.push_str(&format!("\n\n[Open in Sentry]({link})"));
+                footer.push_str(&format!("\n\n[{}]({link})", message.link_label));
             }
         }
         let mut mobiles: Vec<&str> = Vec::new();
         let mut user_ids: Vec<&str> = Vec::new();
         if mention_people {
+            let mentions = message.mentions;
             for mobile in self
                 .settings
                 .mention_mobiles
                 .iter()
-                .chain(&message.mentions.mobiles)
+                .chain(&mentions.mobiles)
+                .map(String::as_str)
+                .chain(mentions.ids_of_people(|p| p.dingtalk_mobile.as_ref()))
             {
-                if !mobiles.contains(&mobile.as_str()) {
+                if !mobiles.contains(&mobile) {
                     mobiles.push(mobile);
                 }
             }
@@ -226,15 +229,23 @@ impl DingTalkTarget {
                 .settings
                 .mention_user_ids
                 .iter()
-                .chain(&message.mentions.user_ids)
+                .chain(&mentions.user_ids)
+                .map(String::as_str)
+                .chain(mentions.ids_of_people(|p| p.dingtalk_user_id.as_ref()))
             {
-                if !user_ids.contains(&user.as_str()) {
+                if !user_ids.contains(&user) {
                     user_ids.push(user);
                 }
             }
+            // DingTalk notifies only whom the text names too (`@<mobile>`); people it does not
+            // know are named as text.
+            let unknown = mentions
+                .names_without(|p| p.dingtalk_mobile.as_ref().or(p.dingtalk_user_id.as_ref()));
             let names: Vec<String> = mobiles
                 .iter()
                 .chain(&user_ids)
+                .copied()
+                .chain(unknown)
                 .map(|who| format!("@{who}"))
                 .collect();
             if !names.is_empty() {
@@ -258,7 +269,7 @@ impl DingTalkTarget {
                     "actionCard": {
                         "title": message.title,
                         "text": full,
-                        "singleTitle": "Open in Sentry",
+                        "singleTitle": message.link_label,
                         "singleURL": message.link,
                     },
                     "msgUuid": message.idempotency_key,
@@ -385,6 +396,7 @@ mod tests {
             title: view.title.clone(),
             text: "#### text".into(),
             link: view.link.clone(),
+            link_label: view.link_label(),
             level: view.level,
             resolved: view.resolved,
             mentions,
@@ -420,8 +432,8 @@ mod tests {
     fn resolved_messages_mention_nobody() {
         let route_mentions = crate::route::Mentions {
             mobiles: vec!["139".into()],
-            user_ids: vec![],
             all: true,
+            ..Default::default()
         };
         let resolved = message(
             "issue",
@@ -440,7 +452,7 @@ mod tests {
         let route_mentions = crate::route::Mentions {
             mobiles: vec!["139".into(), "138".into()],
             user_ids: vec!["payments-owner".into()],
-            all: false,
+            ..Default::default()
         };
         let fatal = message("issue", FATAL_ISSUE, &route_mentions);
         let body: Value =
@@ -454,6 +466,35 @@ mod tests {
         assert_eq!(body["at"]["isAtAll"], false);
         let text = body["markdown"]["text"].as_str().unwrap();
         assert!(text.contains("@138 @139 @payments-owner"), "{text}");
+    }
+
+    #[test]
+    fn people_are_mentioned_by_their_dingtalk_ids_or_named() {
+        let people: crate::people::People = toml::from_str(
+            "[lin]\ndingtalk_mobile = \"13900001111\"\nfeishu_open_id = \"ou_1\"\n\
+             [bob]\nfeishu_open_id = \"ou_2\"\n",
+        )
+        .unwrap();
+        let route: crate::route::RouteConfig = toml::from_str(
+            "targets = [\"a\"]\nmention = [\"lin\", \"bob\"]\nmention_from_labels = [\"owner\"]\n",
+        )
+        .unwrap();
+        let router = crate::route::Router::new(&[route], vec!["a".into()], people);
+        let alert = crate::sentry::parse_integration_payload(
+            "event_alert",
+            br#"{"action":"triggered","data":{"event":{"issue_id":"1","level":"error","tags":[["owner","carol"]]}}}"#,
+        )
+        .unwrap();
+        let mentions = router.route(&alert).remove(0).mentions;
+        let body: Value = serde_json::from_str(&target("").request_body(&message(
+            "issue",
+            FATAL_ISSUE,
+            &mentions,
+        )))
+        .unwrap();
+        assert_eq!(body["at"]["atMobiles"], serde_json::json!(["13900001111"]));
+        let text = body["markdown"]["text"].as_str().unwrap();
+        assert!(text.contains("@13900001111 @bob @carol"), "{text}");
     }
 
     #[test]

@@ -121,12 +121,20 @@ impl FeishuTarget {
         let mention_people = !message.resolved;
         let mut footer = String::new();
         if mention_people {
+            let mentions = message.mentions;
             let mut people: Vec<String> = self
                 .settings
                 .mention_open_ids
                 .iter()
-                .chain(&message.mentions.user_ids)
+                .chain(&mentions.user_ids)
+                .map(String::as_str)
+                .chain(mentions.ids_of_people(|p| p.feishu_open_id.as_ref()))
                 .map(|id| format!("<at id={id}></at>"))
+                .chain(
+                    mentions
+                        .names_without(|p| p.feishu_open_id.as_ref())
+                        .map(|name| format!("@{name}")),
+                )
                 .collect();
             if message.mentions_everyone(&self.settings.mention_all) {
                 people.push("<at id=all></at>".into());
@@ -149,7 +157,7 @@ impl FeishuTarget {
             if let Some(link) = &message.link {
                 elements.push(json!({"tag": "action", "actions": [{
                     "tag": "button",
-                    "text": {"tag": "plain_text", "content": "Open in Sentry"},
+                    "text": {"tag": "plain_text", "content": message.link_label},
                     "type": "primary",
                     "url": link,
                 }]}));

@@ -107,7 +107,11 @@ impl KindSettings for GithubSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Open,
-    Close { not_planned: bool },
+    /// Alertmanager, Grafana: a group fires; open its issue, or reopen and comment.
+    Fire,
+    Close {
+        not_planned: bool,
+    },
     Reopen,
     Comment,
     Nothing,
@@ -144,11 +148,20 @@ impl GithubTarget {
         if let Some(label) = view.level.and_then(|l| self.settings.level_labels.get(&l)) {
             labels.push(label.clone());
         }
+        let mut assignees = self.settings.assignees.clone();
+        for login in message.mentions.ids_of_people(|p| p.github.as_ref()) {
+            if !assignees
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(login))
+            {
+                assignees.push(login.to_string());
+            }
+        }
         json!({
             "title": truncate_chars(&view.title, 256),
             "body": self.issue_body(&message.text, view),
             "labels": labels,
-            "assignees": self.settings.assignees,
+            "assignees": assignees,
         })
         .to_string()
     }
@@ -177,7 +190,9 @@ impl GithubTarget {
                 answer: format!("already linked to #{number}"),
             },
             (Action::Close { not_planned }, Some(number)) => self.close(number, not_planned).await,
-            (Action::Reopen, Some(number)) => self.reopen(number, view, &key, &link).await,
+            (Action::Reopen, Some(number)) => self.reopen(number, message, view, &key, &link).await,
+            (Action::Fire, None) => self.open(message, view, &key, link).await,
+            (Action::Fire, Some(number)) => self.reopen(number, message, view, &key, &link).await,
             (Action::Comment, Some(number)) => self.comment(number, &message.text).await,
             (_, None) | (Action::Nothing, _) => Outcome::Delivered {
                 answer: "nothing to do on GitHub".into(),
@@ -198,6 +213,8 @@ impl GithubTarget {
                 Action::Comment
             }
             ("event_alert" | "error" | "activity_alert", _) => Action::Open,
+            ("alert", "firing") => Action::Fire,
+            ("alert", "resolved") => Action::Close { not_planned: false },
             _ => Action::Nothing,
         }
     }
@@ -352,9 +369,12 @@ impl GithubTarget {
     /// Reopens, then comments on the regression in a later attempt: GitHub wants writes a second
     /// apart, and the queue, not this target, does the waiting. The link notes that the comment is
     /// due, so the next attempt, finding the issue open, writes it.
+    /// Reopens issue `number` and comments on it: a Sentry regression, or a group of alerts that
+    /// fires again (whose message is the comment; on an issue still open it is only commented).
     async fn reopen(
         &self,
         number: u64,
+        message: &Message<'_>,
         view: &MessageView,
         key: &str,
         link: &LinkRecord,
@@ -363,15 +383,19 @@ impl GithubTarget {
             Ok(issue) => issue,
             Err(outcome) => return outcome,
         };
+        let firing_again = view.group.is_some();
         if issue["state"] == "open" {
-            if !link.comment_after_reopen {
+            if !link.comment_after_reopen && !firing_again {
                 return Outcome::Delivered {
                     answer: format!("#{number} was already open"),
                 };
             }
-            let release = view.release.as_deref().unwrap_or("an unknown release");
-            let text =
-                format!("Regressed in {release}: Sentry marked this issue unresolved again.");
+            let text = if firing_again {
+                message.text.clone()
+            } else {
+                let release = view.release.as_deref().unwrap_or("an unknown release");
+                format!("Regressed in {release}: Sentry marked this issue unresolved again.")
+            };
             let commented = self.comment(number, &text).await;
             if !matches!(commented, Outcome::Delivered { .. }) {
                 return commented;

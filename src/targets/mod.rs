@@ -119,8 +119,10 @@ pub struct Message<'a> {
     pub title: String,
     /// The rendered template.
     pub text: String,
-    /// The page to open in Sentry; kept however much the text is cut.
+    /// The page to open in Sentry (or Alertmanager, Grafana); kept however much the text is cut.
     pub link: Option<String>,
+    /// What a button to `link` says: "Open in Sentry".
+    pub link_label: String,
     /// The most severe level in the message (targets @-mention everyone at chosen levels).
     pub level: Option<Level>,
     /// "Resolved" messages mention nobody.
@@ -143,6 +145,7 @@ impl<'a> Message<'a> {
             title: truncate_chars(&title, 100),
             text,
             link: view.link.clone(),
+            link_label: view.link_label(),
             level: view.level,
             resolved: view.resolved,
             mentions: delivery.mentions,
@@ -158,6 +161,7 @@ impl<'a> Message<'a> {
             title: format!("{} {} Sentry alerts", level_icon(level), view.count),
             text,
             link: None,
+            link_label: String::new(),
             level,
             resolved: false,
             mentions: delivery.mentions,

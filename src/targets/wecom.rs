@@ -97,6 +97,16 @@ impl WecomTarget {
                 .iter()
                 .chain(&message.mentions.user_ids)
                 .map(String::as_str)
+                .chain(message.mentions.ids_of_people(|p| p.wecom_user_id.as_ref()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let unknown: Vec<String> = if mention {
+            message
+                .mentions
+                .names_without(|p| p.wecom_user_id.as_ref())
+                .map(|name| format!("@{name}"))
                 .collect()
         } else {
             Vec::new()
@@ -108,15 +118,18 @@ impl WecomTarget {
             .filter(|l| !message.text.contains(l))
         {
             footer.push_str(&match self.settings.message {
-                WecomMessage::Markdown => format!("\n\n[Open in Sentry]({link})"),
+                WecomMessage::Markdown => format!("\n\n[{}]({link})", message.link_label),
                 WecomMessage::Text => format!("\n\n{link}"),
             });
         }
         match self.settings.message {
             WecomMessage::Markdown => {
-                if !user_ids.is_empty() {
-                    let people: Vec<String> =
-                        user_ids.iter().map(|id| format!("<@{id}>")).collect();
+                let people: Vec<String> = user_ids
+                    .iter()
+                    .map(|id| format!("<@{id}>"))
+                    .chain(unknown)
+                    .collect();
+                if !people.is_empty() {
                     footer.push_str(&format!("\n\n{}", people.join(" ")));
                 }
                 let content = fit_content(&message.text, &footer, MAX_MARKDOWN_BYTES);
@@ -137,6 +150,9 @@ impl WecomTarget {
                 if all {
                     mentioned.push("@all");
                     mobiles.push("@all");
+                }
+                if !unknown.is_empty() {
+                    footer.push_str(&format!("\n\n{}", unknown.join(" ")));
                 }
                 let content = fit_content(&message.text, &footer, MAX_TEXT_BYTES);
                 json!({"msgtype": "text", "text": {

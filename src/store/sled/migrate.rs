@@ -27,6 +27,7 @@ pub(super) fn alerts_from_schema_1(db: &sled::Db, alerts: &sled::Tree) -> Result
             received_at: old.received_at,
             source: old.alert.source,
             resource: old.alert.resource,
+            decisions: None,
         };
         alerts.insert(key, alert_record::encode(&header, payload)?)?;
         migrated += 1;

@@ -96,6 +96,7 @@ fn a_schema_1_store_is_migrated_and_its_alerts_read_the_same() {
             received_at,
             source: alert.source,
             resource: alert.resource.clone(),
+            decisions: None,
         };
         db.open_tree("alerts")
             .unwrap()
