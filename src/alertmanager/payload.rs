@@ -486,9 +486,11 @@ mod tests {
 
     #[test]
     fn stored_decisions_read_back_the_same_alert() {
-        let mut settings = LabelIntakeConfig::default();
-        settings.installation = Some("prod-am".into());
-        settings.default_level = Level::Error;
+        let settings = LabelIntakeConfig {
+            installation: Some("prod-am".into()),
+            default_level: Level::Error,
+            ..Default::default()
+        };
         let mut alert = parse(Source::Alertmanager, MIXED, &settings).unwrap();
         alert.group.as_mut().unwrap().members[1].said_before = true;
         let decisions = Decisions::of(&alert).unwrap();
