@@ -354,3 +354,87 @@ fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+fn herald_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_route_and_render_know_people_and_alertmanager() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[alertmanager]\ntokens = [\"{TOKEN}\"]\n[people.lin]\ndingtalk_mobile = \"13900001111\"\n\
+                 [[targets]]\nname = \"oncall\"\nkind = \"dingtalk\"\nurl = \"https://oapi.dingtalk.com/robot/send?access_token=x\"\n\
+                 [[routes]]\ntargets = [\"oncall\"]\nmatch = {{ source = [\"alertmanager\"], labels = {{ env = [\"prod\"] }} }}\n{extra}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let path = config.to_str().unwrap();
+
+    write("mention = [\"lin\"]");
+    let checked = herald_cli(&["check-config", "--config", path]);
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{stdout}");
+    assert!(!stdout.contains(TOKEN), "the token is a secret: {stdout}");
+    assert!(
+        stdout.contains("label env in [prod] -> oncall mentioning @lin"),
+        "{stdout}"
+    );
+
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/alertmanager/06-max-alerts-1.json");
+    let fixture = fixture.to_str().unwrap();
+    let routed = herald_cli(&[
+        "route",
+        "--config",
+        path,
+        "--source",
+        "alertmanager",
+        fixture,
+    ]);
+    let stdout = String::from_utf8_lossy(&routed.stdout);
+    assert!(
+        stdout.contains("reaches no target"),
+        "env is not prod there: {stdout}"
+    );
+    let first = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/alertmanager/01-firing-group-of-2.json");
+    let first = first.to_str().unwrap();
+    let routed = herald_cli(&["route", "--config", path, "--source", "alertmanager", first]);
+    let stdout = String::from_utf8_lossy(&routed.stdout);
+    assert!(stdout.contains("-> oncall mentioning @lin"), "{stdout}");
+
+    let rendered = herald_cli(&[
+        "render",
+        "--config",
+        path,
+        "--target",
+        "oncall",
+        "--source",
+        "alertmanager",
+        fixture,
+    ]);
+    let body: Value = serde_json::from_slice(&rendered.stdout).unwrap();
+    let text = body["markdown"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("Firing: 3 alerts") && text.contains("+2 more"),
+        "{text}"
+    );
+
+    write("mention = [\"nobody\"]");
+    let refused = herald_cli(&["check-config", "--config", path]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("routes[0].mention") && stderr.contains("\"nobody\""),
+        "{stderr}"
+    );
+}

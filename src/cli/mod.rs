@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::alert::Alert;
+use crate::alert::{Alert, Source};
 use crate::config::Config;
 use crate::store::MemoryLinks;
 use crate::targets::Target;
@@ -42,7 +42,7 @@ pub enum Command {
         #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
         config: PathBuf,
     },
-    /// Print exactly what a target would send for a Sentry payload.
+    /// Print exactly what a target would send for a payload.
     Render {
         #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
         config: PathBuf,
@@ -53,17 +53,23 @@ pub enum Command {
         /// `legacy` for the legacy plugin). By default, the file name up to its first `-`.
         #[arg(long)]
         resource: Option<String>,
-        /// A JSON file holding a Sentry webhook payload.
+        /// Who sent the payload: `sentry` (the default), `alertmanager` or `grafana`.
+        #[arg(long, default_value = "sentry")]
+        source: String,
+        /// A JSON file holding a webhook payload.
         payload: PathBuf,
     },
-    /// Show which targets a Sentry payload would reach, and whom each would @-mention.
+    /// Show which targets a payload would reach, and whom each would @-mention.
     Route {
         #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
         config: PathBuf,
         /// The Sentry resource of the payload (see `render`).
         #[arg(long)]
         resource: Option<String>,
-        /// A JSON file holding a Sentry webhook payload.
+        /// Who sent the payload (see `render`).
+        #[arg(long, default_value = "sentry")]
+        source: String,
+        /// A JSON file holding a webhook payload.
         payload: PathBuf,
     },
     /// Inspect or replay dead letters: on the data folder when herald is stopped, or through the
@@ -128,13 +134,15 @@ pub fn run(cli: Cli) -> ExitCode {
             config,
             target,
             resource,
+            source,
             payload,
-        } => preview::render(&config, &target, resource.as_deref(), &payload),
+        } => preview::render(&config, &target, resource.as_deref(), &source, &payload),
         Command::Route {
             config,
             resource,
+            source,
             payload,
-        } => preview::route(&config, resource.as_deref(), &payload),
+        } => preview::route(&config, resource.as_deref(), &source, &payload),
         Command::SendTest { config, target } => preview::send_test(&config, &target),
         Command::DeadLetters { action } => dead_letters::run(action),
         Command::Healthcheck { config } => healthcheck(&config),
@@ -224,10 +232,31 @@ fn find_target<'t>(targets: &'t [Arc<Target>], name: &str) -> Option<&'t Target>
     found
 }
 
-/// A payload file read as the alert herald would make of it. The resource is `resource`, or the
-/// file name up to its first `-` or `.`; `legacy` means the legacy plugin's payload.
-fn read_alert(path: &Path, resource: Option<&str>) -> Result<Alert, String> {
+/// A payload file read as the alert herald would make of it. For Sentry, the resource is
+/// `resource`, or the file name up to its first `-` or `.`; `legacy` means the legacy plugin's
+/// payload. Alertmanager's and Grafana's bodies are read with the config's settings for them.
+fn read_alert(
+    config: &Config,
+    path: &Path,
+    resource: Option<&str>,
+    source: &str,
+) -> Result<Alert, String> {
     let body = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let labelled = match Source::parse(source) {
+        Some(Source::Alertmanager) => Some((Source::Alertmanager, &config.alertmanager)),
+        Some(Source::Grafana) => Some((Source::Grafana, &config.grafana)),
+        Some(Source::Sentry | Source::SentryLegacyPlugin) => None,
+        None => {
+            return Err(format!(
+                "--source {source:?}: sources are sentry, alertmanager and grafana"
+            ))
+        }
+    };
+    if let Some((source, settings)) = labelled {
+        let settings = settings.clone().unwrap_or_default();
+        return crate::alertmanager::parse(source, &body, &settings)
+            .map_err(|e| format!("{}: {e}", path.display()));
+    }
     let file_name = path
         .file_name()
         .and_then(|n| n.to_str())

@@ -11,15 +11,21 @@ use crate::route::Mentions;
 use crate::targets::{Delivery, Outcome};
 
 /// `herald render`: prints exactly what `target` would send for the payload.
-pub fn render(config: &Path, target: &str, resource: Option<&str>, payload: &Path) -> ExitCode {
-    let (_, targets) = match load(config) {
+pub fn render(
+    config: &Path,
+    target: &str,
+    resource: Option<&str>,
+    source: &str,
+    payload: &Path,
+) -> ExitCode {
+    let (config, targets) = match load(config) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let Some(target) = find_target(&targets, target) else {
         return ExitCode::FAILURE;
     };
-    let view = match read_alert(payload, resource) {
+    let view = match read_alert(&config, payload, resource, source) {
         Ok(alert) => MessageView::new(&alert, 0, 0, chrono::Utc::now()),
         Err(message) => {
             eprintln!("herald: {message}");
@@ -45,12 +51,12 @@ pub fn render(config: &Path, target: &str, resource: Option<&str>, payload: &Pat
 }
 
 /// `herald route`: which targets the payload would reach, and whom each would @-mention.
-pub fn route(config: &Path, resource: Option<&str>, payload: &Path) -> ExitCode {
+pub fn route(config: &Path, resource: Option<&str>, source: &str, payload: &Path) -> ExitCode {
     let config = match Config::load(config) {
         Ok(config) => config,
         Err(error) => return refuse_config(&error.to_string()),
     };
-    let alert = match read_alert(payload, resource) {
+    let alert = match read_alert(&config, payload, resource, source) {
         Ok(alert) => alert,
         Err(message) => {
             eprintln!("herald: {message}");
