@@ -534,4 +534,51 @@ mod tests {
         assert_eq!(router.targets_for(&issue("warning", "x")), ["a"]);
         assert!(router.targets_for(&issue("error", "x")).is_empty());
     }
+
+    #[test]
+    fn people_by_name_by_label_and_by_sentry_assignee() {
+        let people: People = toml::from_str(
+            "[lin]\ndingtalk_mobile = \"139\"\nemails = [\"lin@example.com\"]\n\
+             [bob]\nwecom_user_id = \"bob\"\n",
+        )
+        .unwrap();
+        let routes: Vec<RouteConfig> = vec![toml::from_str(
+            "targets = [\"a\"]\nmention = [\"bob\"]\nmention_from_labels = [\"owner\"]\n",
+        )
+        .unwrap()];
+        let router = Router::new(&routes, vec!["a".into()], people);
+        let tagged = event(
+            r#"{"action":"triggered","data":{"event":{"issue_id":"1","tags":[["owner","lin, carol"]]}}}"#,
+        );
+        let mentions = router.route(&tagged).remove(0).mentions;
+        let names: Vec<&str> = mentions.people.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["bob", "lin"]);
+        assert_eq!(mentions.unknown, ["carol"]);
+        assert!(
+            mentions.people[1].ids.emails.is_empty(),
+            "no e-mail goes into a job"
+        );
+        assert_eq!(
+            mentions
+                .ids_of_people(|p| p.dingtalk_mobile.as_ref())
+                .collect::<Vec<_>>(),
+            ["139"]
+        );
+        assert_eq!(
+            mentions
+                .names_without(|p| p.dingtalk_mobile.as_ref())
+                .collect::<Vec<_>>(),
+            ["bob", "carol"]
+        );
+
+        let assigned = parse_integration_payload(
+            "issue",
+            br#"{"action":"assigned","data":{"issue":{"id":"1"},"assignee":{"type":"user","name":"Lin","email":"LIN@example.com"}}}"#,
+        )
+        .unwrap();
+        let without_routes = Router::new(&[], vec!["a".into()], router.people.clone());
+        let mentions = without_routes.route(&assigned).remove(0).mentions;
+        assert_eq!(mentions.people.len(), 1);
+        assert_eq!(mentions.people[0].name, "lin");
+    }
 }

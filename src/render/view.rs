@@ -70,7 +70,7 @@ pub struct GroupView {
     pub receiver: String,
     pub firing: Vec<MemberView>,
     pub resolved: Vec<MemberView>,
-    /// Alerts the sender left out (`max_alerts`): "+N more".
+    /// Alerts the sender left out (`max_alerts`) or this message does not list: "+N more".
     pub truncated: u64,
     /// The sender's own page.
     pub external_url: Option<String>,
@@ -96,6 +96,12 @@ pub struct MemberView {
     pub new: bool,
     pub labels: Vec<Tag>,
 }
+
+/// The most alerts one message lists; the rest are counted ("+N more"). 25 alerts of ordinary
+/// length keep a DingTalk or Feishu message (20,000 bytes) whole; a smaller limit (WeCom's 4,096)
+/// cuts the list and says so. A storm of hundreds is read as a count anyway, and every alert is in
+/// herald's store.
+const MAX_LISTED: usize = 25;
 
 impl GroupView {
     fn new(group: &AlertGroup) -> GroupView {
@@ -124,16 +130,21 @@ impl GroupView {
             .collect();
         // Most severe first, and in the sender's order within a level.
         firing.sort_by_key(|m| std::cmp::Reverse(m.level));
+        let mut resolved: Vec<MemberView> = group
+            .members
+            .iter()
+            .filter(|m| !m.firing && !m.said_before)
+            .map(member)
+            .collect();
+        let listed = firing.len() + resolved.len();
+        firing.truncate(MAX_LISTED);
+        resolved.truncate(MAX_LISTED - firing.len());
+        let unlisted = (listed - firing.len() - resolved.len()) as u64;
         GroupView {
             receiver: group.receiver.clone(),
             firing,
-            resolved: group
-                .members
-                .iter()
-                .filter(|m| !m.firing && !m.said_before)
-                .map(member)
-                .collect(),
-            truncated: group.truncated,
+            resolved,
+            truncated: group.truncated + unlisted,
             external_url: group.external_url.clone(),
             group_labels: tags(&group.group_labels),
         }
@@ -419,5 +430,49 @@ fn describe_frame(frame: &crate::alert::Frame) -> String {
         (Some(file), Some(line)) => format!("{function} ({file}:{line})"),
         (Some(file), None) => format!("{function} ({file})"),
         _ => function.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storm_lists_its_most_severe_and_counts_the_rest() {
+        let member = |n: usize, level: Level| GroupMember {
+            fingerprint: format!("{n:016x}"),
+            firing: true,
+            level: Some(level),
+            name: "Down".into(),
+            summary: format!("instance {n} down"),
+            description: None,
+            instance: Some(format!("i{n}")),
+            link: None,
+            runbook: None,
+            starts_at: None,
+            ends_at: None,
+            labels: vec![],
+            values: None,
+            said_before: false,
+        };
+        let mut members: Vec<GroupMember> = (0..39).map(|n| member(n, Level::Warning)).collect();
+        members.push(member(39, Level::Fatal));
+        let group = AlertGroup {
+            receiver: "r".into(),
+            group_key: "g".into(),
+            status: "firing".into(),
+            external_url: None,
+            truncated: 2,
+            group_labels: vec![],
+            members,
+        };
+        let view = GroupView::new(&group);
+        assert_eq!(view.firing.len(), MAX_LISTED);
+        assert_eq!(
+            view.firing[0].summary, "instance 39 down",
+            "the worst first"
+        );
+        assert_eq!(view.truncated, 2 + 40 - MAX_LISTED as u64);
+        assert_eq!(group_headline(&group), "Firing: 42 alerts");
     }
 }
