@@ -165,6 +165,19 @@ async fn notifications_sent(alertmanager: &Alertmanager) -> f64 {
         .sum()
 }
 
+/// Waits until Alertmanager has sent `more` notifications beyond what it had sent so far.
+async fn wait_for_notifications(alertmanager: &Alertmanager, more: u32) {
+    let before = notifications_sent(alertmanager).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while notifications_sent(alertmanager).await < before + f64::from(more) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Alertmanager sent fewer than {more} notifications in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn texts(robot: &FakeDingTalk) -> Vec<String> {
     robot
         .received()
@@ -244,15 +257,7 @@ timeout = "2s"
     assert!(many.contains("Firing: 3 alerts"), "{many}");
 
     // repeat_interval passes: Alertmanager posts every group again, herald tells nobody.
-    let sent_before = notifications_sent(&alertmanager).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while notifications_sent(&alertmanager).await < sent_before + 4.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no resends from Alertmanager"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_notifications(&alertmanager, 4).await;
     herald.wait_until_drained(Duration::from_secs(5)).await;
     assert_eq!(robot.received().len(), 4, "{:#?}", texts(&robot));
 
@@ -285,15 +290,7 @@ timeout = "2s"
     );
 
     // Another repeat interval: still nothing new to say.
-    let sent_before = notifications_sent(&alertmanager).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while notifications_sent(&alertmanager).await < sent_before + 2.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no resends from Alertmanager"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_notifications(&alertmanager, 2).await;
     herald.wait_until_drained(Duration::from_secs(5)).await;
     let all = texts(&robot);
     assert_eq!(all.len(), 6, "{all:#?}");

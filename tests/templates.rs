@@ -67,15 +67,20 @@ fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-fn views() -> Vec<(String, MessageView)> {
-    let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(fixtures_dir())
+/// The `.json` files of `dir`, by name.
+fn json_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.ends_with(".json"))
         .collect();
     names.sort();
     names
+}
+
+fn views() -> Vec<(String, MessageView)> {
+    let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    json_files(&fixtures_dir())
         .into_iter()
         .map(|name| {
             let body = fixture(&name);
@@ -101,13 +106,7 @@ fn views() -> Vec<(String, MessageView)> {
 /// The Alertmanager captures and the Grafana body, as `alertmanager-…` and `grafana-…`.
 fn group_views(now: DateTime<Utc>) -> Vec<(String, MessageView)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alertmanager");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
-    names
+    json_files(&dir)
         .into_iter()
         .map(|name| {
             let body = std::fs::read(dir.join(&name)).unwrap();

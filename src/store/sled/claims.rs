@@ -23,7 +23,7 @@ pub(super) struct SledPendingClaim {
 impl ClaimHandle for SledPendingClaim {
     fn write(&self) -> Result<(), StoreError> {
         self.claims
-            .insert(claim_key(&self.claim), &self.claim.alert_id.to_be_bytes())?;
+            .insert(claim_key(&self.claim), &self.claim.value())?;
         Ok(())
     }
 
@@ -57,6 +57,7 @@ pub(super) struct ClaimIndex {
 struct IndexedClaim {
     alert_id: AlertId,
     seen_ms: u64,
+    keep_ms: u64,
     pending: bool,
 }
 
@@ -144,7 +145,9 @@ impl ClaimIndex {
     pub(super) fn forget_older_than(&self, now_ms: u64, remember: std::time::Duration) {
         let remember_ms = remember.as_millis() as u64;
         let mut claims = self.lock();
-        claims.retain(|_, claim| claim.pending || claim.seen_ms + remember_ms > now_ms);
+        claims.retain(|_, claim| {
+            claim.pending || claim.seen_ms + remember_ms.max(claim.keep_ms) > now_ms
+        });
         // A flood's worth of capacity is given back once the flood is forgotten.
         if claims.capacity() > 4 * claims.len() + 1024 {
             claims.shrink_to_fit();
@@ -157,6 +160,7 @@ impl IndexedClaim {
         IndexedClaim {
             alert_id: claim.alert_id,
             seen_ms: claim.seen_ms,
+            keep_ms: claim.keep_ms,
             pending: false,
         }
     }

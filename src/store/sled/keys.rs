@@ -14,6 +14,25 @@ pub(super) struct DedupeClaim {
     pub hash: [u8; 16],
     pub alert_id: AlertId,
     pub seen_ms: u64,
+    /// How long this claim is remembered, when longer than `dedupe.remember` (a group's episode
+    /// claims are kept for `store.retention`); 0: as long as `dedupe.remember`.
+    pub keep_ms: u64,
+}
+
+impl DedupeClaim {
+    /// The claim's value: the alert id, then `keep_ms` (a herald that knew only the id reads the
+    /// first 8 bytes and is none the worse).
+    pub(super) fn value(&self) -> [u8; 16] {
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&self.alert_id.to_be_bytes());
+        value[8..].copy_from_slice(&self.keep_ms.to_be_bytes());
+        value
+    }
+
+    /// Whether it is forgotten at `now_ms`, when claims are remembered for `remember_ms`.
+    pub(super) fn expired(&self, now_ms: u64, remember_ms: u64) -> bool {
+        self.seen_ms + remember_ms.max(self.keep_ms) <= now_ms
+    }
 }
 
 /// Counts the keys of a tree keyed `target name, 0x00, …` per target name.
@@ -56,6 +75,7 @@ pub(super) fn parse_claim(key: &[u8], value: &[u8]) -> Option<DedupeClaim> {
         seen_ms: be_u64(key, 0)?,
         hash: key.get(8..24)?.try_into().ok()?,
         alert_id: be_u64(value, 0)?,
+        keep_ms: be_u64(value, 8).unwrap_or(0),
     })
 }
 

@@ -52,6 +52,7 @@ pub(super) fn dedupe_to_claims(db: &sled::Db) -> Result<(), StoreError> {
                 hash: hash.as_ref().try_into().ok()?,
                 alert_id: be_u64(&value, 0)?,
                 seen_ms: be_u64(&value, 8)?,
+                keep_ms: 0,
             })
         };
         if let Some(claim) = schema_2_claim() {

@@ -8,7 +8,7 @@
 //! | `dead_letters` | target name, `0x00`, job id u64 BE        | [`DeadLetter`] as JSON  |
 //! | `targets` | target name                                     | [`TargetState`] as JSON |
 //! | `targets` | target name, `0x00`, `b"paused"`                | present while an operator paused it |
-//! | `claims` | claimed at ms u64 BE, first 16 bytes of SHA-256 of a dedupe key | alert id u64 BE |
+//! | `claims` | claimed at ms u64 BE, first 16 bytes of SHA-256 of a dedupe key | alert id u64 BE, how long it is kept in ms u64 BE (older stores: the id alone) |
 //! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
 //! | `links`  | target name, `0x00`, repo/installation/issue     | [`LinkRecord`] as JSON  |
 //!
@@ -232,6 +232,7 @@ impl StoreBackend for SledStore {
                 hash: dedupe_hash(key),
                 alert_id,
                 seen_ms: now.timestamp_millis().max(0) as u64,
+                keep_ms: remember.as_millis() as u64,
             };
             Ok(match self.claim_index.claim(claim, remember).await {
                 Some(first) => ClaimOutcome::Duplicate(first),

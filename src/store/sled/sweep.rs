@@ -5,12 +5,14 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::keys::parse_claim;
 use super::SledStore;
 use crate::store::alert_record;
 use crate::store::{FoldRecord, StoreBackend, StoreError, SweepReport};
 
-/// See [`StoreBackend::sweep`]. Claims are in time order, so the expired ones are a prefix of
-/// their tree; folds and alerts are scanned.
+/// See [`StoreBackend::sweep`]. Claims are in time order, so the expired ones are in the prefix
+/// older than `remember` (with the few kept longer, a group's episodes); folds and alerts are
+/// scanned.
 pub(super) fn sweep(
     store: &SledStore,
     now: DateTime<Utc>,
@@ -20,10 +22,12 @@ pub(super) fn sweep(
 ) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
     let now_ms = now.timestamp_millis().max(0) as u64;
-    // Claims are in time order: the expired ones are a prefix of the tree.
-    let forgotten_before = (now_ms.saturating_sub(remember.as_millis() as u64) + 1).to_be_bytes();
-    for key in store.claims.range(..forgotten_before).keys() {
-        if store.claims.remove(key?)?.is_some() {
+    let remember_ms = remember.as_millis() as u64;
+    let forgotten_before = (now_ms.saturating_sub(remember_ms) + 1).to_be_bytes();
+    for entry in store.claims.range(..forgotten_before) {
+        let (key, value) = entry?;
+        let expired = parse_claim(&key, &value).is_none_or(|c| c.expired(now_ms, remember_ms));
+        if expired && store.claims.remove(key)?.is_some() {
             report.dedupe_records += 1;
         }
     }

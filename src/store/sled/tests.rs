@@ -366,3 +366,60 @@ async fn only_jobs_attempted_before_are_read_back_for_issue_order() {
     assert_eq!(retried, [job]);
     assert_eq!(store.retried_jobs_of("other").count(), 0);
 }
+
+#[tokio::test]
+async fn a_claim_kept_longer_survives_sweeps_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    let week = std::time::Duration::from_secs(7 * 24 * 3600);
+    let now = Utc::now();
+    let two_hours_ago = now - chrono::Duration::hours(2);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        // An episode of a group, told two hours ago and kept for a week; a callback's claim.
+        match store
+            .claim_dedupe_key("episode", 1, two_hours_ago, week)
+            .await
+            .unwrap()
+        {
+            ClaimOutcome::New(claim) => {
+                claim.write().unwrap();
+                store.commit().await.unwrap();
+                claim.settle();
+            }
+            ClaimOutcome::Duplicate(_) => panic!("new"),
+        }
+        assert_eq!(claim(&store, "callback", 2, two_hours_ago).await, None);
+        let report = store.sweep(now, hour, hour, week).unwrap();
+        assert_eq!(
+            report.dedupe_records, 1,
+            "only the callback's claim is forgotten"
+        );
+        let again = store
+            .claim_dedupe_key("episode", 3, now, week)
+            .await
+            .unwrap();
+        assert!(matches!(again, ClaimOutcome::Duplicate(1)));
+        store.commit().await.unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    store.sweep(now, hour, hour, week).unwrap();
+    let again = store
+        .claim_dedupe_key("episode", 4, now, week)
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, ClaimOutcome::Duplicate(1)),
+        "kept on disk too"
+    );
+    let later = now + chrono::Duration::days(8);
+    store.sweep(later, hour, hour, week).unwrap();
+    let forgotten = store
+        .claim_dedupe_key("episode", 5, later, week)
+        .await
+        .unwrap();
+    assert!(
+        matches!(forgotten, ClaimOutcome::New(_)),
+        "forgotten after its week"
+    );
+}
