@@ -60,7 +60,7 @@ async fn start_alertmanager(hook: &str) -> Alertmanager {
 route:
   receiver: bearer
   group_by: ['alertname']
-  group_wait: 1s
+  group_wait: 2s
   group_interval: 2s
   repeat_interval: 4s
   routes:
@@ -127,12 +127,19 @@ receivers:
     panic!("alertmanager did not become ready");
 }
 
+/// When every alert of the test started: now, so that Alertmanager waits `group_wait` for a
+/// group's alerts (an alert that started before that is flushed at once, alone).
+fn started() -> &'static str {
+    static STARTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STARTED.get_or_init(|| chrono::Utc::now().to_rfc3339())
+}
+
 fn alert(name: &str, case: &str, instance: &str, resolved: bool) -> Value {
     let now = chrono::Utc::now();
     let mut alert = json!({
         "labels": {"alertname": name, "case": case, "instance": instance, "severity": "critical", "service": "api"},
         "annotations": {"summary": format!("{name} on {instance}")},
-        "startsAt": "2026-12-01T06:00:00Z",
+        "startsAt": started(),
         "generatorURL": "http://prometheus.example:9090/graph",
     });
     if resolved {
