@@ -77,10 +77,11 @@ pub fn parse(
     } else {
         &wire.common_labels
     };
-    let external =
-        Some(wire.external_url.trim_end_matches('/').to_string()).filter(|url| !url.is_empty());
     let decisions = Decisions {
-        installation: settings.installation.clone().or(external),
+        installation: settings
+            .installation
+            .clone()
+            .or_else(|| wire.external_url()),
         project: LabelIntakeConfig::first_label(&settings.project_labels, common),
         environment: LabelIntakeConfig::first_label(&settings.environment_labels, common),
         levels: wire
@@ -121,6 +122,13 @@ struct Notification {
     group_key: String,
     #[serde(default, rename = "truncatedAlerts")]
     truncated_alerts: u64,
+}
+
+impl Notification {
+    /// The sender's own page, without the trailing `/`; none when it did not say.
+    fn external_url(&self) -> Option<String> {
+        Some(self.external_url.trim_end_matches('/').to_string()).filter(|url| !url.is_empty())
+    }
 }
 
 #[derive(Deserialize)]
@@ -170,8 +178,7 @@ fn read(source: Source, body: &[u8]) -> Result<(Notification, Box<RawValue>), Pa
 }
 
 fn build(source: Source, wire: Notification, raw: Box<RawValue>, decisions: &Decisions) -> Alert {
-    let external_url =
-        Some(wire.external_url.trim_end_matches('/').to_string()).filter(|url| !url.is_empty());
+    let external_url = wire.external_url();
     let members: Vec<GroupMember> = wire
         .alerts
         .iter()

@@ -98,16 +98,16 @@ impl Default for LabelIntakeConfig {
     }
 }
 
-/// The severity words monitoring setups use, as herald's levels. Numbers are left out on
-/// purpose: teams disagree on whether 1 or 4 is the worst.
+/// The severity words monitoring setups use, as herald's levels: Sentry's own (`Level::parse`)
+/// and the ones Prometheus rules and paging tools add. Numbers are left out on purpose: teams
+/// disagree on whether 1 or 4 is the worst.
 pub fn level_of_severity(word: &str) -> Option<Level> {
-    Some(match word {
-        "critical" | "crit" | "page" | "p1" | "emergency" | "disaster" | "fatal" => Level::Fatal,
-        "error" | "err" | "major" | "high" | "p2" => Level::Error,
-        "warning" | "warn" | "minor" | "medium" | "ticket" | "p3" => Level::Warning,
-        "info" | "notice" | "low" | "p4" | "none" => Level::Info,
-        "debug" => Level::Debug,
-        _ => return None,
+    Level::parse(word).or(match word {
+        "crit" | "page" | "p1" | "emergency" | "disaster" => Some(Level::Fatal),
+        "err" | "major" | "high" | "p2" => Some(Level::Error),
+        "minor" | "medium" | "ticket" | "p3" => Some(Level::Warning),
+        "notice" | "low" | "p4" | "none" => Some(Level::Info),
+        _ => None,
     })
 }
 

@@ -226,9 +226,8 @@ fn refuse_if_shutting_down(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the whole body, refusing it (413) as soon as it is known to exceed `limit`: from
-/// `Content-Length` before reading, or while reading a chunked body.
-/// Reads the body, at most `limit` bytes. Over the limit, what the client still sends is read and
+/// Reads the body, at most `limit` bytes, refusing it (413) as soon as it is known to exceed it:
+/// from `Content-Length` before reading, or while reading a chunked body. Over the limit, what the client still sends is read and
 /// dropped (up to [`DRAIN_MAX_BYTES`], for at most [`DRAIN_MAX_TIME`]) before the 413 goes out: a
 /// client still sending when herald closes the connection would get a reset, not the answer.
 async fn read_limited(headers: &HeaderMap, mut body: Body, limit: u64) -> Result<Bytes, ApiError> {

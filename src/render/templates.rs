@@ -240,9 +240,7 @@ fn registry(timezone: Tz) -> Handlebars<'static> {
     registry
 }
 
-/// Escapes what DingTalk's (and most chat apps') markdown would otherwise interpret: emphasis,
-/// links, code, and block markers at the start of a line. Newlines become spaces, so a value can
-/// never start a new heading or list item.
+/// Parameter `index` as text: a string as it is, null or missing as nothing, anything else as JSON.
 fn string_param(h: &Helper, index: usize) -> String {
     match h.param(index).map(|p| p.value()) {
         None | Some(Value::Null) => String::new(),
