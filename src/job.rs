@@ -84,6 +84,15 @@ impl DeliveryJob {
         format!("herald-{}-{}", self.alert_id, self.id)
     }
 
+    /// Parts of a message sent in parts that earlier attempts delivered (see
+    /// `Target::deliver`); a replayed job sends its message from the start.
+    pub fn parts_sent(&self) -> usize {
+        self.attempts
+            .iter()
+            .filter(|a| a.result == AttemptResult::Continued)
+            .count()
+    }
+
     /// Failed attempts that count against the retry schedule (a throttled target's do not: the
     /// robot's rate, not the message, was the problem).
     pub fn counted_failures(&self) -> usize {

@@ -441,3 +441,107 @@ fn check_config_route_and_render_know_people_and_alertmanager() {
         "{stderr}"
     );
 }
+
+/// A group of `count` firing alerts, each with a long summary naming it ("alert-07").
+fn large_group(count: usize) -> Vec<u8> {
+    let mut body: Value = serde_json::from_slice(&am_fixture("01-firing-group-of-2.json")).unwrap();
+    let template = body["alerts"][0].clone();
+    let alerts: Vec<Value> = (0..count)
+        .map(|at| {
+            let mut alert = template.clone();
+            alert["labels"]["instance"] = format!("10.0.{at}.1:8080").into();
+            alert["annotations"]["summary"] = format!(
+                "alert-{at:02} 5xx ratio above budget on a long-named service {}",
+                "x".repeat(60)
+            )
+            .into();
+            alert["fingerprint"] = format!("{at:016x}").into();
+            alert
+        })
+        .collect();
+    body["alerts"] = alerts.into();
+    serde_json::to_vec(&body).unwrap()
+}
+
+#[tokio::test]
+async fn a_group_too_large_for_the_robot_is_sent_in_whole_parts() {
+    let robot = FakeDingTalk::start(Some(ROBOT_SECRET)).await;
+    let wecom =
+        common::downstream::FakeDownstream::start(200, r#"{"errcode":0,"errmsg":"ok"}"#).await;
+    // The second part fails once: only it is sent again.
+    wecom.script([
+        (200, r#"{"errcode":0,"errmsg":"ok"}"#),
+        (502, "bad gateway"),
+    ]);
+    let herald = start(
+        &robot,
+        &format!(
+            "[[targets]]\nname = \"wx\"\nkind = \"wecom\"\nurl = \"{}\"\nretry = [\"200ms\"]\n",
+            wecom.url("/cgi-bin/webhook/send?key=k")
+        ),
+    );
+    let (status, answer) = post(&herald, bearer(), &large_group(30)).await;
+    assert_eq!(status, 202, "{answer}");
+    herald.wait_until_drained(Duration::from_secs(20)).await;
+
+    let contents: Vec<String> = wecom
+        .received()
+        .iter()
+        .map(|request| {
+            request.json()["markdown"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let parts = contents.len() - 1;
+    assert!(
+        parts >= 2,
+        "25 long alerts do not fit 4,096 bytes: {contents:?}"
+    );
+    assert_eq!(
+        contents[1], contents[2],
+        "the failed part is sent again, unchanged"
+    );
+    let sent: Vec<&String> = std::iter::once(&contents[0])
+        .chain(&contents[2..])
+        .collect();
+    for (at, content) in sent.iter().enumerate() {
+        assert!(
+            content.len() <= 4096,
+            "part {at} has {} bytes",
+            content.len()
+        );
+        assert!(!content.contains("cut to fit"), "{content}");
+        assert!(
+            content.contains(&format!("({}/{parts})", at + 1)),
+            "{content}"
+        );
+        assert!(content.contains("Firing: 30 alerts"), "{content}");
+    }
+    // Every listed alert exactly once, in order, and the five not listed counted in the last part.
+    let all = sent
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut last = 0;
+    for at in 0..25 {
+        let name = format!("alert-{at:02} ");
+        assert_eq!(all.matches(&name).count(), 1, "{name} in {all}");
+        let found = all.find(&name).unwrap();
+        assert!(found > last, "{name} out of order");
+        last = found;
+    }
+    assert!(!all.contains("alert-25 "), "{all}");
+    assert!(sent[parts - 1].contains("+5 more") && !sent[0].contains("more"));
+
+    // DingTalk (20,000 bytes) takes the whole group in one message.
+    let received = robot.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 1);
+    let message = text(&received[0]);
+    assert!(
+        message.contains("alert-24 ") && !message.contains("(1/"),
+        "{message}"
+    );
+}

@@ -37,10 +37,14 @@ pub fn render(
         mentions: &Mentions::default(),
         idempotency_key: "herald-render",
         raw: None,
+        parts_sent: 0,
     });
     match rendered {
-        Ok(body) => {
-            println!("{body}");
+        Ok(bodies) => {
+            // A message sent in parts: one body a line, in the order they are sent.
+            for body in bodies {
+                println!("{body}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -105,6 +109,7 @@ pub fn send_test(config: &Path, target: &str) -> ExitCode {
         mentions: &Mentions::default(),
         idempotency_key: &key,
         raw: None,
+        parts_sent: 0,
     }));
     match outcome {
         Outcome::Delivered { answer } | Outcome::Continue { answer, .. } => {

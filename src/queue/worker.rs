@@ -569,6 +569,7 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
                     mentions: &mentions,
                     idempotency_key: &key,
                     raw: raws.first().map(|raw| raw.get()),
+                    parts_sent: jobs[0].job.parts_sent(),
                 })
                 .await
         }

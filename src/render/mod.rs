@@ -18,7 +18,8 @@ pub use templates::{
     default_digest_template, default_template, TemplateError, TemplateSource, Templates,
 };
 pub use view::{
-    DigestItem, DigestView, FoldedView, GroupView, LevelCount, MemberView, MessageView, Tag,
+    DigestItem, DigestView, FoldedView, GroupView, LevelCount, MemberView, MessageView, PartView,
+    Tag,
 };
 
 use chrono::{DateTime, Utc};

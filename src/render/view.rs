@@ -76,6 +76,16 @@ pub struct GroupView {
     pub external_url: Option<String>,
     /// Labels the group is formed by, as `{key, value}`.
     pub group_labels: Vec<Tag>,
+    /// Set when the message is sent in parts, to fit a target's size limit: "(2/3)".
+    pub part: Option<PartView>,
+}
+
+/// Which part of a message split to fit a target's size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PartView {
+    /// From 1.
+    pub number: usize,
+    pub of: usize,
 }
 
 /// One alert of a group.
@@ -99,8 +109,8 @@ pub struct MemberView {
 
 /// The most alerts one message lists; the rest are counted ("+N more"). 25 alerts of ordinary
 /// length keep a DingTalk or Feishu message (20,000 bytes) whole; a smaller limit (WeCom's 4,096)
-/// cuts the list and says so. A storm of hundreds is read as a count anyway, and every alert is in
-/// herald's store.
+/// sends it in parts (`Target::deliver`). A storm of hundreds is read as a count anyway, and
+/// every alert is in herald's store.
 const MAX_LISTED: usize = 25;
 
 impl GroupView {
@@ -147,6 +157,36 @@ impl GroupView {
             truncated: group.truncated + unlisted,
             external_url: group.external_url.clone(),
             group_labels: tags(&group.group_labels),
+            part: None,
+        }
+    }
+
+    /// How many alerts this message lists, firing and resolved.
+    pub fn listed(&self) -> usize {
+        self.firing.len() + self.resolved.len()
+    }
+
+    /// The part of this group that lists the alerts at `listed` (in the order the message lists
+    /// them: firing, then resolved). "+N more" goes with the last part only.
+    fn part(&self, listed: std::ops::Range<usize>, part: PartView) -> GroupView {
+        let firing = self.firing.len();
+        let in_range = |at: usize| listed.contains(&at);
+        GroupView {
+            firing: (0..firing)
+                .filter(|at| in_range(*at))
+                .map(|at| self.firing[at].clone())
+                .collect(),
+            resolved: (0..self.resolved.len())
+                .filter(|at| in_range(firing + at))
+                .map(|at| self.resolved[at].clone())
+                .collect(),
+            truncated: if part.number == part.of {
+                self.truncated
+            } else {
+                0
+            },
+            part: Some(part),
+            ..self.clone()
         }
     }
 }
@@ -348,6 +388,16 @@ impl MessageView {
     }
 
     /// The same view, reporting `folded` repeats.
+    /// This message as part `part` of a split, listing the group's alerts at `listed`; the
+    /// folded count goes with the last part. A message that is not a group's has no parts.
+    pub fn part(&self, listed: std::ops::Range<usize>, part: PartView) -> MessageView {
+        MessageView {
+            group: self.group.as_ref().map(|group| group.part(listed, part)),
+            folded: self.folded.clone().filter(|_| part.number == part.of),
+            ..self.clone()
+        }
+    }
+
     pub fn with_folded(mut self, folded: Option<Folded>) -> MessageView {
         self.folded = folded.map(|f| FoldedView::new(f, self.now));
         self

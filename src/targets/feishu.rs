@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use super::http::{self, validate_url};
 use super::{
-    fit_body, BuildContext, KindSettings, Limits, Measure, Message, Outcome, RateLimit, TargetKind,
+    fit_body, was_cut, BuildContext, KindSettings, Limits, Measure, Message, Outcome, RateLimit,
+    TargetKind,
 };
 use crate::alert::Level;
 use crate::job::FailureReason;
@@ -209,6 +210,10 @@ impl TargetKind for FeishuTarget {
     /// As `herald render` shows it: unsigned (a signature is made per attempt).
     fn request_body(&self, message: &Message<'_>) -> String {
         self.body(message, None)
+    }
+
+    fn overflows(&self, message: &Message<'_>) -> bool {
+        was_cut(&self.request_body(message))
     }
 
     fn send<'a>(&'a self, message: &'a Message<'a>) -> BoxFuture<'a, Outcome> {

@@ -36,6 +36,11 @@ impl Measure {
 /// Said where a text was cut.
 pub const CUT_NOTE: &str = "\n\n… (cut to fit the size limit)";
 
+/// Whether `body`, built by [`fit_body`], had its text cut: the note survives JSON escaping.
+pub fn was_cut(body: &str) -> bool {
+    body.contains(CUT_NOTE.trim_start())
+}
+
 /// Builds a body from `text` with `build`, cutting `text` on a character boundary (and saying so)
 /// until the body measures at most `max`. `build` adds what must never be cut: links, mentions,
 /// keywords, markers.

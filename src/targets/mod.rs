@@ -20,16 +20,18 @@ mod http;
 mod outcome;
 mod settings;
 
-pub use fit::{fit_body, Measure};
+pub use fit::{fit_body, was_cut, Measure};
 pub use outcome::Outcome;
 pub use settings::{target_config, BuildContext, KindSettings, TargetConfig, TargetSettings};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::alert::Level;
 use crate::job::FailureReason;
 use crate::render::{
-    level_icon, truncate_chars, DigestView, MessageView, TemplateError, TemplateSource, Templates,
+    level_icon, truncate_chars, DigestView, GroupView, MessageView, PartView, TemplateError,
+    TemplateSource, Templates,
 };
 use crate::route::Mentions;
 use crate::store::{BoxFuture, LinkStore};
@@ -44,6 +46,13 @@ pub trait TargetKind: Send + Sync {
 
     /// One attempt at delivering `message`. Never panics, never retries, never sleeps.
     fn send<'a>(&'a self, message: &'a Message<'a>) -> BoxFuture<'a, Outcome>;
+
+    /// Whether `message` is too large for the downstream, so that its text would be cut: a
+    /// group's message is then sent in parts that each fit. Kinds without a size limit, and those
+    /// whose message must stay one (a GitHub issue), never overflow.
+    fn overflows(&self, _message: &Message<'_>) -> bool {
+        false
+    }
 
     /// The message's text when the target has no template: `None` renders the kind's default
     /// template. (The webhook sends herald's own JSON instead.)
@@ -104,6 +113,8 @@ pub struct Delivery<'a> {
     pub idempotency_key: &'a str,
     /// The sender's payload as received, for targets that forward it (never given to templates).
     pub raw: Option<&'a str>,
+    /// Parts of a split message already delivered by earlier attempts of this job.
+    pub parts_sent: usize,
 }
 
 /// Several alerts merged into one message, when a target's rate limit cannot take them one by one.
@@ -136,11 +147,14 @@ pub struct Message<'a> {
 impl<'a> Message<'a> {
     fn of_alert(delivery: &Delivery<'a>, text: String) -> Message<'a> {
         let view = delivery.view;
-        let title = if view.title == view.headline {
+        let mut title = if view.title == view.headline {
             format!("{} {}", view.icon(), view.title)
         } else {
             format!("{} {}: {}", view.icon(), view.headline, view.title)
         };
+        if let Some(part) = view.group.as_ref().and_then(|group| group.part) {
+            title = format!("({}/{}) {title}", part.number, part.of);
+        }
         Message {
             title: truncate_chars(&title, 100),
             text,
@@ -208,10 +222,19 @@ impl Target {
         self.limits.rate.is_limited() && self.templates.has_digest(&self.name)
     }
 
-    /// Renders the message this target would send for `delivery`, exactly as it would go on the wire.
-    pub fn render(&self, delivery: &Delivery<'_>) -> Result<String, TemplateError> {
-        let message = Message::of_alert(delivery, self.text(delivery)?);
-        Ok(self.wire.request_body(&message))
+    /// Renders the message this target would send for `delivery`, exactly as it would go on the
+    /// wire: one request body, or one per part when it is sent in parts.
+    pub fn render(&self, delivery: &Delivery<'_>) -> Result<Vec<String>, TemplateError> {
+        let parts = self.parts(delivery)?;
+        Ok(parts
+            .iter()
+            .map(|part| {
+                let key = part.idempotency_key(delivery);
+                let delivery = part.delivery(delivery, &key);
+                self.wire
+                    .request_body(&Message::of_alert(&delivery, part.text.clone()))
+            })
+            .collect())
     }
 
     /// The message's text: the target's template, or what the kind sends without one.
@@ -224,11 +247,85 @@ impl Target {
         self.templates.render(&self.name, delivery.view)
     }
 
-    /// One attempt at delivering an alert. Never panics, never retries.
+    /// The message for `delivery` as it is sent: whole, or, when a group's message would be cut
+    /// to fit the downstream's size limit, in parts that each list as many of its alerts as fit,
+    /// in order ("(1/3)"). Each part lists at least one alert; only an alert too large by itself
+    /// is cut.
+    fn parts(&self, delivery: &Delivery<'_>) -> Result<Vec<Part>, TemplateError> {
+        let text = self.text(delivery)?;
+        let whole = Message::of_alert(delivery, text);
+        let listed = delivery.view.group.as_ref().map_or(0, GroupView::listed);
+        if listed < 2 || !self.wire.overflows(&whole) {
+            return Ok(vec![Part {
+                view: None,
+                text: whole.text,
+            }]);
+        }
+        // Measured as the widest part: numbered two digits, and carrying "+N more".
+        let widest = PartView { number: 99, of: 99 };
+        let mut ranges = Vec::new();
+        let mut start = 0;
+        while start < listed {
+            let mut end = start + 1;
+            while end < listed {
+                let candidate = self.part(delivery, start..end + 1, widest)?;
+                let key = candidate.idempotency_key(delivery);
+                let message =
+                    Message::of_alert(&candidate.delivery(delivery, &key), candidate.text.clone());
+                if self.wire.overflows(&message) {
+                    break;
+                }
+                end += 1;
+            }
+            ranges.push(start..end);
+            start = end;
+        }
+        let of = ranges.len();
+        ranges
+            .into_iter()
+            .enumerate()
+            .map(|(at, range)| self.part(delivery, range, PartView { number: at + 1, of }))
+            .collect()
+    }
+
+    fn part(
+        &self,
+        delivery: &Delivery<'_>,
+        listed: std::ops::Range<usize>,
+        part: PartView,
+    ) -> Result<Part, TemplateError> {
+        let view = delivery.view.part(listed, part);
+        let text = self.templates.render(&self.name, &view)?;
+        Ok(Part {
+            view: Some(view),
+            text,
+        })
+    }
+
+    /// One attempt at delivering an alert: the next part not yet sent, when it is sent in parts
+    /// (all but the last answer `Continue`, so the job stays queued in its place). Never panics,
+    /// never retries.
     pub async fn deliver(&self, delivery: &Delivery<'_>) -> Outcome {
-        match self.text(delivery) {
-            Ok(text) => self.wire.send(&Message::of_alert(delivery, text)).await,
-            Err(error) => template_failure(error),
+        let mut parts = match self.parts(delivery) {
+            Ok(parts) => parts,
+            Err(error) => return template_failure(error),
+        };
+        let remaining = parts.len().saturating_sub(delivery.parts_sent).max(1);
+        let part = parts.swap_remove(parts.len() - remaining);
+        let key = part.idempotency_key(delivery);
+        let outcome = self
+            .wire
+            .send(&Message::of_alert(
+                &part.delivery(delivery, &key),
+                part.text.clone(),
+            ))
+            .await;
+        match outcome {
+            Outcome::Delivered { answer } if remaining > 1 => Outcome::Continue {
+                after: Duration::ZERO,
+                answer,
+            },
+            outcome => outcome,
         }
     }
 
@@ -237,6 +334,36 @@ impl Target {
         match self.templates.render_digest(&self.name, delivery.view) {
             Ok(text) => self.wire.send(&Message::of_digest(delivery, text)).await,
             Err(error) => template_failure(error),
+        }
+    }
+}
+
+/// One message of an alert's: the whole (`view` is the delivery's) or one part of a split.
+struct Part {
+    view: Option<MessageView>,
+    text: String,
+}
+
+impl Part {
+    /// Each part is its own message to the downstream (DingTalk's `msgUuid`).
+    fn idempotency_key(&self, delivery: &Delivery<'_>) -> String {
+        match self
+            .view
+            .as_ref()
+            .and_then(|view| view.group.as_ref()?.part)
+        {
+            Some(part) => format!("{}-part{}", delivery.idempotency_key, part.number),
+            None => delivery.idempotency_key.to_string(),
+        }
+    }
+
+    fn delivery<'a>(&'a self, whole: &Delivery<'a>, key: &'a str) -> Delivery<'a> {
+        Delivery {
+            view: self.view.as_ref().unwrap_or(whole.view),
+            mentions: whole.mentions,
+            idempotency_key: key,
+            raw: whole.raw,
+            parts_sent: whole.parts_sent,
         }
     }
 }
