@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::Mutex;
 
 use crate::config::Config;
-use crate::http::{self, AppState, Reloadable};
+use crate::http::{self, AppState, ConnectionLimits, Reloadable};
 use crate::metrics::Metrics;
 use crate::queue::{TargetQueue, Workers};
 use crate::store::{Store, Wakers};
@@ -70,14 +70,17 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         workers.clone(),
     ));
     let shutdown_state = state.clone();
-    axum::serve(listener, http::router(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown_signal(terminate, interrupt).await;
-            shutdown_state.shutting_down.store(true, Ordering::Relaxed);
-            tracing::info!("shutting down: no new callbacks, finishing the ones in flight");
-        })
-        .await
-        .context("the HTTP server failed")?;
+    let limits = ConnectionLimits {
+        max_connections: config.server.max_connections,
+        header_timeout: config.server.header_timeout,
+        shutdown_grace: config.server.shutdown_grace,
+    };
+    http::serve(listener, http::router(state.clone()), limits, async move {
+        shutdown_signal(terminate, interrupt).await;
+        shutdown_state.shutting_down.store(true, Ordering::Relaxed);
+        tracing::info!("shutting down: no new connections, finishing the requests in flight");
+    })
+    .await;
 
     reloader.abort();
     sweeper.abort();

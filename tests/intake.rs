@@ -552,7 +552,7 @@ fn post_blocking(address: std::net::SocketAddr, body: &[u8]) -> Result<(u16, Str
         .map_err(|e| e.to_string())?;
     let head = format!(
         "POST /hooks/sentry HTTP/1.1\r\nHost: {address}\r\nSentry-Hook-Resource: issue\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+         Sentry-Hook-Signature: 00\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     socket

@@ -172,7 +172,8 @@ fn default_templates_match_their_golden_files() {
             parts_sent: 0,
         };
 
-        let body: Value = serde_json::from_str(&robot.render(&delivery).map(one_message).unwrap()).unwrap();
+        let body: Value =
+            serde_json::from_str(&robot.render(&delivery).map(one_message).unwrap()).unwrap();
         assert_eq!(body["msgtype"], "markdown", "{name}");
         assert_eq!(body["msgUuid"], "herald-1-2", "{name}");
         assert!(
@@ -195,7 +196,8 @@ fn default_templates_match_their_golden_files() {
             &mut mismatches,
         );
 
-        let card: Value = serde_json::from_str(&lark.render(&delivery).map(one_message).unwrap()).unwrap();
+        let card: Value =
+            serde_json::from_str(&lark.render(&delivery).map(one_message).unwrap()).unwrap();
         assert_eq!(card["msg_type"], "interactive", "{name}");
         let card_markdown = card["card"]["elements"][0]["content"]
             .as_str()
@@ -207,7 +209,8 @@ fn default_templates_match_their_golden_files() {
             &mut mismatches,
         );
 
-        let wecom: Value = serde_json::from_str(&wx.render(&delivery).map(one_message).unwrap()).unwrap();
+        let wecom: Value =
+            serde_json::from_str(&wx.render(&delivery).map(one_message).unwrap()).unwrap();
         let wecom_markdown = wecom["markdown"]["content"].as_str().unwrap().to_string();
         assert!(wecom_markdown.len() <= 4096, "{name}");
         check_golden(
@@ -217,7 +220,8 @@ fn default_templates_match_their_golden_files() {
         );
 
         // The webhook's default body is herald's documented JSON, never the raw payload unasked.
-        let json: Value = serde_json::from_str(&hook.render(&delivery).map(one_message).unwrap()).unwrap();
+        let json: Value =
+            serde_json::from_str(&hook.render(&delivery).map(one_message).unwrap()).unwrap();
         assert_eq!(json["type"], "herald.alert", "{name}");
         assert_eq!(
             json["alert"]["title"],
@@ -226,7 +230,8 @@ fn default_templates_match_their_golden_files() {
         );
         assert!(json.get("raw").is_none(), "{name}");
 
-        let created: Value = serde_json::from_str(&issues.render(&delivery).map(one_message).unwrap()).unwrap();
+        let created: Value =
+            serde_json::from_str(&issues.render(&delivery).map(one_message).unwrap()).unwrap();
         let issue_body = created["body"].as_str().unwrap().to_string();
         assert!(issue_body.chars().count() <= 65_536, "{name}");
         check_golden(

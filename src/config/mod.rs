@@ -94,6 +94,18 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, how long deliveries in flight may take to finish.
     #[serde(default = "ServerConfig::default_shutdown_grace", with = "duration")]
     pub shutdown_grace: Duration,
+    /// Connections served at once; more wait in the kernel's backlog.
+    #[serde(default = "ServerConfig::default_max_connections")]
+    pub max_connections: usize,
+    /// How long a request's headers may take to arrive; also how long an idle connection is kept.
+    #[serde(default = "ServerConfig::default_header_timeout", with = "duration")]
+    pub header_timeout: Duration,
+    /// How long a request's body may take to arrive (then 408).
+    #[serde(default = "ServerConfig::default_body_timeout", with = "duration")]
+    pub body_timeout: Duration,
+    /// Bytes of request bodies herald holds at once while reading them (then 503).
+    #[serde(default = "ServerConfig::default_body_memory", with = "byte_size")]
+    pub body_memory: u64,
 }
 
 impl ServerConfig {
@@ -109,6 +121,18 @@ impl ServerConfig {
     fn default_shutdown_grace() -> Duration {
         Duration::from_secs(10)
     }
+    fn default_max_connections() -> usize {
+        1024
+    }
+    fn default_header_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    fn default_body_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    fn default_body_memory() -> u64 {
+        64 * 1024 * 1024
+    }
 }
 
 impl Default for ServerConfig {
@@ -119,6 +143,10 @@ impl Default for ServerConfig {
             admin_token: None,
             body_limit: Self::default_body_limit(),
             shutdown_grace: Self::default_shutdown_grace(),
+            max_connections: Self::default_max_connections(),
+            header_timeout: Self::default_header_timeout(),
+            body_timeout: Self::default_body_timeout(),
+            body_memory: Self::default_body_memory(),
         }
     }
 }
@@ -403,6 +431,26 @@ impl Config {
                 "server.body_limit".into(),
                 "must be more than 0 bytes".into(),
             ));
+        }
+        if self.server.body_memory < self.server.body_limit {
+            return Err((
+                "server.body_memory".into(),
+                "must be at least server.body_limit: one body of the largest size must fit".into(),
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return Err((
+                "server.max_connections".into(),
+                "must be more than 0".into(),
+            ));
+        }
+        for (key, value) in [
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.body_timeout", self.server.body_timeout),
+        ] {
+            if value.is_zero() {
+                return Err((key.into(), "must be more than 0".into()));
+            }
         }
         Ok(())
     }

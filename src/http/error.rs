@@ -1,7 +1,7 @@
 //! [`ApiError`]: every way an HTTP request can fail, and the status code each one maps to.
 //! Responses carry one sentence for the caller; internals (store errors) go to the log only.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -20,6 +20,11 @@ pub enum ApiError {
     StoreUnavailable(#[source] StoreError),
     #[error("herald is shutting down; nothing was accepted")]
     ShuttingDown,
+    #[error("the body did not arrive within {timeout:?}; nothing was accepted")]
+    BodyTimeout { timeout: std::time::Duration },
+    /// `server.body_memory` is spent on other requests' bodies.
+    #[error("herald is reading too many callbacks at once; nothing was accepted, try again")]
+    Busy,
     #[error("{0}")]
     NotFound(String),
     /// A failure of herald's own (a task that died): the log says what.
@@ -35,7 +40,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::StoreUnavailable(_) | ApiError::ShuttingDown => {
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::StoreUnavailable(_) | ApiError::ShuttingDown | ApiError::Busy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         }
@@ -49,6 +55,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "too_large",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::BodyTimeout { .. } => "body_timeout",
+            ApiError::Busy => "busy",
             ApiError::NotFound(_) => "not_found",
             ApiError::Internal(_) => "internal",
         }
@@ -69,7 +77,14 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = %cause, "answering 500");
         }
-        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+        let mut response =
+            (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        if matches!(self, ApiError::Busy) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -86,6 +101,13 @@ mod tests {
             (ApiError::PayloadTooLarge { limit: 1 }, 413),
             (ApiError::StoreUnavailable(store_error), 503),
             (ApiError::ShuttingDown, 503),
+            (ApiError::Busy, 503),
+            (
+                ApiError::BodyTimeout {
+                    timeout: std::time::Duration::from_secs(1),
+                },
+                408,
+            ),
             (ApiError::Internal("disk full".into()), 500),
         ];
         for (error, status) in cases {

@@ -1,8 +1,10 @@
 //! The front door: `POST /hooks/sentry`, `POST /hooks/sentry/legacy/{token}`,
 //! `POST /hooks/alertmanager` and `POST /hooks/grafana`.
 //!
-//! Order of checks: size (413), authenticity (401), then shape (400). An unauthenticated caller
-//! learns nothing about what herald would have accepted. The handler does no network I/O: it
+//! Order of checks: the credentials a request carries in its headers (401), size (413), the
+//! signature over the body (401), then shape (400). An unauthenticated caller learns nothing about
+//! what herald would have accepted, and a caller without credentials makes herald hold nothing of
+//! its body. The handler does no network I/O: it
 //! stores the alert and its delivery jobs, waits for them to be on disk, and answers 202.
 
 use axum::body::{Body, Bytes};
@@ -14,6 +16,7 @@ use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{ApiError, AppState, Reloadable};
 use crate::alert::{Alert, Level, Source};
@@ -51,10 +54,14 @@ pub async fn sentry_hook(
     let live = state.reloadable.load_full();
     let result = async {
         refuse_if_shutting_down(&state)?;
-        let body = read_limited(&headers, body, live.config.server.body_limit).await?;
-        let signature = header_text(&headers, SIGNATURE_HEADER).ok_or(ApiError::Unauthorized(
-            "missing Sentry-Hook-Signature header",
-        ))?;
+        let Some(signature) = header_text(&headers, SIGNATURE_HEADER) else {
+            return Err(refuse_unread(
+                body,
+                ApiError::Unauthorized("missing Sentry-Hook-Signature header"),
+            )
+            .await);
+        };
+        let body = read_limited(&headers, body, &live).await?;
         if !live.verifier.verify(&body, signature) {
             return Err(ApiError::Unauthorized(
                 "Sentry-Hook-Signature does not match the body under any configured client secret",
@@ -89,14 +96,18 @@ pub async fn legacy_hook(
     let live = state.reloadable.load_full();
     let result = async {
         refuse_if_shutting_down(&state)?;
-        let body = read_limited(&headers, body, live.config.server.body_limit).await?;
         // Every token is compared, so the time taken does not reveal which one (if any) matched.
         let known = live.legacy_tokens().iter().fold(false, |found, candidate| {
             bool::from(candidate.expose().as_bytes().ct_eq(token.as_bytes())) | found
         });
         if !known {
-            return Err(ApiError::Unauthorized("unknown legacy webhook token"));
+            return Err(refuse_unread(
+                body,
+                ApiError::Unauthorized("unknown legacy webhook token"),
+            )
+            .await);
         }
+        let body = read_limited(&headers, body, &live).await?;
         let alert = parse_legacy_payload(&body).map_err(payload_error)?;
         accept(&state, &live, alert).await
     }
@@ -134,55 +145,55 @@ async fn label_hook(
     body: Body,
 ) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
     let live = state.reloadable.load_full();
-    let result =
-        async {
-            let settings = match source {
-                Source::Grafana => live.config.grafana.as_ref(),
-                _ => live.config.alertmanager.as_ref(),
-            }
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "the {} intake is off: add [{}] to herald's config",
-                    source.as_str(),
-                    source.as_str()
-                ))
-            })?;
-            refuse_if_shutting_down(state)?;
-            let body = read_limited(headers, body, live.config.server.body_limit).await?;
-            match TokenCheck::of(
-                header_text(headers, header::AUTHORIZATION.as_str()),
-                &settings.tokens,
-            ) {
-                TokenCheck::Accepted => {}
-                TokenCheck::Missing => return Err(ApiError::Unauthorized(
-                    "missing Authorization: send a configured token as a bearer token or as the \
-                     basic-auth password",
-                )),
-                TokenCheck::Wrong => {
-                    return Err(ApiError::Unauthorized(
-                        "the Authorization token is not one of the configured tokens",
-                    ))
-                }
-            }
-            if let Some(secret) = &settings.hmac_secret {
-                let timestamp = settings
-                    .hmac_timestamp_header
-                    .as_deref()
-                    .map(|name| header_text(headers, name).unwrap_or_default());
-                verify_grafana_signature(
-                    secret,
-                    &body,
-                    header_text(headers, GRAFANA_SIGNATURE_HEADER),
-                    timestamp,
-                    chrono::Utc::now(),
-                )
-                .map_err(ApiError::Unauthorized)?;
-            }
-            let alert = alertmanager::parse(source, &body, settings)
-                .map_err(|error| ApiError::BadRequest(error.to_string()))?;
-            accept(state, &live, alert).await
+    let result = async {
+        let settings = match source {
+            Source::Grafana => live.config.grafana.as_ref(),
+            _ => live.config.alertmanager.as_ref(),
         }
-        .await;
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "the {} intake is off: add [{}] to herald's config",
+                source.as_str(),
+                source.as_str()
+            ))
+        })?;
+        refuse_if_shutting_down(state)?;
+        let refused = match TokenCheck::of(
+            header_text(headers, header::AUTHORIZATION.as_str()),
+            &settings.tokens,
+        ) {
+            TokenCheck::Accepted => None,
+            TokenCheck::Missing => Some(
+                "missing Authorization: send a configured token as a bearer token or as the \
+                     basic-auth password",
+            ),
+            TokenCheck::Wrong => {
+                Some("the Authorization token is not one of the configured tokens")
+            }
+        };
+        if let Some(reason) = refused {
+            return Err(refuse_unread(body, ApiError::Unauthorized(reason)).await);
+        }
+        let body = read_limited(headers, body, &live).await?;
+        if let Some(secret) = &settings.hmac_secret {
+            let timestamp = settings
+                .hmac_timestamp_header
+                .as_deref()
+                .map(|name| header_text(headers, name).unwrap_or_default());
+            verify_grafana_signature(
+                secret,
+                &body,
+                header_text(headers, GRAFANA_SIGNATURE_HEADER),
+                timestamp,
+                chrono::Utc::now(),
+            )
+            .map_err(ApiError::Unauthorized)?;
+        }
+        let alert = alertmanager::parse(source, &body, settings)
+            .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+        accept(state, &live, alert).await
+    }
+    .await;
     log_outcome(state, source.as_str(), &result);
     result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
 }
@@ -226,39 +237,126 @@ fn refuse_if_shutting_down(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the body, at most `limit` bytes, refusing it (413) as soon as it is known to exceed it:
-/// from `Content-Length` before reading, or while reading a chunked body. Over the limit, what the client still sends is read and
-/// dropped (up to [`DRAIN_MAX_BYTES`], for at most [`DRAIN_MAX_TIME`]) before the 413 goes out: a
-/// client still sending when herald closes the connection would get a reset, not the answer.
-async fn read_limited(headers: &HeaderMap, mut body: Body, limit: u64) -> Result<Bytes, ApiError> {
+/// A request body read within herald's limits. What it reserved of `server.body_memory` is given
+/// back when it is dropped, after the callback has been parsed and stored.
+struct ReadBody {
+    bytes: Bytes,
+    _reserved: Vec<OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for ReadBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Reads the body, at most `server.body_limit` bytes, refusing it (413) as soon as it is known to
+/// exceed it: from `Content-Length` before reading, or while reading a chunked body. The whole
+/// body must arrive within `server.body_timeout` (408), and every byte held is first reserved from
+/// `server.body_memory`, shared by all requests: when that is spent (many large or slow bodies at
+/// once), the callback is answered 503 at once rather than herald growing without bound.
+async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    live: &Reloadable,
+) -> Result<ReadBody, ApiError> {
+    let server = &live.config.server;
+    let limit = server.body_limit;
     let declared =
         header_text(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
-        drain(body).await;
-        return Err(ApiError::PayloadTooLarge { limit });
+        return Err(refuse_unread(body, ApiError::PayloadTooLarge { limit }).await);
     }
     let limit_bytes = usize::try_from(limit).unwrap_or(usize::MAX);
     let expected = declared
         .map_or(0, |length| length as usize)
         .min(limit_bytes);
-    let mut read = Vec::with_capacity(expected);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| {
-            ApiError::BadRequest(format!("the body could not be read: {error}"))
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        if read.len() + data.len() > limit_bytes {
-            drain(body).await;
-            return Err(ApiError::PayloadTooLarge { limit });
+    let budget = &live.body_memory;
+    let mut reserved = Vec::new();
+    let mut held = 0;
+    if expected > 0 {
+        match budget.reserve(expected) {
+            Ok(reservation) => reserved.push(reservation),
+            Err(busy) => return Err(refuse_unread(body, busy).await),
         }
-        read.extend_from_slice(&data);
+        held = expected;
     }
-    Ok(Bytes::from(read))
+    let mut body = body;
+    let reading = async {
+        let mut read = Vec::with_capacity(expected);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| {
+                ApiError::BadRequest(format!("the body could not be read: {error}"))
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if read.len() + data.len() > limit_bytes {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            if read.len() + data.len() > held {
+                let more = (read.len() + data.len() - held).max(BodyMemory::UNIT);
+                reserved.push(budget.reserve(more)?);
+                held += more;
+            }
+            read.extend_from_slice(&data);
+        }
+        Ok(Bytes::from(read))
+    };
+    let outcome = tokio::time::timeout(server.body_timeout, reading).await;
+    match outcome {
+        Ok(Ok(bytes)) => Ok(ReadBody {
+            bytes,
+            _reserved: reserved,
+        }),
+        Ok(Err(error @ (ApiError::PayloadTooLarge { .. } | ApiError::Busy))) => {
+            Err(refuse_unread(body, error).await)
+        }
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(ApiError::BodyTimeout {
+            timeout: server.body_timeout,
+        }),
+    }
 }
 
-/// The most of a refused body herald reads to let its client hear the 413.
+/// The bytes of request bodies herald holds at once (`server.body_memory`), shared by every
+/// request being read.
+pub struct BodyMemory {
+    kib: Arc<Semaphore>,
+}
+
+impl BodyMemory {
+    /// Reserved at least this much at a time, so that a body arriving in small chunks does not
+    /// take a reservation per chunk.
+    const UNIT: usize = 16 * 1024;
+
+    pub fn new(bytes: u64) -> BodyMemory {
+        let kib = usize::try_from(bytes / 1024).unwrap_or(usize::MAX);
+        BodyMemory {
+            kib: Arc::new(Semaphore::new(kib.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Reserves `bytes` now, or refuses: a body waiting for memory would hold its connection.
+    fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        self.kib
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| ApiError::Busy)
+    }
+}
+
+/// `error`, after reading and dropping what the client still sends of `body` (up to
+/// [`DRAIN_MAX_BYTES`], for at most [`DRAIN_MAX_TIME`]): a client still sending when herald closes
+/// the connection would get a reset, not the answer.
+async fn refuse_unread(body: Body, error: ApiError) -> ApiError {
+    drain(body).await;
+    error
+}
+
+/// The most of a refused body herald reads to let its client hear the answer.
 const DRAIN_MAX_BYTES: usize = 16 * 1024 * 1024;
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -5,8 +5,10 @@ mod admin;
 mod error;
 mod health;
 mod intake;
+mod listener;
 
 pub use error::ApiError;
+pub use listener::{serve, ConnectionLimits};
 
 use arc_swap::ArcSwap;
 use axum::routing::{get, post};
@@ -37,6 +39,8 @@ pub struct Reloadable {
     pub intake: Intake,
     pub verifier: SignatureVerifier,
     pub wakers: Wakers,
+    /// `server.body_memory`, shared by the requests being read.
+    pub body_memory: intake::BodyMemory,
 }
 
 impl Reloadable {
@@ -44,6 +48,7 @@ impl Reloadable {
         Reloadable {
             intake: Intake::new(&config, store, wakers.clone()),
             verifier: SignatureVerifier::new(&config.sentry.client_secrets),
+            body_memory: intake::BodyMemory::new(config.server.body_memory),
             wakers,
             config,
         }

@@ -1,0 +1,183 @@
+//! Hostile and unlucky clients, black box: herald on loopback with small limits, and raw sockets
+//! that send half a request, nothing at all, or a body that never ends.
+
+mod common;
+
+use common::{fixture, sign, Herald, SECRET};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn start(server: &str) -> Herald {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+body_limit = "64KiB"
+{server}
+
+[sentry]
+client_secrets = ["{SECRET}"]
+
+[[targets]]
+name = "stdout"
+kind = "console"
+"#,
+        data = dir.path().join("data").display(),
+    );
+    Herald::start_with(dir, &config)
+}
+
+/// Reads until herald closes the connection (or `within` passes); returns what it said.
+async fn answer_of(socket: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut answer = Vec::new();
+    match tokio::time::timeout(within, socket.read_to_end(&mut answer)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&answer).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// The head of a signed Sentry callback whose body is `length` bytes.
+fn sentry_head(herald: &Herald, length: usize, signature: &str) -> String {
+    format!(
+        "POST /hooks/sentry HTTP/1.1\r\nHost: {}\r\nSentry-Hook-Resource: issue\r\n\
+         Sentry-Hook-Signature: {signature}\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n",
+        herald.address
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_half_sent_requests_are_cut_off_and_cannot_crowd_out_a_callback() {
+    let herald = start("header_timeout = \"1s\"\nmax_connections = 20");
+    // Twice as many connections as herald serves: some send nothing, some half a head.
+    let mut held = Vec::new();
+    for at in 0..40 {
+        let mut socket = TcpStream::connect(herald.address).await.unwrap();
+        if at % 2 == 0 {
+            socket
+                .write_all(b"POST /hooks/sentry HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+        }
+        held.push(socket);
+    }
+    // A signed callback behind them is answered once herald has cut them off.
+    let started = Instant::now();
+    let response = herald
+        .post_sentry("issue", &fixture("issue-created.json"))
+        .await;
+    assert_eq!(response.status(), 202);
+    // Every one of them was closed by herald, not kept.
+    for (at, socket) in held.iter_mut().enumerate() {
+        let answer = answer_of(socket, Duration::from_secs(10)).await;
+        assert!(
+            answer.is_some(),
+            "connection {at} is still open after {:?}",
+            started.elapsed()
+        );
+    }
+    // An idle keep-alive connection is closed too, after its request.
+    let mut socket = TcpStream::connect(herald.address).await.unwrap();
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = answer_of(&mut socket, Duration::from_secs(10)).await;
+    let answer = answer.expect("an idle connection is closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_answered_408_and_holds_nothing() {
+    let herald = start("body_timeout = \"1s\"\nbody_memory = \"128KiB\"");
+    let body = fixture("issue-created.json");
+    // Two bodies of 64 KiB, each sent but for its last byte: they hold all of body_memory.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut socket = TcpStream::connect(herald.address).await.unwrap();
+        let head = sentry_head(&herald, 64 * 1024, "00");
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(&vec![b' '; 64 * 1024 - 1]).await.unwrap();
+        stalled.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Meanwhile a callback finds no memory to read into: 503 and Retry-After, at once.
+    let response = herald.post_sentry("issue", &body).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert!(error["error"]
+        .as_str()
+        .unwrap()
+        .contains("too many callbacks at once"));
+
+    // The stalled ones are answered 408 when their time is up, and their memory is back.
+    for socket in &mut stalled {
+        let answer = answer_of(socket, Duration::from_secs(10)).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("did not arrive within"), "{answer}");
+    }
+    let response = herald.post_sentry("issue", &body).await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(
+        herald.readiness().await["alerts"],
+        1,
+        "nothing of the refused ones is stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_without_credentials_is_refused_before_its_body_is_held() {
+    let herald = start("body_memory = \"64KiB\"");
+    let body = fixture("issue-created.json");
+    // Unsigned: answered 401 once sent, and it reserved none of body_memory on the way.
+    let mut socket = TcpStream::connect(herald.address).await.unwrap();
+    let head = format!(
+        "POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nSentry-Hook-Resource: issue\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        64 * 1024
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&vec![b' '; 32 * 1024]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = herald.post_sentry("issue", &body).await;
+    assert_eq!(response.status(), 202, "the unsigned body holds no memory");
+    socket.write_all(&vec![b' '; 32 * 1024]).await.unwrap();
+    let answer = answer_of(&mut socket, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // A wrong signature is checked once the body is read: 401 too.
+    let response = herald
+        .client()
+        .post(herald.url("/hooks/sentry"))
+        .header("Sentry-Hook-Resource", "issue")
+        .header("Sentry-Hook-Signature", sign("not-the-secret", &body))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_even_while_a_client_holds_half_a_request() {
+    let mut herald = start("body_timeout = \"10m\"\nshutdown_grace = \"1s\"");
+    let mut socket = TcpStream::connect(herald.address).await.unwrap();
+    let head = sentry_head(&herald, 1000, "00");
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(b"{\"action\":").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = tokio::task::spawn_blocking(move || herald.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // herald is gone: its end of the connection is closed.
+    assert!(answer_of(&mut socket, Duration::from_secs(5))
+        .await
+        .is_some());
+}
