@@ -181,3 +181,43 @@ async fn sigterm_ends_even_while_a_client_holds_half_a_request() {
         .await
         .is_some());
 }
+
+/// herald's resident memory, from /proc.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downstream_answering_without_end_is_read_only_in_part() {
+    // 200, then a body of a gigabyte, as fast as herald reads it.
+    let endless = axum::Router::new().fallback(|| async {
+        let chunk = axum::body::Bytes::from(vec![b'x'; 1 << 20]);
+        let stream =
+            futures::stream::iter((0..1024).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+        axum::body::Body::from_stream(stream)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, endless).await.unwrap() });
+    let herald = Herald::start_with_targets(&format!(
+        "[[targets]]\nname = \"audit\"\nkind = \"webhook\"\nurl = \"http://{address}/hook\"\n"
+    ));
+    let response = herald
+        .post_sentry("issue", &fixture("issue-created.json"))
+        .await;
+    assert_eq!(response.status(), 202);
+    let ready = herald.wait_until_drained(Duration::from_secs(20)).await;
+    assert_eq!(
+        ready["dead_letters"], 0,
+        "a 200 is delivered, whatever follows it"
+    );
+    let rss = rss_mib(herald.pid());
+    assert!(rss < 200, "herald holds {rss} MiB after a 1 GiB answer");
+}

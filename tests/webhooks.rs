@@ -173,6 +173,40 @@ async fn webhook_other_4xx_is_a_dead_letter() {
     assert_eq!(ready["dead_letters"], 1);
 }
 
+#[tokio::test]
+async fn a_redirect_is_not_followed_nor_counted_as_delivered() {
+    // Where a redirect would lead: it must receive nothing, not even the secret header.
+    let elsewhere = FakeDownstream::start(200, "ok").await;
+    let location = elsewhere.url("/collect?token=stolen-path-token");
+    let redirector = axum::Router::new().fallback(move || {
+        let location = location.clone();
+        async move { axum::response::Redirect::temporary(&location) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, redirector).await.unwrap() });
+    let herald = Herald::start_with_targets(&format!(
+        "[[targets]]\nname = \"audit\"\nkind = \"webhook\"\nurl = \"http://{address}/hook\"\n\
+         secret = [\"{WHSEC}\"]\nheaders = {{ X-Api-Key = \"api-key-secret\" }}\n",
+    ));
+    herald.post_sentry("issue", &issue(5, "x")).await;
+    herald
+        .wait_for_log("DELIVERY REFUSED", Duration::from_secs(10))
+        .await;
+    let ready = herald.wait_until_drained(Duration::from_secs(5)).await;
+    assert_eq!(ready["dead_letters"], 1, "a 307 is not delivery");
+    assert!(elsewhere.received().is_empty(), "the redirect was followed");
+    let logs = herald.logs();
+    assert!(
+        logs.contains(&format!("redirected to http://{}", elsewhere.address)),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("stolen-path-token"),
+        "only the origin is named: {logs}"
+    );
+}
+
 /// Feishu's check: HMAC-SHA256 keyed with `timestamp + "\n" + secret` over nothing, base64.
 fn feishu_sign(secret: &str, timestamp: &str) -> String {
     let mac = Hmac::<Sha256>::new_from_slice(format!("{timestamp}\n{secret}").as_bytes()).unwrap();

@@ -13,10 +13,13 @@ use crate::secret::Secret;
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// The HTTP client every target shares (connection pools are per host, so sharing costs nothing).
+/// It follows no redirect: one would carry the alert, its signature and the target's secret
+/// headers to wherever the answer points, and count as delivered (see [`send`]).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_default()
 }
@@ -32,10 +35,14 @@ pub struct Answer {
 }
 
 /// Sends `request` and reads the answer. A request that got no answer, or whose answer could not
-/// be read, is an [`Outcome`] to retry.
+/// be read, is an [`Outcome`] to retry; a redirect is refused for good: the target's `url` is not
+/// where the downstream is, and only the operator can say whether the new place is to be trusted.
 pub async fn send(request: reqwest::RequestBuilder) -> Result<Answer, Outcome> {
     let mut response = request.send().await.map_err(|error| failure(&error))?;
     let status = response.status().as_u16();
+    if response.status().is_redirection() {
+        return Err(redirected(status, response.headers()));
+    }
     let retry_after = retry_after(response.headers());
     let headers = std::mem::take(response.headers_mut());
     let mut body = Vec::new();
@@ -89,6 +96,25 @@ fn failure(error: &reqwest::Error) -> Outcome {
         "the request failed"
     };
     Outcome::retry(reason, what)
+}
+
+/// A 3xx, not followed. The answer names only the origin it pointed to: the rest of the location
+/// may hold a token.
+fn redirected(status: u16, headers: &reqwest::header::HeaderMap) -> Outcome {
+    let origin = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|location| location.to_str().ok())
+        .and_then(|location| reqwest::Url::parse(location).ok())
+        .map(|url| url.origin().ascii_serialization())
+        .filter(|origin| origin != "null");
+    let to = origin.map_or_else(|| "elsewhere".to_string(), |origin| format!("to {origin}"));
+    Outcome::permanent(
+        FailureReason::ClientError,
+        format!(
+            "HTTP {status}: redirected {to}; herald follows no redirect: set the target's url to \
+             the downstream's address"
+        ),
+    )
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from these APIs and is ignored).
