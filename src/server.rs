@@ -1,15 +1,19 @@
 //! `herald serve`: open the store, start the workers, answer until SIGINT/SIGTERM, then stop
 //! accepting, let deliveries in flight finish (up to `server.shutdown_grace`), flush and exit.
 //! SIGHUP reloads the config file: targets, routes, templates, secrets. A config that does not load
-//! is refused with an error in the log, and the running one is kept.
+//! is refused with an error in the log, and the running one is kept. A store that can write no
+//! more (a full disk) is watched for: herald refuses callbacks until the data folder takes writes
+//! again, then stops and asks to be run anew ([`Stopped::Restart`]).
 
 use anyhow::Context;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 use crate::config::Config;
 use crate::http::{self, AppState, ConnectionLimits, Reloadable};
@@ -17,7 +21,21 @@ use crate::metrics::Metrics;
 use crate::queue::{TargetQueue, Workers};
 use crate::store::{Store, Wakers};
 
-pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
+/// How [`serve`] ended.
+#[derive(Debug)]
+pub enum Stopped {
+    /// A signal asked herald to stop; everything accepted is on disk.
+    Done,
+    /// The store could write no more and the data folder takes writes again: herald must be run
+    /// anew, listening on `listen`, to open the store from what is on disk.
+    Restart { listen: SocketAddr },
+}
+
+/// Set by a herald that restarts itself: the address it listened on, so that the new process
+/// listens on the same one even when `server.listen` asked for any free port.
+pub const RESTART_LISTEN_VAR: &str = "HERALD_RESTART_LISTEN";
+
+pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<Stopped> {
     let Signals {
         hangup,
         terminate,
@@ -53,9 +71,13 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         Reloadable::new(config.clone(), store.clone(), wakers),
     ));
 
-    let listener = TcpListener::bind(config.server.listen)
+    let listen = std::env::var(RESTART_LISTEN_VAR)
+        .ok()
+        .and_then(|address| address.parse().ok())
+        .unwrap_or(config.server.listen);
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(
         targets = config.targets.len(),
@@ -69,14 +91,24 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         state.clone(),
         workers.clone(),
     ));
+    let restart = Arc::new(Notify::new());
+    let watchdog = tokio::spawn(watch_store(
+        state.clone(),
+        config.server.data_dir.clone(),
+        restart.clone(),
+    ));
     let shutdown_state = state.clone();
+    let restarting = restart.clone();
     let limits = ConnectionLimits {
         max_connections: config.server.max_connections,
         header_timeout: config.server.header_timeout,
         shutdown_grace: config.server.shutdown_grace,
     };
     http::serve(listener, http::router(state.clone()), limits, async move {
-        shutdown_signal(terminate, interrupt).await;
+        tokio::select! {
+            () = shutdown_signal(terminate, interrupt) => {}
+            () = restarting.notified() => {}
+        }
         shutdown_state.shutting_down.store(true, Ordering::Relaxed);
         tracing::info!("shutting down: no new connections, finishing the requests in flight");
     })
@@ -84,15 +116,64 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     reloader.abort();
     sweeper.abort();
+    watchdog.abort();
     let grace = state.reloadable.load().config.server.shutdown_grace;
     let running = std::mem::replace(&mut *workers.lock().await, Workers::idle());
     running.stop(grace).await;
+    if state.store_failed.load(Ordering::SeqCst) {
+        // Nothing more can be written; what was answered 2xx was flushed before the answer.
+        drop(store);
+        tracing::warn!(listen = %address, "restarting to open the store anew");
+        return Ok(Stopped::Restart { listen: address });
+    }
     store
         .commit()
         .await
         .context("the final flush of the store failed")?;
     tracing::info!("stopped; everything accepted is on disk");
-    Ok(())
+    Ok(Stopped::Done)
+}
+
+/// Every second, a commit (nothing to flush costs nothing). Once the store says it can write no
+/// more until it is opened again, herald refuses callbacks (503, `/readyz` not ready) and sends
+/// nothing; when the data folder takes a test write again, `restart` is notified.
+async fn watch_store(state: Arc<AppState>, data_dir: PathBuf, restart: Arc<Notify>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        let committed = state.store.commit().await;
+        if committed.is_err() && state.store.needs_reopening() {
+            break;
+        }
+    }
+    state.store_failed.store(true, Ordering::SeqCst);
+    tracing::error!(
+        store = %state.store.location(),
+        "THE STORE CANNOT WRITE (is the disk full?): every callback is answered 503 and nothing \
+         is sent; herald restarts itself once its data folder takes writes again"
+    );
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let probe = data_dir.join(".herald-write-probe");
+        let written = tokio::task::spawn_blocking(move || write_probe(&probe)).await;
+        if matches!(written, Ok(Ok(()))) {
+            break;
+        }
+    }
+    tracing::warn!(data_dir = %data_dir.display(), "the data folder takes writes again");
+    restart.notify_one();
+}
+
+/// Writes, syncs and removes a file of a few megabytes: room for the store to open and go on.
+fn write_probe(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let written = (|| {
+        let mut file = std::fs::File::create(path)?;
+        file.write_all(&vec![0u8; 4 << 20])?;
+        file.sync_all()
+    })();
+    let removed = std::fs::remove_file(path);
+    written.and(removed)
 }
 
 /// On each SIGHUP: load the config again; if it loads (templates included), restart the workers

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::alert::{Alert, Source};
 use crate::config::Config;
+use crate::server::Stopped;
 use crate::store::MemoryLinks;
 use crate::targets::Target;
 
@@ -150,7 +151,7 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
-    let _log_writer = logging::init(log_format);
+    let log_writer = logging::init(log_format);
     let (config, _) = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
@@ -159,12 +160,33 @@ fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
         return ExitCode::FAILURE;
     };
     match runtime.block_on(crate::server::serve(path.to_path_buf(), config)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Stopped::Done) => ExitCode::SUCCESS,
+        Ok(Stopped::Restart { listen }) => {
+            drop(runtime);
+            drop(log_writer); // what is logged so far is written before the process is replaced
+            restart_in_place(listen)
+        }
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs this herald anew in this process (same pid, arguments and environment, listening on
+/// `listen`): a supervisor sees no exit, and the store is opened again from what is on disk.
+fn restart_in_place(listen: std::net::SocketAddr) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let error = std::env::current_exe()
+        .map(|exe| {
+            std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env(crate::server::RESTART_LISTEN_VAR, listen.to_string())
+                .exec()
+        })
+        .unwrap_or_else(|error| error);
+    eprintln!("herald: cannot restart ({error}); start it again");
+    ExitCode::FAILURE
 }
 
 fn check_config(path: &Path) -> ExitCode {

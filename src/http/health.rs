@@ -13,18 +13,24 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready while the store is open and herald is not shutting down. The body carries the counts an
+/// Ready while the store can write and herald is not shutting down. The body carries the counts an
 /// operator looks at first.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let store = &state.store;
-    let shutting_down = state.shutting_down.load(Ordering::Relaxed);
-    let status = if shutting_down {
-        StatusCode::SERVICE_UNAVAILABLE
+    let said = if state.shutting_down.load(Ordering::Relaxed) {
+        "shutting_down"
+    } else if state.store_failed.load(Ordering::Relaxed) {
+        "store_failed"
     } else {
+        "ready"
+    };
+    let status = if said == "ready" {
         StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "status": if shutting_down { "shutting_down" } else { "ready" },
+        "status": said,
         "alerts": store.alert_count(),
         "queued_jobs": store.queued_job_count(),
         "dead_letters": store.dead_letter_count(),

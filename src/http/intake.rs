@@ -22,6 +22,7 @@ use super::{ApiError, AppState, Reloadable};
 use crate::alert::{Alert, Level, Source};
 use crate::alertmanager::{self, verify_grafana_signature, TokenCheck};
 use crate::sentry::{parse_integration_payload, parse_legacy_payload, PayloadError};
+use crate::store::StoreError;
 
 const SIGNATURE_HEADER: &str = "sentry-hook-signature";
 const RESOURCE_HEADER: &str = "sentry-hook-resource";
@@ -232,6 +233,10 @@ async fn accept(
 fn refuse_if_shutting_down(state: &AppState) -> Result<(), ApiError> {
     if state.shutting_down.load(Ordering::Relaxed) {
         Err(ApiError::ShuttingDown)
+    } else if state.store_failed.load(Ordering::Relaxed) {
+        Err(ApiError::StoreUnavailable(StoreError::Backend(
+            "the store cannot write until herald restarts".into(),
+        )))
     } else {
         Ok(())
     }

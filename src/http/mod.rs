@@ -31,6 +31,8 @@ pub struct AppState {
     pub reloadable: ArcSwap<Reloadable>,
     /// Set when shutdown begins: the hooks answer 503 from then on.
     pub shutting_down: AtomicBool,
+    /// Set when the store can write no more until herald restarts: the hooks answer 503.
+    pub store_failed: AtomicBool,
 }
 
 /// The parts of the state that a config reload replaces.
@@ -70,6 +72,7 @@ impl AppState {
             metrics,
             reloadable: ArcSwap::from_pointee(reloadable),
             shutting_down: AtomicBool::new(false),
+            store_failed: AtomicBool::new(false),
         }
     }
 }

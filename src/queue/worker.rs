@@ -33,7 +33,32 @@ pub(super) struct Worker {
     /// The limiter's state changed since it was last saved.
     state_changed: bool,
     state_saved_at: Option<Instant>,
+    /// What attempts decided that the store could not write (a full disk). Until it is written
+    /// the worker sends nothing: the jobs are still queued as they were, and taking them again
+    /// would send a delivered message again and again.
+    unsaved: Vec<UnsavedStep>,
 }
+
+/// A job's next step after an attempt, kept until the store takes it.
+struct UnsavedStep {
+    key: JobKey,
+    job: DeliveryJob,
+    change: QueueChange,
+}
+
+/// How an attempt changes the queue.
+#[derive(Clone)]
+enum QueueChange {
+    Finish,
+    Reschedule,
+    Bury {
+        reason: FailureReason,
+        last_answer: String,
+    },
+}
+
+/// How often the worker tries again to write what the store refused.
+const UNSAVED_RETRY: Duration = Duration::from_secs(1);
 
 /// The most alerts one digest message carries; more wait for the next digest. 25 lines of at most
 /// ~600 bytes keep a digest well under DingTalk's 20,000 bytes, so no line is ever cut off.
@@ -97,6 +122,7 @@ impl Worker {
             backoff: TargetBackoff::default(),
             state_changed: false,
             state_saved_at: None,
+            unsaved: Vec::new(),
         }
     }
 
@@ -171,6 +197,9 @@ impl Worker {
             // Nothing can start: the worker looks again when a send finishes, not on every new job.
             return None;
         }
+        if !self.write_unsaved() {
+            return Some(Utc::now() + to_chrono(UNSAVED_RETRY));
+        }
         if let Some(wake) = self.held_back() {
             return wake;
         }
@@ -204,6 +233,10 @@ impl Worker {
     /// Whether the target must send nothing now, and if so when to look again (`None`: when
     /// something wakes the worker).
     fn held_back(&mut self) -> Option<Option<DateTime<Utc>>> {
+        if self.store.needs_reopening() {
+            // Nothing sent could be recorded: herald restarts once the store can write again.
+            return Some(Some(Utc::now() + to_chrono(UNSAVED_RETRY)));
+        }
         if self.stopped_as_gone()
             || self
                 .store
@@ -441,23 +474,28 @@ impl Worker {
                 digest,
                 latency_ms,
             );
-            let stored = match step {
+            let change = match step {
                 NextStep::Done => {
                     self.order.finished(&job, None);
-                    self.store.finish_job(&key)
+                    QueueChange::Finish
                 }
                 NextStep::Again { at, .. } => {
                     job.due_at = at;
                     self.order.finished(&job, Some(at));
-                    self.store.reschedule_job(&key, &job).map(|_| ())
+                    QueueChange::Reschedule
                 }
                 NextStep::Bury { reason, .. } => {
                     self.order.finished(&job, None);
-                    self.bury(&key, job, reason, recorded.answer.clone())
+                    QueueChange::Bury {
+                        reason,
+                        last_answer: recorded.answer.clone(),
+                    }
                 }
             };
-            if let Err(error) = stored {
-                tracing::error!(target_name = %self.target.name, %error, "cannot update the queue after a delivery attempt; the job stays queued and may be sent again");
+            if let Err(error) = self.write(&key, &job, &change) {
+                tracing::error!(target_name = %self.target.name, %error, job_id = job.id,
+                    "cannot update the queue after a delivery attempt; the target sends nothing until the store takes it (tried again every second)");
+                self.unsaved.push(UnsavedStep { key, job, change });
             }
         }
         self.backoff.attempted(&outcome, first_retry_in, now);
@@ -497,20 +535,49 @@ impl Worker {
         }
     }
 
-    fn bury(
+    fn write(
         &self,
         key: &JobKey,
-        job: DeliveryJob,
-        reason: FailureReason,
-        last_answer: String,
+        job: &DeliveryJob,
+        change: &QueueChange,
     ) -> Result<(), StoreError> {
-        let dead = DeadLetter {
-            job,
-            died_at: Utc::now(),
-            reason,
-            last_answer,
-        };
-        self.store.bury_job(key, &dead)
+        match change {
+            QueueChange::Finish => self.store.finish_job(key),
+            QueueChange::Reschedule => self.store.reschedule_job(key, job).map(|_| ()),
+            QueueChange::Bury {
+                reason,
+                last_answer,
+            } => self.store.bury_job(
+                key,
+                &DeadLetter {
+                    job: job.clone(),
+                    died_at: Utc::now(),
+                    reason: *reason,
+                    last_answer: last_answer.clone(),
+                },
+            ),
+        }
+    }
+
+    /// Writes what the store refused before; whether nothing is left unwritten.
+    fn write_unsaved(&mut self) -> bool {
+        if self.unsaved.is_empty() {
+            return true;
+        }
+        let pending = std::mem::take(&mut self.unsaved);
+        for step in pending {
+            if !self.unsaved.is_empty() {
+                self.unsaved.push(step); // the store still refuses: keep the rest in order
+                continue;
+            }
+            if self.write(&step.key, &step.job, &step.change).is_err() {
+                self.unsaved.push(step);
+            }
+        }
+        if self.unsaved.is_empty() {
+            tracing::info!(target_name = %self.target.name, "the store takes writes again; the target sends again");
+        }
+        self.unsaved.is_empty()
     }
 }
 

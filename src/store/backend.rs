@@ -139,6 +139,12 @@ pub trait StoreBackend: LinkStore {
     /// Waits until everything written so far is durable.
     fn commit(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Whether the store can write no more until it is opened again (a commit failed in a way
+    /// the backend does not recover from in place). herald then refuses callbacks and restarts.
+    fn needs_reopening(&self) -> bool {
+        false
+    }
+
     /// Atomically replaces the fold record of (`target`, `fold_key`) with what `update` makes of
     /// it. `update` may run more than once under contention; the last run's result is stored.
     fn update_fold_record(

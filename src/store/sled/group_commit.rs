@@ -1,6 +1,6 @@
 //! Group commit over sled's flush: concurrent callers share one fsync.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::store::StoreError;
 
@@ -15,6 +15,8 @@ pub(super) struct GroupCommit {
     tickets_issued: AtomicU64,
     tickets_flushed: AtomicU64,
     pub flushes: AtomicU64,
+    /// A flush failed: sled keeps the error and refuses every write until it is opened again.
+    pub failed: AtomicBool,
     /// Held while a flush runs; tokio's mutex is fair, so waiters are served in order.
     flushing: tokio::sync::Mutex<()>,
 }
@@ -26,6 +28,7 @@ impl GroupCommit {
             tickets_issued: AtomicU64::new(0),
             tickets_flushed: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
             flushing: tokio::sync::Mutex::new(()),
         }
     }
@@ -38,7 +41,10 @@ impl GroupCommit {
         }
         self.gather().await;
         let covered = self.tickets_issued.load(Ordering::SeqCst);
-        self.db.flush_async().await?;
+        if let Err(error) = self.db.flush_async().await {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(error.into());
+        }
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.tickets_flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())

@@ -219,6 +219,12 @@ impl StoreBackend for SledStore {
         Box::pin(self.commits.commit())
     }
 
+    /// sled keeps the error of a failed flush and refuses every write after it, even once the
+    /// disk has room again: only opening the folder again recovers (from what is on disk).
+    fn needs_reopening(&self) -> bool {
+        self.commits.failed.load(Ordering::SeqCst)
+    }
+
     /// Claimed in memory first (the index), written by the caller at the end of `claims`.
     fn claim_dedupe_key<'a>(
         &'a self,

@@ -1,0 +1,140 @@
+//! A full disk, for real: herald's data folder on a small tmpfs that the test fills. Needs root
+//! to mount it (CI runs the suite as root); elsewhere the test says so and is skipped, except under
+//! CI=true, where a skip would hide a failure.
+
+mod common;
+
+use common::downstream::FakeDownstream;
+use common::{fixture, Herald};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A tmpfs of `size`, unmounted when dropped.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let path = dir.join("disk");
+        std::fs::create_dir_all(&path).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|status| status.success());
+        if mounted {
+            return Some(Tmpfs { path });
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot mount a tmpfs: this test needs root"
+        );
+        eprintln!("SKIPPED: cannot mount a tmpfs (this test needs root)");
+        None
+    }
+
+    /// Writes a file until the disk is full; returns its path.
+    fn fill(&self) -> PathBuf {
+        let filler = self.path.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_never_makes_herald_send_a_message_again_and_again() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let Some(disk) = Tmpfs::mount(dir.path(), "24m") else {
+        return;
+    };
+    let hook = FakeDownstream::start(503, "down").await;
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+
+[sentry]
+client_secrets = ["{secret}"]
+
+[[targets]]
+name = "audit"
+kind = "webhook"
+url = "{url}"
+retry = ["1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]
+"#,
+        data = disk.path.join("data").display(),
+        secret = common::SECRET,
+        url = hook.url("/hook"),
+    );
+    let herald = Herald::start_with(dir.clone(), &config);
+    let response = herald
+        .post_sentry("issue", &fixture("issue-created.json"))
+        .await;
+    assert_eq!(response.status(), 202);
+    hook.wait_for(1, Duration::from_secs(10)).await;
+
+    // The disk fills up: a callback cannot be stored (and the store has failed a write); then
+    // the downstream comes back.
+    let filler = disk.fill();
+    let response = herald
+        .post_sentry("issue", &fixture("issue-resolved.json"))
+        .await;
+    assert_eq!(
+        response.status(),
+        503,
+        "nothing is accepted that cannot be stored"
+    );
+    hook.answer(200, "ok");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let sent = hook.received().len();
+    assert!(
+        sent <= 2,
+        "the message went out {sent} times while the disk was full"
+    );
+    let ready = herald
+        .client()
+        .get(herald.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "store_failed");
+
+    // Room again: herald restarts in place (same pid, same address), opens its store anew, and
+    // the queued message goes out once more, at most.
+    std::fs::remove_file(filler).unwrap();
+    herald
+        .wait_for_log("restarting to open the store anew", Duration::from_secs(20))
+        .await;
+    common::eventually(
+        Duration::from_secs(20),
+        || format!("herald did not listen again:\n{}", herald.logs()),
+        || (herald.logs().matches("herald listening on").count() >= 2).then_some(()),
+    )
+    .await;
+    let ready = herald.wait_until_drained(Duration::from_secs(30)).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["dead_letters"], 0);
+    let total = hook.received().len();
+    assert!(total <= sent + 1, "sent {total} times in all");
+    let response = herald
+        .post_sentry("issue", &fixture("issue-resolved.json"))
+        .await;
+    assert_eq!(response.status(), 202, "callbacks are stored again");
+    hook.wait_for(total + 1, Duration::from_secs(10)).await;
+}
