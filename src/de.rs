@@ -26,7 +26,7 @@ pub fn typed<T: DeserializeOwned>(value: toml::Value, prefix: &str) -> Result<T,
                 (path, "is not a known key".to_string())
             }
             Some(field) => (join_key(&path, &field), "is not a known key".to_string()),
-            None => (path, inner),
+            None => (path, without_value(&inner)),
         };
         let key = join_key(prefix, &key);
         (
@@ -38,6 +38,28 @@ pub fn typed<T: DeserializeOwned>(value: toml::Value, prefix: &str) -> Result<T,
             message,
         )
     })
+}
+
+/// serde's "invalid type: string \"s3cr3t\", expected a sequence" quotes the value, and the
+/// value may be a secret written in the wrong shape (a string where a list goes, a token as a
+/// number): only its kind is said.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some((found, expected)) = rest.rsplit_once(", expected ") else {
+            continue;
+        };
+        let kind = found
+            .split(['"', '`', '\''])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        let kind = if kind.is_empty() { "a value" } else { kind };
+        return format!("{prefix}{kind}, expected {expected}");
+    }
+    message.to_string()
 }
 
 /// serde says "unknown field `x`, expected …"; herald names the key instead.

@@ -132,6 +132,68 @@ fn bad_configs_exit_1_with_one_sentence_naming_the_problem() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such/herald.toml"));
 }
 
+#[test]
+fn a_secret_written_in_the_wrong_shape_is_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    const SECRET: &str = "s3cr3t-never-printed";
+    let cases = [
+        (
+            "a string where a list goes",
+            format!("[sentry]\nclient_secrets = \"{SECRET}\"\n"),
+            "sentry.client_secrets",
+        ),
+        (
+            "a token as a number",
+            "[sentry]\nclient_secrets = [\"a\"]\nlegacy_tokens = [31415926535]\n".to_string(),
+            "sentry.legacy_tokens[0]",
+        ),
+        (
+            "a robot secret as a table",
+            format!(
+                "[sentry]\nclient_secrets = [\"a\"]\n[[targets]]\nname = \"r\"\nkind = \"dingtalk\"\n\
+                 url = \"https://oapi.dingtalk.com/robot/send?access_token=x\"\nsecret = {{ v = \"{SECRET}\" }}\n"
+            ),
+            "targets[0].secret",
+        ),
+        (
+            "credentials in GitHub's api_url",
+            format!(
+                "[sentry]\nclient_secrets = [\"a\"]\n[[targets]]\nname = \"gh\"\nkind = \"github\"\n\
+                 repo = \"o/r\"\ntoken = \"t\"\napi_url = \"https://user:{SECRET}@ghe.example/api/v3\"\n"
+            ),
+            "targets[0].api_url",
+        ),
+        (
+            "an empty admin token",
+            "[server]\nadmin_token = \"${HERALD_TEST_ADMIN:-}\"\n[sentry]\nclient_secrets = [\"a\"]\n"
+                .to_string(),
+            "server.admin_token",
+        ),
+        (
+            "an admin token with a trailing space",
+            "[server]\nadmin_token = \"admin-token \"\n[sentry]\nclient_secrets = [\"a\"]\n"
+                .to_string(),
+            "server.admin_token",
+        ),
+    ];
+    for (what, text, key) in cases {
+        let path = write_config(&dir, &text);
+        for command in ["check-config", "serve"] {
+            let output = herald(&[command, "--config", &path], &[]);
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert_eq!(output.status.code(), Some(1), "{what} / {command}: {said}");
+            assert!(said.contains(key), "{what} / {command}: {said}");
+            for secret in [SECRET, "31415926535"] {
+                assert!(!said.contains(secret), "{what} / {command}: {said}");
+            }
+        }
+    }
+}
+
 /// The README's quick start: `herald serve --config config.example.toml` starts with no variable set.
 #[test]
 fn example_config_serves() {

@@ -134,6 +134,15 @@ async fn the_admin_api_needs_its_token_and_is_off_without_one() {
     assert_eq!(status, 200);
     assert_eq!(body["targets"][0]["name"], "stdout");
     assert_eq!(body["targets"][0]["kind"], "console");
+    // The scheme is case-insensitive.
+    let lower = herald
+        .client()
+        .get(herald.url("/api/targets"))
+        .header("Authorization", format!("bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 200);
 }
 
 #[tokio::test]

@@ -11,6 +11,6 @@ mod auth;
 mod payload;
 mod settings;
 
-pub use auth::{verify_grafana_signature, TokenCheck};
+pub use auth::verify_grafana_signature;
 pub use payload::{parse, reread, Decisions, PayloadError};
 pub use settings::{level_of_severity, LabelIntakeConfig};

@@ -344,6 +344,16 @@ impl Config {
                 return Err((format!("sentry.client_secrets[{index}]"), "is empty".into()));
             }
         }
+        if let Some(token) = &self.server.admin_token {
+            if token.expose().trim().is_empty() || token.expose().trim() != token.expose() {
+                return Err((
+                    "server.admin_token".into(),
+                    "is empty or has spaces around it, so no request could ever match it \
+                     (leave the key out to turn the admin API off)"
+                        .into(),
+                ));
+            }
+        }
         for (index, token) in sentry.legacy_tokens.iter().enumerate() {
             let token = token.expose();
             if token.len() < 16

@@ -8,12 +8,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState, Reloadable};
 use crate::job::DeliveryJob;
+use crate::secret::TokenCheck;
 
-/// Checks the bearer token (in constant time) and hands back the live config.
+/// Checks the bearer token (in constant time; the scheme in any case, or as basic auth's
+/// password) and hands back the live config.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Reloadable>, ApiError> {
     let live = state.reloadable.load_full();
     let Some(token) = &live.config.server.admin_token else {
@@ -23,15 +24,14 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Reloadable>, A
     };
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized(
+        .and_then(|v| v.to_str().ok());
+    match TokenCheck::of(given, std::slice::from_ref(token)) {
+        TokenCheck::Accepted => Ok(live),
+        TokenCheck::Missing => Err(ApiError::Unauthorized(
             "missing Authorization: Bearer <admin_token>",
-        ))?;
-    if !bool::from(given.trim().as_bytes().ct_eq(token.expose().as_bytes())) {
-        return Err(ApiError::Unauthorized("wrong admin token"));
+        )),
+        TokenCheck::Wrong => Err(ApiError::Unauthorized("wrong admin token")),
     }
-    Ok(live)
 }
 
 #[derive(Deserialize)]

@@ -20,7 +20,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{ApiError, AppState, Reloadable};
 use crate::alert::{Alert, Level, Source};
-use crate::alertmanager::{self, verify_grafana_signature, TokenCheck};
+use crate::alertmanager::{self, verify_grafana_signature};
+use crate::secret::TokenCheck;
 use crate::sentry::{parse_integration_payload, parse_legacy_payload, PayloadError};
 use crate::store::StoreError;
 

@@ -82,6 +82,16 @@ impl KindSettings for GithubSettings {
             ));
         }
         validate_url(&Secret::new(self.api_url.clone())).map_err(|(_, m)| ("api_url".into(), m))?;
+        // It is printed by check-config and logged: it must hold nothing secret.
+        if reqwest::Url::parse(&self.api_url)
+            .is_ok_and(|url| !url.username().is_empty() || url.password().is_some())
+        {
+            return Err((
+                "api_url".into(),
+                "must not carry credentials (user:password@): the target authenticates with token"
+                    .into(),
+            ));
+        }
         if self.token.expose().trim().is_empty() {
             return Err(("token".into(), "is empty".into()));
         }
