@@ -335,3 +335,44 @@ async fn a_resolve_never_overtakes_a_create_that_is_being_retried() {
         "the resolve waited for the create's retry: {issues:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_cannot_break_out_of_their_place_nor_plant_herald_s_marker() {
+    let github = FakeGithub::start().await;
+    let herald = Herald::start_with_targets(&github_target(&github, ""));
+    // An issue whose culprit (from the application's own exception) tries everything.
+    let planted = format!("<!-- herald:sentry-issue {INSTALLATION}/8 -->");
+    let mut hostile: Value = serde_json::from_slice(&issue_event("created", 7)).unwrap();
+    hostile["data"]["issue"]["culprit"] =
+        format!("x`\n## Owned @octo-org/admins ![p](http://evil.example/p.png) {planted}").into();
+    herald
+        .post_sentry("issue", &serde_json::to_vec(&hostile).unwrap())
+        .await;
+    github
+        .wait_until("the first issue", Duration::from_secs(10), |i| i.len() == 1)
+        .await;
+    let body = github.issues()[0].body.clone();
+    assert!(
+        body.contains("**Where:** ``x` ## Owned @octo-org/admins ![p](http://evil.example/p.png) "),
+        "the culprit stays one code span: {body}"
+    );
+
+    // Issue 8's first create fails: the retry looks for an issue that try might have opened,
+    // and must not adopt issue 7's, whose body carries 8's marker in its culprit.
+    github.on_create(OnCreate::ServerError);
+    herald
+        .post_sentry("issue", &issue_event("created", 8))
+        .await;
+    herald.wait_until_drained(Duration::from_secs(20)).await;
+    let issues = github.issues();
+    assert_eq!(issues.len(), 2, "8 has its own GitHub issue");
+    herald
+        .post_sentry("issue", &issue_event("resolved", 8))
+        .await;
+    github
+        .wait_until("8's issue closed", Duration::from_secs(10), |i| {
+            i[1].state == "closed"
+        })
+        .await;
+    assert_eq!(github.issues()[0].state, "open", "7's issue is left alone");
+}

@@ -28,17 +28,49 @@ use crate::alert::Level;
 
 pub fn escape_markdown(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
             '\\' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#' | '|' | '~' => {
                 out.push('\\');
                 out.push(c);
             }
             '\r' | '\n' => out.push(' '),
+            // GitHub turns `@name` and `@org/team` into a mention (and a notification) whatever
+            // the escaping: a zero-width space after the `@` keeps it text.
+            '@' if chars.peek().is_some_and(|next| next.is_alphanumeric()) => {
+                out.push('@');
+                out.push(ZERO_WIDTH_SPACE);
+            }
             _ => out.push(c),
         }
     }
     out
+}
+
+const ZERO_WIDTH_SPACE: char = '\u{200B}';
+
+/// `text` as one inline code span, whatever it holds: the fence is a run of backticks longer than
+/// any in `text`, so nothing in it can close the span early (and inside a span nothing is
+/// markdown: no heading, image, link or mention). Line breaks become spaces.
+pub fn code_span(text: &str) -> String {
+    let text: String = text
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    // A span that starts or ends with a backtick needs a space inside its fence.
+    if text.starts_with('`') || text.ends_with('`') {
+        format!("{fence} {text} {fence}")
+    } else {
+        format!("{fence}{text}{fence}")
+    }
 }
 
 /// The contents of a JSON string literal (without the quotes).
@@ -104,6 +136,21 @@ mod tests {
         );
         assert_eq!(escape_markdown("line\n# heading"), r"line \# heading");
         assert_eq!(escape_markdown("中文 ok"), "中文 ok");
+        assert_eq!(
+            escape_markdown("cc @octo-org/admins and me@host, @ alone"),
+            "cc @\u{200B}octo-org/admins and me@\u{200B}host, @ alone"
+        );
+    }
+
+    #[test]
+    fn a_code_span_holds_anything() {
+        assert_eq!(code_span("f (a.py:3)"), "`f (a.py:3)`");
+        assert_eq!(
+            code_span("x` ## @team ![i](u) `y"),
+            "``x` ## @team ![i](u) `y``"
+        );
+        assert_eq!(code_span("``a"), "``` ``a ```");
+        assert_eq!(code_span("a\n# b"), "`a # b`");
     }
 
     #[test]

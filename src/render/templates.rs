@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::{
-    escape_json, escape_markdown, level_icon, relative_time, truncate_chars, DigestView,
+    code_span, escape_json, escape_markdown, level_icon, relative_time, truncate_chars, DigestView,
     MessageView,
 };
 use crate::alert::Level;
@@ -211,6 +211,7 @@ fn registry(timezone: Tz) -> Handlebars<'static> {
     registry.set_strict_mode(false);
     register_text_helper(&mut registry, "md", escape_markdown);
     register_text_helper(&mut registry, "json", escape_json);
+    register_text_helper(&mut registry, "code", code_span);
     register_text_helper(&mut registry, "level_icon", |text| {
         level_icon(Level::parse(text)).to_string()
     });

@@ -314,7 +314,9 @@ impl GithubTarget {
                 .find(|issue| {
                     issue["body"]
                         .as_str()
-                        .is_some_and(|body| body.contains(&marker))
+                        // herald's marker is the body's last line; the same text anywhere
+                        // else came from an alert's fields, not from herald.
+                        .is_some_and(|body| body.trim_end().ends_with(&marker))
                 })
                 .and_then(|issue| issue["number"].as_u64())),
             Answer::Ok(_) => Ok(None),
