@@ -221,3 +221,60 @@ async fn a_downstream_answering_without_end_is_read_only_in_part() {
     let rss = rss_mib(herald.pid());
     assert!(rss < 200, "herald holds {rss} MiB after a 1 GiB answer");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_payload_or_a_downstream_says_cannot_forge_log_lines_or_leak_a_credential() {
+    const API_KEY: &str = "api-key-0123456789";
+    const FORGED: &str = "2026-12-01T00:00:00Z  INFO herald: forged";
+    // A downstream that refuses with its answer full of control characters and the key it got.
+    let echo = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+        let key = headers["x-api-key"].to_str().unwrap().to_string();
+        (
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("bad key {key}\n{FORGED}\u{1b}[2J"),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, echo).await.unwrap() });
+    let mut herald = Herald::start_with_targets(&format!(
+        "[[targets]]\nname = \"audit\"\nkind = \"webhook\"\nurl = \"http://{address}/hook\"\n\
+         headers = {{ X-Api-Key = \"{API_KEY}\" }}\n"
+    ));
+    // A Sentry payload whose action and title try the same.
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&fixture("issue-created.json")).unwrap();
+    payload["action"] = format!("created\n{FORGED}").into();
+    payload["data"]["issue"]["title"] = format!("KeyError\u{1b}[31m\n{FORGED}").into();
+    let response = herald
+        .post_sentry("issue", &serde_json::to_vec(&payload).unwrap())
+        .await;
+    assert_eq!(response.status(), 202);
+    herald
+        .wait_for_log("DELIVERY REFUSED", Duration::from_secs(10))
+        .await;
+    let logs = herald.logs();
+    assert!(!logs.contains(API_KEY), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "{logs}");
+    assert!(
+        logs.lines().all(|line| !line.starts_with(FORGED)),
+        "a forged line: {logs}"
+    );
+    assert!(logs.contains("bad key ***"), "{logs}");
+
+    // The dead letter, listed on the terminal: one line, nothing that moves the cursor.
+    herald.terminate();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["dead-letters", "list", "--config"])
+        .arg(herald.data_dir().parent().unwrap().join("herald.toml"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{listed}");
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        !listed.contains('\u{1b}') && !listed.contains(API_KEY),
+        "{listed}"
+    );
+    assert!(listed.contains("KeyError"), "{listed}");
+}

@@ -1,6 +1,7 @@
 //! `herald dead-letters`: straight on the store when herald is stopped (the store is then free),
 //! through the admin API when it runs (the store is locked by the running herald).
 
+use crate::render::printable;
 use serde_json::Value;
 use std::process::ExitCode;
 
@@ -41,8 +42,8 @@ fn offline(store: &Store, action: DeadLetterAction) -> ExitCode {
                         dead.job.target,
                         dead.died_at.to_rfc3339(),
                         dead.reason.as_str(),
-                        dead.last_answer,
-                        alert.map(|a| a.title).unwrap_or_default()
+                        printable(&dead.last_answer),
+                        printable(&alert.map(|a| a.title).unwrap_or_default())
                     );
                 }
             }),
@@ -111,7 +112,8 @@ fn online(config: &Config, base: String, action: DeadLetterAction) -> ExitCode {
         Ok((status, body)) if status.is_success() => {
             if let Some(items) = body["dead_letters"].as_array() {
                 for dead in items {
-                    let field = |k: &str| dead[k].as_str().unwrap_or_default().to_string();
+                    let field =
+                        |k: &str| printable(dead[k].as_str().unwrap_or_default()).into_owned();
                     println!(
                         "{}\t{}\t{}\t{}\t{}\t{}",
                         field("id"),

@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{ApiError, AppState, Reloadable};
 use crate::alert::{Alert, Level, Source};
 use crate::alertmanager::{self, verify_grafana_signature};
+use crate::render::printable;
 use crate::secret::TokenCheck;
 use crate::sentry::{parse_integration_payload, parse_legacy_payload, PayloadError};
 use crate::store::StoreError;
@@ -405,9 +406,9 @@ fn log_outcome(state: &AppState, resource: &str, result: &Result<IntakeReceipt, 
     }
     match result {
         Ok(receipt) => tracing::info!(
-            resource = %receipt.resource,
-            action = %receipt.action,
-            issue_id = %receipt.issue_id.as_deref().unwrap_or("-"),
+            resource = %printable(&receipt.resource),
+            action = %printable(&receipt.action),
+            issue_id = %printable(receipt.issue_id.as_deref().unwrap_or("-")),
             alert_id = %receipt.alert_id,
             targets = receipt.targets.len(),
             folded = receipt.folded.len(),

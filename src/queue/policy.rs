@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::RetrySchedule;
 use crate::job::{AttemptResult, DeliveryJob, FailureReason};
+use crate::render::printable;
 use crate::targets::Outcome;
 
 /// How long a target is left alone when it asks to be sent less and does not say for how long.
@@ -51,7 +52,8 @@ impl RecordedAttempt {
         RecordedAttempt {
             result,
             reason,
-            answer: answer.clone(),
+            // Kept in the job, logged and listed: one line, whatever the downstream said.
+            answer: printable(answer).into_owned(),
         }
     }
 }
@@ -134,6 +136,7 @@ pub(super) fn log_attempt(
 ) {
     let attempt = job.attempts.len();
     let answer = recorded.answer.as_str();
+    let issue_id = printable(issue_id);
     let reason = recorded.reason.map_or("", FailureReason::as_str);
     match step {
         NextStep::Done => {

@@ -73,6 +73,26 @@ pub fn code_span(text: &str) -> String {
     }
 }
 
+/// `text` made safe for one line of a log or a terminal: control characters (newlines, escape
+/// sequences, …) and bidirectional overrides are written as escapes (`\n`, `\u{1b}`), so a payload
+/// field or a downstream's answer can neither forge a log line nor move a terminal's cursor.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The contents of a JSON string literal (without the quotes).
 pub fn escape_json(text: &str) -> String {
     let quoted = serde_json::to_string(text).unwrap_or_default();
@@ -139,6 +159,15 @@ mod tests {
         assert_eq!(
             escape_markdown("cc @octo-org/admins and me@host, @ alone"),
             "cc @\u{200B}octo-org/admins and me@\u{200B}host, @ alone"
+        );
+    }
+
+    #[test]
+    fn printable_text_is_one_harmless_line() {
+        assert_eq!(printable("plain 中文"), "plain 中文");
+        assert_eq!(
+            printable("a\nINFO forged\u{1b}[2J\r\u{202E}x"),
+            "a\\nINFO forged\\u{1b}[2J\\r\\u{202e}x"
         );
     }
 

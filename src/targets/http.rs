@@ -38,7 +38,13 @@ pub struct Answer {
 /// be read, is an [`Outcome`] to retry; a redirect is refused for good: the target's `url` is not
 /// where the downstream is, and only the operator can say whether the new place is to be trusted.
 pub async fn send(request: reqwest::RequestBuilder) -> Result<Answer, Outcome> {
-    let mut response = request.send().await.map_err(|error| failure(&error))?;
+    let (client, request) = request.build_split();
+    let request = request.map_err(|error| failure(&error))?;
+    let sent = credentials_in(&request);
+    let mut response = client
+        .execute(request)
+        .await
+        .map_err(|error| failure(&error))?;
     let status = response.status().as_u16();
     if response.status().is_redirection() {
         return Err(redirected(status, response.headers()));
@@ -57,8 +63,52 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<Answer, Outcome> {
         status,
         retry_after,
         headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body: masked(&String::from_utf8_lossy(&body), &sent),
     })
+}
+
+/// What a request carried that its downstream may echo back in an answer, which herald stores
+/// and logs: the URL's query values, long path segments (a hook's key) and password, and the
+/// values of every header but the plain ones (`Bearer <token>` and the token alone).
+fn credentials_in(request: &reqwest::Request) -> Vec<String> {
+    use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+    let url = request.url();
+    let mut found: Vec<String> = url.query_pairs().map(|(_, v)| v.into_owned()).collect();
+    found.extend(
+        url.path_segments()
+            .into_iter()
+            .flatten()
+            .filter(|segment| segment.len() >= 16)
+            .map(str::to_string),
+    );
+    found.extend(url.password().map(str::to_string));
+    for (name, value) in request.headers() {
+        if [ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT].contains(name) {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            found.push(value.to_string());
+            if let Some((_, token)) = value.rsplit_once(' ') {
+                found.push(token.to_string());
+            }
+        }
+    }
+    // Short values (a header's `1`, a version) are not secrets, and masking them would garble
+    // answers; longest first, so a value is masked whole before a part of it is.
+    found.retain(|value| value.len() >= 8);
+    found.sort_by_key(|value| std::cmp::Reverse(value.len()));
+    found
+}
+
+/// `answer` with every value in `sent` written as `***`.
+fn masked(answer: &str, sent: &[String]) -> String {
+    let mut answer = answer.to_string();
+    for value in sent {
+        if answer.contains(value.as_str()) {
+            answer = answer.replace(value.as_str(), Secret::MASK);
+        }
+    }
+    answer
 }
 
 /// A POST of a JSON `body` to `url`, within `timeout`.
