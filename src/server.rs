@@ -141,16 +141,17 @@ async fn watch_store(state: Arc<AppState>, data_dir: PathBuf, restart: Arc<Notif
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     loop {
         ticks.tick().await;
-        let committed = state.store.commit().await;
-        if committed.is_err() && state.store.needs_reopening() {
+        let _ = state.store.commit().await;
+        if state.store.needs_reopening() {
             break;
         }
     }
     state.store_failed.store(true, Ordering::SeqCst);
     tracing::error!(
         store = %state.store.location(),
-        "THE STORE CANNOT WRITE (is the disk full?): every callback is answered 503 and nothing \
-         is sent; herald restarts itself once its data folder takes writes again"
+        "THE STORE CANNOT WRITE (is the disk full, or was the data folder removed or replaced?): \
+         every callback is answered 503 and nothing is sent; herald restarts itself once its \
+         data folder takes writes again"
     );
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -168,6 +169,9 @@ async fn watch_store(state: Arc<AppState>, data_dir: PathBuf, restart: Arc<Notif
 fn write_probe(path: &std::path::Path) -> std::io::Result<()> {
     use std::io::Write;
     let written = (|| {
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder)?;
+        }
         let mut file = std::fs::File::create(path)?;
         file.write_all(&vec![0u8; 4 << 20])?;
         file.sync_all()

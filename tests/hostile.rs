@@ -278,3 +278,28 @@ async fn what_a_payload_or_a_downstream_says_cannot_forge_log_lines_or_leak_a_cr
     );
     assert!(listed.contains("KeyError"), "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_folder_removed_under_herald_is_never_answered_2xx() {
+    let herald = start("");
+    let created = fixture("issue-created.json");
+    assert_eq!(herald.post_sentry("issue", &created).await.status(), 202);
+    std::fs::remove_dir_all(herald.data_dir()).unwrap();
+    // Whatever is posted now would be written into files that are gone: never 2xx.
+    let resolved = fixture("issue-resolved.json");
+    let response = herald.post_sentry("issue", &resolved).await;
+    assert_eq!(response.status(), 503);
+    herald
+        .wait_for_log("restarting to open the store anew", Duration::from_secs(20))
+        .await;
+    common::eventually(
+        Duration::from_secs(20),
+        || format!("herald did not listen again:\n{}", herald.logs()),
+        || (herald.logs().matches("herald listening on").count() >= 2).then_some(()),
+    )
+    .await;
+    // A new store in a new folder: it takes callbacks again, and knows nothing of the old one.
+    assert_eq!(herald.post_sentry("issue", &resolved).await.status(), 202);
+    assert_eq!(herald.readiness().await["alerts"], 1);
+    assert!(herald.data_dir().is_dir());
+}

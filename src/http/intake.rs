@@ -208,6 +208,12 @@ async fn accept(
     mut alert: Alert,
 ) -> Result<IntakeReceipt, ApiError> {
     let receipt = live.intake.accept(&mut alert).await?;
+    if state.store.needs_reopening() {
+        // Committed, but into a store that is no longer on disk (its folder was removed).
+        return Err(ApiError::StoreUnavailable(StoreError::Backend(
+            "the data folder was removed or replaced".into(),
+        )));
+    }
     if receipt.duplicate {
         state.metrics.deduplicated();
     }

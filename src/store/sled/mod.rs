@@ -83,6 +83,16 @@ pub struct SledStore {
     commits: GroupCommit,
     alert_count: AtomicU64,
     counts: QueueCounts,
+    /// The data folder as it was opened (device and inode).
+    identity: Option<(u64, u64)>,
+}
+
+/// Which folder `path` is now: its device and inode, `None` when it is gone.
+fn folder_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 impl SledStore {
@@ -143,6 +153,7 @@ impl SledStore {
         let alert_count = alerts.len() as u64;
         let counts = QueueCounts::load(&jobs, &dead_letters)?;
         Ok(SledStore {
+            identity: folder_identity(dir),
             path: dir.to_path_buf(),
             commits: GroupCommit::new(db.clone()),
             db,
@@ -220,9 +231,11 @@ impl StoreBackend for SledStore {
     }
 
     /// sled keeps the error of a failed flush and refuses every write after it, even once the
-    /// disk has room again: only opening the folder again recovers (from what is on disk).
+    /// disk has room again: only opening the folder again recovers (from what is on disk). And a
+    /// data folder removed or replaced while herald runs takes every write since with it (sled
+    /// writes on into files no longer in it, and another herald could open the path).
     fn needs_reopening(&self) -> bool {
-        self.commits.failed.load(Ordering::SeqCst)
+        self.commits.failed.load(Ordering::SeqCst) || folder_identity(&self.path) != self.identity
     }
 
     /// Claimed in memory first (the index), written by the caller at the end of `claims`.
