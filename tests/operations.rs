@@ -444,3 +444,37 @@ async fn json_logs_and_no_secret_in_logs_metrics_or_check_config() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_metrics_token_closes_metrics_and_the_counts_of_readyz() {
+    const METRICS_TOKEN: &str = "metrics-token-5d1e";
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let config = format!(
+        "{}\n[[targets]]\nname = \"stdout\"\nkind = \"console\"\n",
+        server_config(&dir.path().join("data")).replace(
+            "[server]\n",
+            &format!("[server]\nmetrics_token = \"{METRICS_TOKEN}\"\n")
+        )
+    );
+    let herald = Herald::start_with(dir, &config);
+    let get = |path: &'static str, token: Option<&'static str>| {
+        let mut request = herald.client().get(herald.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(get("/metrics", None).await.status(), 401);
+    assert_eq!(get("/metrics", Some("wrong")).await.status(), 401);
+    let scraped = get("/metrics", Some(METRICS_TOKEN)).await;
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await.unwrap().contains("herald_queue_depth"));
+
+    // A probe still learns whether herald is ready, and nothing else.
+    let probe = get("/readyz", None).await;
+    assert_eq!(probe.status(), 200);
+    assert_eq!(probe.json::<Value>().await.unwrap(), serde_json::json!({"status": "ready"}));
+    let full: Value = get("/readyz", Some(METRICS_TOKEN)).await.json().await.unwrap();
+    assert_eq!(full["queued_jobs"], 0);
+    assert!(!herald.logs().contains(METRICS_TOKEN));
+}

@@ -88,6 +88,10 @@ pub struct ServerConfig {
     /// Bearer token of the admin API; without it the admin API is off.
     #[serde(default)]
     pub admin_token: Option<Secret>,
+    /// When set, `/metrics` needs it as a bearer token, and `/readyz` shows its counts only with
+    /// it; without it both are open, as probes and scrapers expect.
+    #[serde(default)]
+    pub metrics_token: Option<Secret>,
     /// Largest request body accepted on the hooks; larger ones are answered 413.
     #[serde(default = "ServerConfig::default_body_limit", with = "byte_size")]
     pub body_limit: u64,
@@ -141,6 +145,7 @@ impl Default for ServerConfig {
             listen: Self::default_listen(),
             data_dir: Self::default_data_dir(),
             admin_token: None,
+            metrics_token: None,
             body_limit: Self::default_body_limit(),
             shutdown_grace: Self::default_shutdown_grace(),
             max_connections: Self::default_max_connections(),
@@ -344,12 +349,16 @@ impl Config {
                 return Err((format!("sentry.client_secrets[{index}]"), "is empty".into()));
             }
         }
-        if let Some(token) = &self.server.admin_token {
+        for (key, token) in [
+            ("server.admin_token", &self.server.admin_token),
+            ("server.metrics_token", &self.server.metrics_token),
+        ] {
+            let Some(token) = token else { continue };
             if token.expose().trim().is_empty() || token.expose().trim() != token.expose() {
                 return Err((
-                    "server.admin_token".into(),
+                    key.into(),
                     "is empty or has spaces around it, so no request could ever match it \
-                     (leave the key out to turn the admin API off)"
+                     (leave the key out instead)"
                         .into(),
                 ));
             }

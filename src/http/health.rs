@@ -1,13 +1,27 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (it can accept callbacks).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::AppState;
+use crate::secret::TokenCheck;
+
+/// Whether the request may see what `/metrics` and `/readyz` count: always, unless
+/// `server.metrics_token` is set.
+fn may_see_counts(state: &AppState, headers: &HeaderMap) -> bool {
+    let live = state.reloadable.load();
+    let Some(token) = &live.config.server.metrics_token else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    TokenCheck::of(given, std::slice::from_ref(token)) == TokenCheck::Accepted
+}
 
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -15,7 +29,10 @@ pub async fn healthz() -> &'static str {
 
 /// Ready while the store can write and herald is not shutting down. The body carries the counts an
 /// operator looks at first.
-pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+pub async fn readyz(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
     let store = &state.store;
     let said = if state.shutting_down.load(Ordering::Relaxed) {
         "shutting_down"
@@ -29,18 +46,23 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": said,
-        "alerts": store.alert_count(),
-        "queued_jobs": store.queued_job_count(),
-        "dead_letters": store.dead_letter_count(),
-    });
+    let body = if may_see_counts(&state, &headers) {
+        json!({
+            "status": said,
+            "alerts": store.alert_count(),
+            "queued_jobs": store.queued_job_count(),
+            "dead_letters": store.dead_letter_count(),
+        })
+    } else {
+        json!({ "status": said })
+    };
     (status, Json(body))
 }
 
 /// Prometheus text format.
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
 ) -> Result<
     (
         StatusCode,
@@ -49,6 +71,11 @@ pub async fn metrics(
     ),
     super::ApiError,
 > {
+    if !may_see_counts(&state, &headers) {
+        return Err(super::ApiError::Unauthorized(
+            "missing or wrong Authorization: Bearer <server.metrics_token>",
+        ));
+    }
     let targets = state.reloadable.load().target_names();
     let store = state.store.clone();
     let metrics = state.metrics.clone();
