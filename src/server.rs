@@ -243,6 +243,8 @@ async fn reload(config_path: &std::path::Path, state: &AppState, workers: &Mutex
         routes = config.routes.len(),
         "SIGHUP: config reloaded"
     );
+    // A target removed or renamed leaves its queue behind: say so now, not at the next start.
+    report_queued_jobs(&state.store, &config);
 }
 
 /// Starts a worker per target, and the wakers through which the intake reaches them.

@@ -473,8 +473,49 @@ async fn a_metrics_token_closes_metrics_and_the_counts_of_readyz() {
     // A probe still learns whether herald is ready, and nothing else.
     let probe = get("/readyz", None).await;
     assert_eq!(probe.status(), 200);
-    assert_eq!(probe.json::<Value>().await.unwrap(), serde_json::json!({"status": "ready"}));
-    let full: Value = get("/readyz", Some(METRICS_TOKEN)).await.json().await.unwrap();
+    assert_eq!(
+        probe.json::<Value>().await.unwrap(),
+        serde_json::json!({"status": "ready"})
+    );
+    let full: Value = get("/readyz", Some(METRICS_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(full["queued_jobs"], 0);
     assert!(!herald.logs().contains(METRICS_TOKEN));
+}
+
+#[tokio::test]
+async fn a_target_renamed_by_sighup_leaves_its_queue_in_sight() {
+    // The downstream refuses connections: the job stays queued under the target's name.
+    let herald = start_with_admin(
+        "[[targets]]\nname = \"oncall\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\nretry = [\"1h\"]\n",
+    );
+    herald.post_sentry("issue", &issue(21)).await;
+    let original = std::fs::read_to_string(&herald.config_path).unwrap();
+    std::fs::write(
+        &herald.config_path,
+        original.replace("\"oncall\"", "\"pager\""),
+    )
+    .unwrap();
+    herald.signal("HUP");
+    herald
+        .wait_for_log(
+            "1 jobs are queued for target \"oncall\", which is not configured",
+            Duration::from_secs(10),
+        )
+        .await;
+    let (status, body) = admin(&herald, "GET", "/api/targets", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200);
+    let targets = body["targets"].as_array().unwrap();
+    let stranded = targets
+        .iter()
+        .find(|t| t["name"] == "oncall")
+        .expect("listed");
+    assert_eq!(stranded["configured"], false);
+    assert_eq!(stranded["queue_depth"], 1);
+    let pager = targets.iter().find(|t| t["name"] == "pager").unwrap();
+    assert_eq!(pager["configured"], true);
+    assert_eq!(pager["queue_depth"], 0);
 }

@@ -141,6 +141,23 @@ pub async fn list_targets(
             "paused_until": saved.paused_until,
             "paused_by_operator": state.store.operator_paused(name)?,
             "gone": saved.gone_for.is_some(),
+            "configured": true,
+        }));
+    }
+    // Jobs and dead letters of a target the config no longer has (removed, or renamed: a new
+    // name is a new target) wait in the store until it is configured again: shown, not hidden.
+    let stranded: std::collections::BTreeSet<&String> = queued
+        .keys()
+        .chain(dead.keys())
+        .filter(|name| live.config.target(name).is_none())
+        .collect();
+    for name in stranded {
+        targets.push(json!({
+            "name": name,
+            "kind": null,
+            "queue_depth": queued.get(name).copied().unwrap_or(0),
+            "dead_letters": dead.get(name).copied().unwrap_or(0),
+            "configured": false,
         }));
     }
     Ok(Json(json!({ "targets": targets })))
