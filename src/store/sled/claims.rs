@@ -45,6 +45,9 @@ impl Drop for SledPendingClaim {
     }
 }
 
+/// The longest a duplicate waits for its original to reach the disk.
+pub(super) const PENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Every dedupe claim of the store, in memory: the newest per key, and whether its callback is
 /// still on its way to disk. Entries older than `remember` are dropped by each sweep.
 pub(super) struct ClaimIndex {
@@ -85,12 +88,17 @@ impl ClaimIndex {
     }
 
     /// Takes `claim`'s key, or returns the alert that holds it (once that alert is on disk).
+    /// Claims `claim`'s key: `Ok(None)` when this caller is the first (its claim is pending until
+    /// settled), `Ok(Some(first))` for a duplicate. A duplicate of a callback still on its way to
+    /// disk waits for it, at most [`PENDING_WAIT`]: an original whose commit hangs (a dying disk)
+    /// must not hold every copy of it, and their connections, forever.
     pub(super) async fn claim(
         &self,
         claim: DedupeClaim,
         remember: std::time::Duration,
-    ) -> Option<AlertId> {
+    ) -> Result<Option<AlertId>, StoreError> {
         let remember_ms = remember.as_millis() as u64;
+        let deadline = tokio::time::Instant::now() + PENDING_WAIT;
         loop {
             // Created before looking, so a change made after the look is not missed.
             let changed = self.changed.notified();
@@ -99,7 +107,7 @@ impl ClaimIndex {
                 match claims.get(&claim.hash) {
                     Some(first) if first.seen_ms + remember_ms > claim.seen_ms => {
                         if !first.pending {
-                            return Some(first.alert_id);
+                            return Ok(Some(first.alert_id));
                         }
                         // The first is still on its way to disk: answer once it is there (or
                         // take the key if it fails).
@@ -112,11 +120,15 @@ impl ClaimIndex {
                                 ..IndexedClaim::settled(&claim)
                             },
                         );
-                        return None;
+                        return Ok(None);
                     }
                 }
             }
-            changed.await;
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(StoreError::Backend(
+                    "the first copy of this callback is still being stored; try again".into(),
+                ));
+            }
         }
     }
 

@@ -253,7 +253,7 @@ impl StoreBackend for SledStore {
                 seen_ms: now.timestamp_millis().max(0) as u64,
                 keep_ms: remember.as_millis() as u64,
             };
-            Ok(match self.claim_index.claim(claim, remember).await {
+            Ok(match self.claim_index.claim(claim, remember).await? {
                 Some(first) => ClaimOutcome::Duplicate(first),
                 None => ClaimOutcome::New(PendingClaim::new(Box::new(SledPendingClaim {
                     claims: self.claims.clone(),

@@ -423,3 +423,16 @@ async fn a_claim_kept_longer_survives_sweeps_and_reopening() {
         "forgotten after its week"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_duplicate_waits_for_a_stalled_original_only_so_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // The original is claimed and never reaches the disk (its commit hangs).
+    let _stalled = new_claim(&store, "hung", 1).await;
+    let started = tokio::time::Instant::now();
+    let hour = std::time::Duration::from_secs(3600);
+    let waited = store.claim_dedupe_key("hung", 2, Utc::now(), hour).await;
+    assert!(waited.is_err(), "a duplicate must not wait forever");
+    assert_eq!(started.elapsed(), claims::PENDING_WAIT);
+}
