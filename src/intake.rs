@@ -88,7 +88,7 @@ impl Intake {
     /// told before are marked so (`said_before`).
     pub async fn accept(&self, alert: &mut Alert) -> Result<Receipt, StoreError> {
         let store = &self.store;
-        let now = Utc::now();
+        let now = crate::clock::now();
         let alert_id = store.next_id()?;
         let remember = if alert.group.is_some() {
             self.redelivery_window

@@ -53,7 +53,7 @@ impl DeliveryJob {
             id,
             alert_id,
             target: target.to_string(),
-            created_at: Utc::now(),
+            created_at: crate::clock::now(),
             due_at,
             attempts: Vec::new(),
             mentions: Mentions::default(),

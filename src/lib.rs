@@ -3,6 +3,7 @@
 pub mod alert;
 pub mod alertmanager;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod de;
 pub mod http;

@@ -51,6 +51,11 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<Stopp
                 config.server.data_dir.display()
             )
         })?;
+    match store.latest_time() {
+        Ok(Some(latest)) => crate::clock::resume_from(latest),
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the clock saved in the store"),
+    }
     tracing::info!(
         store = %store.location(),
         alerts = store.alert_count(),
@@ -126,6 +131,9 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<Stopp
         tracing::warn!(listen = %address, "restarting to open the store anew");
         return Ok(Stopped::Restart { listen: address });
     }
+    if let Err(error) = store.save_latest_time(crate::clock::now()) {
+        tracing::warn!(%error, "cannot save the clock in the store");
+    }
     store
         .commit()
         .await
@@ -134,13 +142,17 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<Stopp
     Ok(Stopped::Done)
 }
 
-/// Every second, a commit (nothing to flush costs nothing). Once the store says it can write no
+/// Every second a commit (nothing to flush costs nothing), and every ten the clock saved. Once the store says it can write no
 /// more until it is opened again, herald refuses callbacks (503, `/readyz` not ready) and sends
 /// nothing; when the data folder takes a test write again, `restart` is notified.
 async fn watch_store(state: Arc<AppState>, data_dir: PathBuf, restart: Arc<Notify>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    loop {
+    for tick in 0u64.. {
         ticks.tick().await;
+        if tick % 10 == 0 {
+            // A restart after the wall clock stepped back goes on from here (`crate::clock`).
+            let _ = state.store.save_latest_time(crate::clock::now());
+        }
         let _ = state.store.commit().await;
         if state.store.needs_reopening() {
             break;
@@ -280,7 +292,7 @@ async fn sweep_periodically(store: Store, config: Arc<Config>) {
         let (dedupe, store_config) = (config.dedupe.clone(), config.store.clone());
         let swept = tokio::task::spawn_blocking(move || {
             let report = sweeping.sweep(
-                chrono::Utc::now(),
+                crate::clock::now(),
                 dedupe.remember,
                 dedupe.window,
                 store_config.retention,

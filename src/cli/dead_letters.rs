@@ -50,7 +50,7 @@ fn offline(store: &Store, action: DeadLetterAction) -> ExitCode {
         DeadLetterAction::Replay { id, target, .. } => store
             .replay_dead_letters(
                 &|job| Some(job.id) == id || target.as_ref() == Some(&job.target),
-                chrono::Utc::now(),
+                crate::clock::now(),
             )
             .map(|replayed| {
                 println!(

@@ -89,7 +89,7 @@ pub async fn replay_dead_letter(
         .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a dead letter id")))?;
     let replayed = state
         .store
-        .replay_dead_letters(&|job| job.id == id, chrono::Utc::now())?;
+        .replay_dead_letters(&|job| job.id == id, crate::clock::now())?;
     if replayed.is_empty() {
         return Err(ApiError::NotFound(format!("no dead letter has id {id}")));
     }
@@ -107,7 +107,7 @@ pub async fn replay_dead_letters(
     })?;
     let replayed = state
         .store
-        .replay_dead_letters(&|job| job.target == target, chrono::Utc::now())?;
+        .replay_dead_letters(&|job| job.target == target, crate::clock::now())?;
     Ok(Json(replayed_answer(&live, &replayed)))
 }
 

@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn failures_in_a_row_double_the_wait_up_to_a_minute() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let mut backoff = TargetBackoff::default();
         assert!(!backoff.probing());
         assert_eq!(backoff.wait(now), None);
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn never_longer_than_the_job_s_own_retry_and_over_at_the_first_answer() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let mut backoff = TargetBackoff::default();
         for _ in 0..5 {
             backoff.attempted(&refused(), Some(Duration::from_millis(100)), now);
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn a_rate_limit_pause_is_not_a_failure() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let mut backoff = TargetBackoff::default();
         backoff.attempted(
             &Outcome::slow_down(None, FailureReason::RateLimited, "130101"),

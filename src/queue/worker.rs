@@ -144,7 +144,9 @@ impl Worker {
                 }
             }
             let sleep = next_wake.map_or(self.store.idle_poll(), |at| {
-                (at - Utc::now()).to_std().unwrap_or(Duration::ZERO)
+                (at - crate::clock::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
             });
             tokio::select! {
                 Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => {
@@ -198,13 +200,13 @@ impl Worker {
             return None;
         }
         if !self.write_unsaved() {
-            return Some(Utc::now() + to_chrono(UNSAVED_RETRY));
+            return Some(crate::clock::now() + to_chrono(UNSAVED_RETRY));
         }
         if let Some(wake) = self.held_back() {
             return wake;
         }
         while in_flight.len() < self.concurrency() {
-            let now = Utc::now();
+            let now = crate::clock::now();
             if let Some(wait) = self.limiter.wait(now) {
                 return Some(now + to_chrono(wait));
             }
@@ -235,7 +237,7 @@ impl Worker {
     fn held_back(&mut self) -> Option<Option<DateTime<Utc>>> {
         if self.store.needs_reopening() {
             // Nothing sent could be recorded: herald restarts once the store can write again.
-            return Some(Some(Utc::now() + to_chrono(UNSAVED_RETRY)));
+            return Some(Some(crate::clock::now() + to_chrono(UNSAVED_RETRY)));
         }
         if self.stopped_as_gone()
             || self
@@ -249,7 +251,7 @@ impl Worker {
         match self.store.owns_target(&self.target.name) {
             Ok(true) => None,
             // Another process works this target's queue; look again when it may have let go.
-            Ok(false) => Some(Some(Utc::now() + self.idle_poll())),
+            Ok(false) => Some(Some(crate::clock::now() + self.idle_poll())),
             Err(error) => Some(self.store_failed(error)),
         }
     }
@@ -383,7 +385,7 @@ impl Worker {
 
     fn store_failed(&self, error: StoreError) -> Option<DateTime<Utc>> {
         tracing::error!(target_name = %self.target.name, %error, "cannot read the queue; trying again in a second");
-        Some(Utc::now() + chrono::Duration::seconds(1))
+        Some(crate::clock::now() + chrono::Duration::seconds(1))
     }
 
     /// Deliveries that may be in flight now: one, a probe, while the downstream is failing.
@@ -433,7 +435,7 @@ impl Worker {
             started,
             latency,
         } = finished;
-        let now = Utc::now();
+        let now = crate::clock::now();
         let recorded = RecordedAttempt::of(&outcome);
         self.note_target_health(&outcome, &recorded.answer, now);
         for _ in &jobs {
@@ -551,7 +553,7 @@ impl Worker {
                 key,
                 &DeadLetter {
                     job: job.clone(),
-                    died_at: Utc::now(),
+                    died_at: crate::clock::now(),
                     reason: *reason,
                     last_answer: last_answer.clone(),
                 },
@@ -584,7 +586,7 @@ impl Worker {
 /// One attempt (for one job, or a digest of several), run as its own task so a slow downstream
 /// holds only its own slot.
 async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, DeliveryJob)>) -> Finished {
-    let started = Utc::now();
+    let started = crate::clock::now();
     let clock = Instant::now();
     let mut jobs = Vec::with_capacity(batch.len());
     let mut views = Vec::with_capacity(batch.len());
@@ -596,7 +598,8 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
             Ok(Some(stored)) => {
                 let issue_id = stored.alert.issue_id.clone().unwrap_or_else(|| "-".into());
                 views.push(
-                    MessageView::new(&stored.alert, stored.id, job.id, started)
+                    // Messages say "3 minutes ago" by the wall clock, as their readers do.
+                    MessageView::new(&stored.alert, stored.id, job.id, Utc::now())
                         .with_folded(job.folded),
                 );
                 raws.push(stored.alert.raw);
@@ -641,7 +644,7 @@ async fn attempt(target: Arc<Target>, store: Store, batch: Vec<(JobKey, Delivery
                 .await
         }
         None => {
-            let digest = DigestView::new(&views, started);
+            let digest = DigestView::new(&views, Utc::now());
             let key = format!("herald-digest-{}-{}", jobs[0].job.id, jobs.len());
             target
                 .deliver_digest(&DigestDelivery {

@@ -256,4 +256,10 @@ pub trait StoreBackend: LinkStore {
 
     /// Bytes the store takes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+
+    /// The latest time herald's clock handed out, as last saved (see `crate::clock`).
+    fn latest_time(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Saves `at` as the latest time herald's clock handed out; written with the next commit.
+    fn save_latest_time(&self, at: DateTime<Utc>) -> Result<(), StoreError>;
 }

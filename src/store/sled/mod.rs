@@ -56,6 +56,8 @@ use keys::{
 };
 
 const SCHEMA_KEY: &[u8] = b"schema";
+/// In `meta`: the latest time herald's clock handed out, in milliseconds, big-endian.
+const CLOCK_KEY: &[u8] = b"clock";
 /// The layout above. Older stores are migrated on open (`migrate`); a newer one is refused.
 const SCHEMA_VERSION: u32 = 3;
 /// Upper bound of sled's page cache. sled's default (1 GiB) would let an idle herald grow far
@@ -72,6 +74,7 @@ impl From<sled::Error> for StoreError {
 pub struct SledStore {
     path: PathBuf,
     db: sled::Db,
+    meta: sled::Tree,
     alerts: sled::Tree,
     jobs: sled::Tree,
     dead_letters: sled::Tree,
@@ -157,6 +160,7 @@ impl SledStore {
             path: dir.to_path_buf(),
             commits: GroupCommit::new(db.clone()),
             db,
+            meta,
             alerts,
             jobs,
             dead_letters,
@@ -581,6 +585,20 @@ impl StoreBackend for SledStore {
     /// Bytes the store takes on disk, as sled counts them.
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
+    }
+
+    fn latest_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .meta
+            .get(CLOCK_KEY)?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .and_then(|bytes| DateTime::from_timestamp_millis(i64::from_be_bytes(bytes))))
+    }
+
+    fn save_latest_time(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.meta
+            .insert(CLOCK_KEY, &at.timestamp_millis().to_be_bytes())?;
+        Ok(())
     }
 
     /// The directory lock makes this process the store's only user.
