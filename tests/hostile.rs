@@ -303,3 +303,49 @@ async fn a_data_folder_removed_under_herald_is_never_answered_2xx() {
     assert_eq!(herald.readiness().await["alerts"], 1);
     assert!(herald.data_dir().is_dir());
 }
+
+#[tokio::test]
+async fn ids_beyond_u64_huge_numbers_and_lone_surrogates_are_read_not_refused() {
+    let herald = start("");
+    let template = String::from_utf8(fixture("issue-created.json")).unwrap();
+    let with_id = |id: &str| {
+        let mut payload: serde_json::Value = serde_json::from_str(&template).unwrap();
+        payload["data"]["issue"]["id"] = serde_json::Value::Null;
+        payload["data"]["issue"]["title"] = "TITLE".into();
+        serde_json::to_string(&payload)
+            .unwrap()
+            .replacen("\"id\":null", &format!("\"id\":{id}"), 1)
+    };
+    // Two issues whose numeric ids differ only beyond u64: two issues, not one and a duplicate.
+    let first = with_id("100000000000000000001");
+    let second = with_id("100000000000000000002");
+    let mut issue_ids = Vec::new();
+    for body in [&first, &second] {
+        let response = herald.post_sentry("issue", body.as_bytes()).await;
+        assert_eq!(response.status(), 202);
+        let receipt: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(receipt["status"], "accepted", "{receipt}");
+        issue_ids.push(receipt["issue_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        issue_ids,
+        ["100000000000000000001", "100000000000000000002"]
+    );
+
+    // A value beyond f64 and a lone surrogate (as Python's json.dumps writes a broken string).
+    let odd = with_id("\"77\"")
+        .replacen("{", "{\"huge\":1e400,\"digits\":1", 1)
+        .replace("\"digits\":1", &format!("\"digits\":{},", "9".repeat(309)))
+        .replacen("\"TITLE\"", "\"broken \\ud800 text\"", 1);
+    let response = herald.post_sentry("issue", odd.as_bytes()).await;
+    let status = response.status();
+    let receipt: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 202, "{receipt}");
+    assert!(
+        receipt["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("broken \u{FFFD} text"),
+        "{receipt}"
+    );
+}

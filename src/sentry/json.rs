@@ -25,9 +25,35 @@ pub enum Json<'a> {
 }
 
 impl<'a> Json<'a> {
-    /// Parses `text`; serde_json's checks and its nesting limit apply.
+    /// Parses `text`; serde_json's checks and its nesting limit apply, but for one: a lone UTF-16
+    /// surrogate escape (`"\ud800"`, which Python's `json.dumps` writes for a broken string) is
+    /// read as U+FFFD rather than failing the whole payload.
     pub fn parse(text: &'a [u8]) -> Result<Json<'a>, serde_json::Error> {
-        serde_json::from_slice(text)
+        match serde_json::from_slice(text) {
+            Err(error) if is_surrogate_error(&error) => {
+                let repaired = without_lone_surrogates(text);
+                serde_json::from_slice::<Json<'_>>(&repaired).map(Json::into_owned)
+            }
+            parsed => parsed,
+        }
+    }
+
+    /// The same value, owning all its strings.
+    fn into_owned(self) -> Json<'static> {
+        let owned = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        match self {
+            Json::Null => Json::Null,
+            Json::Bool(b) => Json::Bool(b),
+            Json::Number(n) => Json::Number(n),
+            Json::String(s) => Json::String(owned(s)),
+            Json::Array(items) => Json::Array(items.into_iter().map(Json::into_owned).collect()),
+            Json::Object(members) => Json::Object(
+                members
+                    .into_iter()
+                    .map(|(key, value)| (owned(key), value.into_owned()))
+                    .collect(),
+            ),
+        }
     }
 
     /// The member `key` of an object; as with serde_json, the last one when a key is repeated.
@@ -130,12 +156,74 @@ impl<'de> Visitor<'de> for JsonVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some((key, value)) = map.next_entry::<JsonKey<'de>, Json<'de>>()? {
-            members.push((key.0, value));
+        while let Some(key) = map.next_key::<JsonKey<'de>>()? {
+            if members.is_empty() && key.0 == NUMBER_TOKEN {
+                // serde_json hands a number over as this one-member map: its text.
+                let text: String = map.next_value()?;
+                return text
+                    .parse::<Number>()
+                    .map(Json::Number)
+                    .map_err(serde::de::Error::custom);
+            }
+            members.push((key.0, map.next_value::<Json<'de>>()?));
         }
         Ok(Json::Object(members))
     }
 }
+
+fn is_surrogate_error(error: &serde_json::Error) -> bool {
+    let said = error.to_string();
+    said.contains("surrogate") || said.contains("unexpected end of hex escape")
+}
+
+/// `text` with every `\u` escape of an unpaired UTF-16 surrogate written as `\uFFFD`; every other
+/// byte, and every other escape, as it was.
+fn without_lone_surrogates(text: &[u8]) -> Vec<u8> {
+    let unit_at = |at: usize| -> Option<u16> {
+        let digits = text.get(at..at + 4)?;
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let escape_at = |at: usize| text.get(at) == Some(&b'\\') && text.get(at + 1) == Some(&b'u');
+    let mut out = Vec::with_capacity(text.len());
+    let mut at = 0;
+    while at < text.len() {
+        if text[at] != b'\\' {
+            out.push(text[at]);
+            at += 1;
+            continue;
+        }
+        match (escape_at(at), unit_at(at + 2)) {
+            (true, Some(0xD800..=0xDBFF)) => {
+                let low = if escape_at(at + 6) {
+                    unit_at(at + 8)
+                } else {
+                    None
+                };
+                if low.is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) {
+                    out.extend_from_slice(&text[at..at + 12]);
+                    at += 12;
+                } else {
+                    out.extend_from_slice(b"\\uFFFD");
+                    at += 6;
+                }
+            }
+            (true, Some(0xDC00..=0xDFFF)) => {
+                out.extend_from_slice(b"\\uFFFD");
+                at += 6;
+            }
+            // Any other escape, `\\` included, is copied whole.
+            _ => {
+                out.extend_from_slice(&text[at..(at + 2).min(text.len())]);
+                at += 2;
+            }
+        }
+    }
+    out
+}
+
+/// How serde_json (with `arbitrary_precision`) hands a number to a visitor: a map of one member
+/// under this key, the number's text as its value.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// An object's key, borrowed from the text unless it holds an escape.
 struct JsonKey<'a>(Cow<'a, str>);
@@ -201,6 +289,25 @@ mod tests {
             panic!("not a number")
         };
         assert_eq!(big.to_string(), value["big"].to_string());
+    }
+
+    #[test]
+    fn numbers_beyond_u64_and_f64_and_lone_surrogates_are_read() {
+        let text = br#"{"id":123456789012345678901234567890,"huge":1e400,"s":"a\ud800b\udc00c\\ud800","pair":"\ud83d\ude00"}"#;
+        let json = Json::parse(text).unwrap();
+        let Some(Json::Number(id)) = json.get("id") else {
+            panic!("not a number")
+        };
+        assert_eq!(id.to_string(), "123456789012345678901234567890");
+        let Some(Json::Number(huge)) = json.get("huge") else {
+            panic!("not a number")
+        };
+        assert!(huge.to_string().contains("400"), "{huge}");
+        assert_eq!(
+            json.get("s").and_then(Json::as_str),
+            Some("a\u{FFFD}b\u{FFFD}c\\ud800")
+        );
+        assert_eq!(json.get("pair").and_then(Json::as_str), Some("😀"));
     }
 
     #[test]
