@@ -118,15 +118,7 @@ retry = ["1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]
     // Room again: herald restarts in place (same pid, same address), opens its store anew, and
     // the queued message goes out once more, at most.
     std::fs::remove_file(filler).unwrap();
-    herald
-        .wait_for_log("restarting to open the store anew", Duration::from_secs(20))
-        .await;
-    common::eventually(
-        Duration::from_secs(20),
-        || format!("herald did not listen again:\n{}", herald.logs()),
-        || (herald.logs().matches("herald listening on").count() >= 2).then_some(()),
-    )
-    .await;
+    herald.wait_for_restart_in_place().await;
     let ready = herald.wait_until_drained(Duration::from_secs(30)).await;
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(ready["dead_letters"], 0);

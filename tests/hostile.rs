@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixture, sign, Herald, SECRET};
+use common::{fixture, Herald, SECRET};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -153,14 +153,8 @@ async fn a_callback_without_credentials_is_refused_before_its_body_is_held() {
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     // A wrong signature is checked once the body is read: 401 too.
     let response = herald
-        .client()
-        .post(herald.url("/hooks/sentry"))
-        .header("Sentry-Hook-Resource", "issue")
-        .header("Sentry-Hook-Signature", sign("not-the-secret", &body))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+        .post_sentry_signed_with("not-the-secret", &body)
+        .await;
     assert_eq!(response.status(), 401);
 }
 
@@ -289,15 +283,7 @@ async fn a_data_folder_removed_under_herald_is_never_answered_2xx() {
     let resolved = fixture("issue-resolved.json");
     let response = herald.post_sentry("issue", &resolved).await;
     assert_eq!(response.status(), 503);
-    herald
-        .wait_for_log("restarting to open the store anew", Duration::from_secs(20))
-        .await;
-    common::eventually(
-        Duration::from_secs(20),
-        || format!("herald did not listen again:\n{}", herald.logs()),
-        || (herald.logs().matches("herald listening on").count() >= 2).then_some(()),
-    )
-    .await;
+    herald.wait_for_restart_in_place().await;
     // A new store in a new folder: it takes callbacks again, and knows nothing of the old one.
     assert_eq!(herald.post_sentry("issue", &resolved).await.status(), 202);
     assert_eq!(herald.readiness().await["alerts"], 1);

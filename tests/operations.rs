@@ -4,7 +4,7 @@
 mod common;
 
 use common::dingtalk::{FakeDingTalk, Reply};
-use common::{fixture, server_config, sign, Herald, SECRET};
+use common::{fixture, server_config, Herald, SECRET};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,14 +72,8 @@ async fn metrics_move_with_callbacks_deliveries_and_failures() {
         "a duplicate"
     );
     let forged = herald
-        .client()
-        .post(herald.url("/hooks/sentry"))
-        .header("Sentry-Hook-Resource", "issue")
-        .header("Sentry-Hook-Signature", sign("not-the-secret", &body))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+        .post_sentry_signed_with("not-the-secret", &body)
+        .await;
     assert_eq!(forged.status(), 401);
     oncall.wait_for(2, Duration::from_secs(10)).await;
     herald.wait_until_drained(Duration::from_secs(5)).await;

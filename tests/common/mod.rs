@@ -232,6 +232,31 @@ impl Herald {
         panic!("herald did not stop within 10 s of SIGTERM");
     }
 
+    /// Waits until herald has restarted itself in place (a store that could not write, a data
+    /// folder removed) and listens again on the same address.
+    pub async fn wait_for_restart_in_place(&self) {
+        self.wait_for_log("restarting to open the store anew", Duration::from_secs(20))
+            .await;
+        eventually(
+            Duration::from_secs(20),
+            || format!("herald did not listen again:\n{}", self.logs()),
+            || (self.logs().matches("herald listening on").count() >= 2).then_some(()),
+        )
+        .await;
+    }
+
+    /// Posts `body` to `/hooks/sentry` signed with `secret` (not the test secret: a forgery).
+    pub async fn post_sentry_signed_with(&self, secret: &str, body: &[u8]) -> reqwest::Response {
+        self.client
+            .post(self.url("/hooks/sentry"))
+            .header("Sentry-Hook-Resource", "issue")
+            .header("Sentry-Hook-Signature", sign(secret, body))
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("herald answers")
+    }
+
     /// Posts `body` to `/hooks/sentry`, signed with the test secret, with `resource` in its header.
     pub async fn post_sentry(&self, resource: &str, body: &[u8]) -> reqwest::Response {
         self.client
