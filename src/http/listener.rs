@@ -16,6 +16,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// The most a connection's read buffer grows to (hyper's minimum is 8 KiB).
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// What one connection may hold of herald.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -41,6 +44,9 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // hyper's read buffer grows to ~400 KiB on a connection that sends fast; a thousand of
+        // them would hold 400 MiB. 64 KiB reads a callback's body in a few reads all the same.
+        .max_buf_size(READ_BUFFER_BYTES)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
