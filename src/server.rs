@@ -76,6 +76,7 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<Stopp
         Reloadable::new(config.clone(), store.clone(), wakers),
     ));
 
+    let max_connections = connections_within_file_limit(config.server.max_connections);
     let listen = std::env::var(RESTART_LISTEN_VAR)
         .ok()
         .and_then(|address| address.parse().ok())
@@ -105,7 +106,7 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<Stopp
     let shutdown_state = state.clone();
     let restarting = restart.clone();
     let limits = ConnectionLimits {
-        max_connections: config.server.max_connections,
+        max_connections,
         header_timeout: config.server.header_timeout,
         shutdown_grace: config.server.shutdown_grace,
     };
@@ -140,6 +141,47 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<Stopp
         .context("the final flush of the store failed")?;
     tracing::info!("stopped; everything accepted is on disk");
     Ok(Stopped::Done)
+}
+
+/// Descriptors herald keeps for itself beyond the connections it serves: the store's files, the
+/// downstreams' connections, the log.
+const RESERVED_FILES: u64 = 256;
+
+/// Raises the soft limit of open files to the hard one (systemd starts a service at 1,024 with
+/// far more allowed), and returns how many connections herald can serve without taking the
+/// descriptors its store and deliveries need: `max_connections`, or fewer, with a warning. At the
+/// limit, a delivery to a healthy downstream would fail as "could not connect" and be blamed on it.
+fn connections_within_file_limit(max_connections: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write the struct they are given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return max_connections;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    let room = usize::try_from(limit.rlim_cur.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX);
+    if room >= max_connections {
+        return max_connections;
+    }
+    let serving = room.max(1);
+    tracing::warn!(
+        open_files = limit.rlim_cur,
+        max_connections,
+        "the open-files limit ({}) leaves room for {serving} connections, not server.max_connections = {max_connections}; herald serves at most {serving} (raise the limit, e.g. LimitNOFILE)",
+        limit.rlim_cur
+    );
+    serving
 }
 
 /// Every second a commit (nothing to flush costs nothing), and every ten the clock saved. Once the store says it can write no

@@ -335,3 +335,40 @@ async fn ids_beyond_u64_huge_numbers_and_lone_surrogates_are_read_not_refused() 
         "{receipt}"
     );
 }
+
+#[test]
+fn connections_are_kept_within_the_open_files_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[sentry]\nclient_secrets = [\"{SECRET}\"]\n\
+             [[targets]]\nname = \"stdout\"\nkind = \"console\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    // A hard limit of 400 open files: herald cannot serve its default 1,024 connections.
+    let mut child = std::process::Command::new("prlimit")
+        .arg("--nofile=400:400")
+        .arg(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux)");
+    let stderr = child.stderr.take().unwrap();
+    let mut said = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("herald listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(said.contains("leaves room for 144 connections"), "{said}");
+}
