@@ -23,6 +23,8 @@ pub enum Source {
     Alertmanager,
     /// Grafana alerting's webhook contact point (payload version 1).
     Grafana,
+    /// A Sentry SDK posting straight to herald (a DSN that points at it).
+    SentrySdk,
 }
 
 impl Source {
@@ -32,6 +34,7 @@ impl Source {
             Source::SentryLegacyPlugin => "sentry_legacy_plugin",
             Source::Alertmanager => "alertmanager",
             Source::Grafana => "grafana",
+            Source::SentrySdk => "sentry_sdk",
         }
     }
 
@@ -42,6 +45,7 @@ impl Source {
             Source::SentryLegacyPlugin,
             Source::Alertmanager,
             Source::Grafana,
+            Source::SentrySdk,
         ]
         .into_iter()
         .find(|source| source.as_str() == text)
@@ -251,6 +255,10 @@ pub struct Alert {
     pub recognized: bool,
     /// What makes two callbacks "the same thing said twice" (REFERENCE.md §1), scoped by installation.
     pub dedupe_key: String,
+    /// SDK events: the claim whose first taker is its issue's first event (then the alert is a
+    /// "New issue", else a repeat). Kept for `store.retention`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen_key: Option<String>,
     /// The payload exactly as received. Not serialized with the alert: the store keeps the payload
     /// itself and normalizes it again when it reads it.
     #[serde(skip_serializing, default = "no_payload")]
@@ -295,6 +303,7 @@ impl Alert {
             group: None,
             recognized: false,
             dedupe_key: String::new(),
+            first_seen_key: None,
             raw,
         }
     }

@@ -16,7 +16,7 @@
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-use crate::alert::Alert;
+use crate::alert::{Alert, Source};
 use crate::config::Config;
 use crate::job::{AlertId, DeliveryJob, Folded};
 use crate::route::{Routed, Router};
@@ -125,14 +125,31 @@ impl Intake {
                 }
             }
         }
+        // An SDK event: the first to claim its issue is a "New issue", any later one a repeat.
+        let mut first_of_issue = None;
+        if let Some(key) = alert.first_seen_key.clone() {
+            match store
+                .claim_dedupe_key(&key, alert_id, now, self.episode_memory)
+                .await?
+            {
+                ClaimOutcome::New(claim) => first_of_issue = Some(claim),
+                ClaimOutcome::Duplicate(_) => {
+                    alert.resource = crate::sdk::REPEAT.0.to_string();
+                    alert.action = crate::sdk::REPEAT.1.to_string();
+                }
+            }
+        }
         let receipt = self.record(alert, alert_id, now)?;
+        if let Some(claim) = &first_of_issue {
+            claim.write()?;
+        }
         for episode in &episodes {
             episode.write()?;
         }
         claim.write()?;
         store.commit().await?;
         claim.settle();
-        for episode in episodes {
+        for episode in episodes.into_iter().chain(first_of_issue) {
             episode.settle();
         }
         // Folded targets too: a window's first fold queues its summary, due later, and a worker
@@ -235,6 +252,11 @@ impl Intake {
         let Some(key) = alert.issue_key().filter(|_| !self.fold_window.is_zero()) else {
             return FoldKind::Unrelated;
         };
+        if alert.source == Source::SentrySdk {
+            // Every event of an issue, its first included: the first of a window is told, the
+            // rest counted into the next message.
+            return FoldKind::Repeat(key);
+        }
         match alert.resource.as_str() {
             "event_alert" | "error" | "activity_alert" => FoldKind::Repeat(key),
             "issue" => FoldKind::StateChange(key),

@@ -254,6 +254,30 @@ fn find_target<'t>(targets: &'t [Arc<Target>], name: &str) -> Option<&'t Target>
     found
 }
 
+/// An SDK's envelope (or the JSON of one event) read as the alert of a new issue of the first
+/// configured `[[sdk.projects]]` (or a project called "default").
+fn read_sdk_event(config: &Config, path: &Path, body: &[u8]) -> Result<Alert, String> {
+    let failed = |e: String| format!("{}: {e}", path.display());
+    let (project, id) = config
+        .sdk
+        .projects
+        .first()
+        .map_or(("default", 0), |p| (p.name.as_str(), p.id));
+    let (event_id, payload) = match crate::sdk::envelope::parse(body) {
+        Ok((header, items)) if items.iter().any(|item| item.kind == "event") => {
+            let item = items.into_iter().find(|item| item.kind == "event");
+            (
+                header.event_id,
+                item.map(|item| item.payload).unwrap_or(body),
+            )
+        }
+        _ => (None, body),
+    };
+    let event = crate::sdk::event::read_event(payload, project, id, event_id.as_deref())
+        .map_err(|e| failed(e.to_string()))?;
+    crate::sdk::alert_of(&event, true).map_err(|e| failed(e.to_string()))
+}
+
 /// A payload file read as the alert herald would make of it. For Sentry, the resource is
 /// `resource`, or the file name up to its first `-` or `.`; `legacy` means the legacy plugin's
 /// payload. Alertmanager's and Grafana's bodies are read with the config's settings for them.
@@ -268,9 +292,10 @@ fn read_alert(
         Some(Source::Alertmanager) => Some((Source::Alertmanager, &config.alertmanager)),
         Some(Source::Grafana) => Some((Source::Grafana, &config.grafana)),
         Some(Source::Sentry | Source::SentryLegacyPlugin) => None,
+        Some(Source::SentrySdk) => return read_sdk_event(config, path, &body),
         None => {
             return Err(format!(
-                "--source {source:?}: sources are sentry, alertmanager and grafana"
+                "--source {source:?}: sources are sentry, alertmanager, grafana and sentry_sdk"
             ))
         }
     };

@@ -57,6 +57,9 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub sentry: SentryConfig,
+    /// Sentry SDKs posting to herald (`/api/{id}/envelope/`); off without projects.
+    #[serde(default)]
+    pub sdk: crate::sdk::SdkConfig,
     /// `POST /hooks/alertmanager`; off without this table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alertmanager: Option<LabelIntakeConfig>,
@@ -88,6 +91,10 @@ pub struct ServerConfig {
     /// Bearer token of the admin API; without it the admin API is off.
     #[serde(default)]
     pub admin_token: Option<Secret>,
+    /// The address people and SDKs reach herald at (`https://herald.example`), for the DSNs
+    /// `herald dsn` prints; without it, `http://<server.listen>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// When set, `/metrics` needs it as a bearer token, and `/readyz` shows its counts only with
     /// it; without it both are open, as probes and scrapers expect.
     #[serde(default)]
@@ -146,6 +153,7 @@ impl Default for ServerConfig {
             data_dir: Self::default_data_dir(),
             admin_token: None,
             metrics_token: None,
+            public_url: None,
             body_limit: Self::default_body_limit(),
             shutdown_grace: Self::default_shutdown_grace(),
             max_connections: Self::default_max_connections(),
@@ -324,6 +332,7 @@ impl Config {
     fn validate(&self) -> Result<(), (String, String)> {
         self.validate_sentry()?;
         self.validate_label_intakes()?;
+        self.validate_sdk()?;
         self.validate_limits()?;
         let names = self.validate_targets()?;
         self.validate_routes(&names)
@@ -335,11 +344,12 @@ impl Config {
             && sentry.legacy_tokens.is_empty()
             && self.alertmanager.is_none()
             && self.grafana.is_none()
+            && self.sdk.projects.is_empty()
         {
             return Err((
                 "sentry.client_secrets".into(),
-                "is empty (and so is sentry.legacy_tokens, and there is no [alertmanager] or \
-                 [grafana]): herald could not verify any callback; set the Client Secret of your \
+                "is empty (and so is sentry.legacy_tokens, and there is no [alertmanager], \
+                 [grafana] or [[sdk.projects]]): herald could not verify any callback; set the Client Secret of your \
                  Sentry integration"
                     .into(),
             ));
@@ -375,6 +385,61 @@ impl Config {
                     "must be at least 16 characters of A-Z, a-z, 0-9, '-', '_', '.', '~' \
                      (it is part of a URL and is the only thing protecting it)"
                         .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_sdk(&self) -> Result<(), (String, String)> {
+        let projects = &self.sdk.projects;
+        for (index, project) in projects.iter().enumerate() {
+            let key = |name: &str| format!("sdk.projects[{index}].{name}");
+            if project.id == 0 {
+                return Err((
+                    key("id"),
+                    "must be more than 0 (the DSN's last path segment)".into(),
+                ));
+            }
+            if projects[..index].iter().any(|p| p.id == project.id) {
+                return Err((
+                    key("id"),
+                    format!("{} is used by an earlier project", project.id),
+                ));
+            }
+            if project.name.trim().is_empty() {
+                return Err((key("name"), "is empty".into()));
+            }
+            if projects[..index].iter().any(|p| p.name == project.name) {
+                return Err((
+                    key("name"),
+                    format!("{:?} is used by an earlier project", project.name),
+                ));
+            }
+            if project.public_keys.is_empty() {
+                return Err((key("public_keys"), "is empty: no SDK could post".into()));
+            }
+            for (at, public_key) in project.public_keys.iter().enumerate() {
+                let public_key = public_key.expose();
+                if public_key.len() != 32 || !public_key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err((
+                        format!("sdk.projects[{index}].public_keys[{at}]"),
+                        "must be 32 hex digits (e.g. from `openssl rand -hex 16`)".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(url) = &self.server.public_url {
+            let parsed = reqwest::Url::parse(url).map_err(|e| {
+                (
+                    "server.public_url".to_string(),
+                    format!("is not a URL ({e})"),
+                )
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err((
+                    "server.public_url".into(),
+                    "must be an http or https URL with a host".into(),
                 ));
             }
         }

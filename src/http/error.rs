@@ -12,6 +12,9 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// Credentials that are valid somewhere, but not for this (an SDK key of another project).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("the body is larger than the limit of {limit} bytes")]
@@ -36,6 +39,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -51,6 +55,7 @@ impl ApiError {
     pub fn outcome(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::PayloadTooLarge { .. } => "too_large",
             ApiError::StoreUnavailable(_) => "store_unavailable",

@@ -86,7 +86,7 @@ pub async fn sentry_hook(
         accept(&state, &live, alert).await
     }
     .await;
-    log_outcome(&state, resource.unwrap_or("-"), &result);
+    log_outcome(&state, resource.unwrap_or("-"), result.as_ref());
     result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
 }
 
@@ -115,7 +115,7 @@ pub async fn legacy_hook(
         accept(&state, &live, alert).await
     }
     .await;
-    log_outcome(&state, "legacy", &result);
+    log_outcome(&state, "legacy", result.as_ref());
     result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
 }
 
@@ -197,12 +197,12 @@ async fn label_hook(
         accept(state, &live, alert).await
     }
     .await;
-    log_outcome(state, source.as_str(), &result);
+    log_outcome(state, source.as_str(), result.as_ref());
     result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
 }
 
 /// Dedupes, routes, folds, stores and flushes: after this returns `Ok`, it is all on disk.
-async fn accept(
+pub(super) async fn accept(
     state: &AppState,
     live: &Reloadable,
     mut alert: Alert,
@@ -238,7 +238,7 @@ async fn accept(
     })
 }
 
-fn refuse_if_shutting_down(state: &AppState) -> Result<(), ApiError> {
+pub(super) fn refuse_if_shutting_down(state: &AppState) -> Result<(), ApiError> {
     if state.shutting_down.load(Ordering::Relaxed) {
         Err(ApiError::ShuttingDown)
     } else if state.store_failed.load(Ordering::Relaxed) {
@@ -252,7 +252,7 @@ fn refuse_if_shutting_down(state: &AppState) -> Result<(), ApiError> {
 
 /// A request body read within herald's limits. What it reserved of `server.body_memory` is given
 /// back when it is dropped, after the callback has been parsed and stored.
-struct ReadBody {
+pub(super) struct ReadBody {
     bytes: Bytes,
     _reserved: Vec<OwnedSemaphorePermit>,
 }
@@ -269,7 +269,7 @@ impl std::ops::Deref for ReadBody {
 /// body must arrive within `server.body_timeout` (408), and every byte held is first reserved from
 /// `server.body_memory`, shared by all requests: when that is spent (many large or slow bodies at
 /// once), the callback is answered 503 at once rather than herald growing without bound.
-async fn read_limited(
+pub(super) async fn read_limited(
     headers: &HeaderMap,
     body: Body,
     live: &Reloadable,
@@ -364,7 +364,7 @@ impl BodyMemory {
 /// `error`, after reading and dropping what the client still sends of `body` (up to
 /// [`DRAIN_MAX_BYTES`], for at most [`DRAIN_MAX_TIME`]): a client still sending when herald closes
 /// the connection would get a reset, not the answer.
-async fn refuse_unread(body: Body, error: ApiError) -> ApiError {
+pub(super) async fn refuse_unread(body: Body, error: ApiError) -> ApiError {
     drain(body).await;
     error
 }
@@ -387,7 +387,7 @@ async fn drain(mut body: Body) {
     .await;
 }
 
-fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(super) fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get(name)
         .and_then(|value| value.to_str().ok())
@@ -399,7 +399,11 @@ fn payload_error(error: PayloadError) -> ApiError {
 }
 
 /// One log line and one metric per callback, whatever became of it.
-fn log_outcome(state: &AppState, resource: &str, result: &Result<IntakeReceipt, ApiError>) {
+pub(super) fn log_outcome(
+    state: &AppState,
+    resource: &str,
+    result: Result<&IntakeReceipt, &ApiError>,
+) {
     match result {
         // Only what passed the signature check may name a label; unknown names are "other".
         Ok(receipt) if receipt.recognized => {

@@ -6,6 +6,7 @@ mod error;
 mod health;
 mod intake;
 mod listener;
+mod sdk;
 
 pub use error::ApiError;
 pub use listener::{serve, ConnectionLimits};
@@ -83,6 +84,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/hooks/sentry/legacy/{token}", post(intake::legacy_hook))
         .route("/hooks/alertmanager", post(intake::alertmanager_hook))
         .route("/hooks/grafana", post(intake::grafana_hook))
+        .route(
+            "/api/{project}/envelope/",
+            post(sdk::envelope).options(sdk::preflight),
+        )
+        .route(
+            "/api/{project}/envelope",
+            post(sdk::envelope).options(sdk::preflight),
+        )
+        .route(
+            "/api/{project}/store/",
+            post(sdk::store).options(sdk::preflight),
+        )
+        .route(
+            "/api/{project}/store",
+            post(sdk::store).options(sdk::preflight),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

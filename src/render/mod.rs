@@ -29,7 +29,9 @@ use crate::alert::Level;
 pub fn escape_markdown(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     let mut chars = text.chars().peekable();
+    let mut previous: Option<char> = None;
     while let Some(c) = chars.next() {
+        let after = previous.replace(c);
         match c {
             '\\' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#' | '|' | '~' => {
                 out.push('\\');
@@ -37,8 +39,11 @@ pub fn escape_markdown(text: &str) -> String {
             }
             '\r' | '\n' => out.push(' '),
             // GitHub turns `@name` and `@org/team` into a mention (and a notification) whatever
-            // the escaping: a zero-width space after the `@` keeps it text.
-            '@' if chars.peek().is_some_and(|next| next.is_alphanumeric()) => {
+            // the escaping: a zero-width space after the `@` keeps it text. (`me@host` and
+            // `shop@1.4.2` are no mentions and stay as they are.)
+            '@' if !after.is_some_and(char::is_alphanumeric)
+                && chars.peek().is_some_and(|next| next.is_alphanumeric()) =>
+            {
                 out.push('@');
                 out.push(ZERO_WIDTH_SPACE);
             }
@@ -157,8 +162,8 @@ mod tests {
         assert_eq!(escape_markdown("line\n# heading"), r"line \# heading");
         assert_eq!(escape_markdown("中文 ok"), "中文 ok");
         assert_eq!(
-            escape_markdown("cc @octo-org/admins and me@host, @ alone"),
-            "cc @\u{200B}octo-org/admins and me@\u{200B}host, @ alone"
+            escape_markdown("cc @octo-org/admins and me@host, @ alone, shop@1.4.2"),
+            "cc @\u{200B}octo-org/admins and me@host, @ alone, shop@1.4.2"
         );
     }
 

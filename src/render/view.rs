@@ -340,7 +340,7 @@ impl MessageView {
         MessageView {
             source: alert.source,
             sender: match alert.source {
-                Source::Sentry | Source::SentryLegacyPlugin => "Sentry",
+                Source::Sentry | Source::SentryLegacyPlugin | Source::SentrySdk => "Sentry",
                 Source::Alertmanager => "Alertmanager",
                 Source::Grafana => "Grafana",
             },

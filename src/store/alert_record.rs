@@ -63,6 +63,9 @@ pub fn decode(id: AlertId, record: &[u8]) -> Result<StoredAlert, StoreError> {
         Source::SentryLegacyPlugin => {
             parse_legacy_payload(payload).map_err(|error| error.to_string())
         }
+        Source::SentrySdk => {
+            crate::sdk::reread(&header.resource, payload).map_err(|error| error.to_string())
+        }
         Source::Alertmanager | Source::Grafana => alertmanager::reread(
             header.source,
             payload,
