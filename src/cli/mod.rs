@@ -79,6 +79,14 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Print the DSN an SDK of `[[sdk.projects]]` PROJECT is given (`sentry_sdk.init(dsn=…)`).
+    Dsn {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        /// The project's `name` (or its id).
+        #[arg(long)]
+        project: String,
+    },
     /// Exit 0 if herald answers on /healthz (for container health checks).
     Healthcheck {
         #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
@@ -147,7 +155,44 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::SendTest { config, target } => preview::send_test(&config, &target),
         Command::DeadLetters { action } => dead_letters::run(action),
         Command::Healthcheck { config } => healthcheck(&config),
+        Command::Dsn { config, project } => dsn(&config, &project),
     }
+}
+
+/// `herald dsn`: `http(s)://KEY@HOST[/PATH]/ID` from `server.public_url` (else `server.listen`)
+/// and the project's first public key. The key is no secret: SDKs in browsers carry it.
+fn dsn(path: &Path, project: &str) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => return refuse_config(&error.to_string()),
+    };
+    let sdk = &config.sdk;
+    let Some(found) = sdk
+        .project_named(project)
+        .or_else(|| project.parse().ok().and_then(|id| sdk.project(id)))
+    else {
+        let known: Vec<&str> = sdk.projects.iter().map(|p| p.name.as_str()).collect();
+        eprintln!("herald: no project {project:?} in [[sdk.projects]] (there are: {known:?})");
+        return ExitCode::FAILURE;
+    };
+    let base = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let Ok(mut url) = reqwest::Url::parse(&base) else {
+        eprintln!("herald: server.public_url is not a URL");
+        return ExitCode::FAILURE;
+    };
+    let key = found.public_keys[0].expose();
+    if url.set_username(key).is_err() {
+        eprintln!("herald: server.public_url cannot carry a key");
+        return ExitCode::FAILURE;
+    }
+    let prefix = url.path().trim_end_matches('/').to_string();
+    url.set_path(&format!("{prefix}/{}", found.id));
+    println!("{url}");
+    ExitCode::SUCCESS
 }
 
 fn serve(path: &Path, log_format: LogFormat) -> ExitCode {

@@ -611,7 +611,7 @@ impl Config {
                     format!("routes[{index}].match.source"),
                     format!(
                         "names {unknown:?}; sources are sentry, sentry_legacy_plugin, \
-                         alertmanager and grafana"
+                         alertmanager, grafana and sentry_sdk"
                     ),
                 ));
             }

@@ -79,27 +79,37 @@ impl AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // A DSN whose URL has a path (`server.public_url = "https://h.example/sentry"`) makes SDKs
+    // post under it: the SDK routes are served there too (a change takes a restart).
+    let prefix = state
+        .reloadable
+        .load()
+        .config
+        .server
+        .public_url
+        .as_deref()
+        .and_then(|url| reqwest::Url::parse(url).ok())
+        .map(|url| url.path().trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    let mut router = Router::new()
         .route("/hooks/sentry", post(intake::sentry_hook))
         .route("/hooks/sentry/legacy/{token}", post(intake::legacy_hook))
         .route("/hooks/alertmanager", post(intake::alertmanager_hook))
-        .route("/hooks/grafana", post(intake::grafana_hook))
-        .route(
-            "/api/{project}/envelope/",
-            post(sdk::envelope).options(sdk::preflight),
-        )
-        .route(
-            "/api/{project}/envelope",
-            post(sdk::envelope).options(sdk::preflight),
-        )
-        .route(
-            "/api/{project}/store/",
-            post(sdk::store).options(sdk::preflight),
-        )
-        .route(
-            "/api/{project}/store",
-            post(sdk::store).options(sdk::preflight),
-        )
+        .route("/hooks/grafana", post(intake::grafana_hook));
+    for base in std::iter::once("").chain(Some(prefix.as_str()).filter(|p| !p.is_empty())) {
+        for slash in ["/", ""] {
+            router = router
+                .route(
+                    &format!("{base}/api/{{project}}/envelope{slash}"),
+                    post(sdk::envelope).options(sdk::preflight),
+                )
+                .route(
+                    &format!("{base}/api/{{project}}/store{slash}"),
+                    post(sdk::store).options(sdk::preflight),
+                );
+        }
+    }
+    router
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

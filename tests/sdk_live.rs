@@ -1,0 +1,94 @@
+//! The real sentry-sdk (from PyPI, in the virtualenv `./test` makes) posting to herald: a
+//! captured exception, a message, a logged error and an unhandled error in a Flask route, told
+//! to a fake DingTalk robot without any of the secrets the SDK sends by default.
+
+mod common;
+
+use common::dingtalk::FakeDingTalk;
+use common::Herald;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+/// The virtualenv's Python, from `HERALD_TEST_PYTHON` (set by `./test`).
+fn python() -> Option<PathBuf> {
+    let found = std::env::var_os("HERALD_TEST_PYTHON").map(PathBuf::from);
+    if found.as_ref().is_some_and(|p| p.exists()) {
+        return found;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "no Python with sentry-sdk: run the tests with ./test, which makes one"
+    );
+    eprintln!("SKIPPED: no Python with sentry-sdk (./test makes one)");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_reports_to_herald_and_nothing_private_leaves() {
+    let Some(python) = python() else { return };
+    let robot = FakeDingTalk::start(None).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[[sdk.projects]]\nid = 42\nname = \"shop\"\npublic_keys = [\"{KEY}\"]\n\n\
+         [[targets]]\nname = \"oncall\"\nkind = \"dingtalk\"\nurl = \"{}\"\n",
+        dir.path().join("data").display(),
+        robot.url()
+    );
+    let herald = Herald::start_with(dir, &config);
+    let dsn = format!("http://{KEY}@{}/42", herald.address);
+    let app = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sdk_app.py");
+    let ran = tokio::process::Command::new(python)
+        .arg(app)
+        .arg(&dsn)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let received = robot.wait_for(4, Duration::from_secs(20)).await;
+    let texts: Vec<String> = received
+        .iter()
+        .map(|r| {
+            r.body["markdown"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    for expected in [
+        "KeyError",
+        "Payment provider timeout for order 7",
+        "Charge failed for order 7",
+        "ZeroDivisionError",
+    ] {
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains("New issue") && t.contains(expected)),
+            "{expected} in {texts:#?}"
+        );
+    }
+    for planted in [
+        "4111111111111111",
+        "tok_live_secret",
+        "hunter2",
+        "alice@example.com",
+        "token=abc",
+        "SPRING",
+    ] {
+        for text in &texts {
+            assert!(
+                !text.contains(planted),
+                "{planted} reached DingTalk: {text}"
+            );
+        }
+    }
+    let logs = herald.logs();
+    assert!(logs.contains("resource=issue action=created"), "{logs}");
+}

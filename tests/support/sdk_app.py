@@ -1,0 +1,45 @@
+"""A small app using the real sentry-sdk against herald: the DSN is argv[1]. It does what a Flask
+shop's code does: an exception caught and captured, a message, a logged error, and an unhandled
+error in a Flask route, each with the secrets sentry-python sends by default (frame variables,
+source lines, a query string, breadcrumb data)."""
+import logging
+import sys
+
+import sentry_sdk
+from flask import Flask
+
+sentry_sdk.init(
+    dsn=sys.argv[1],
+    release="shop@1.4.2",
+    environment="production",
+    server_name="web-1",
+)
+sentry_sdk.add_breadcrumb(category="auth", message="user logged in", data={"email": "alice@example.com"})
+
+
+def charge(order_id):
+    card_number = "4111111111111111"  # noqa: F841 (a frame variable the SDK sends)
+    api_token = "tok_live_secret"  # noqa: F841
+    return {"order": order_id}["missing"]
+
+
+try:
+    charge(7)
+except KeyError:
+    sentry_sdk.capture_exception()
+
+sentry_sdk.capture_message("Payment provider timeout for order 7")
+logging.getLogger("shop.payments").error("Charge failed for order %s", 7)
+
+app = Flask(__name__)
+
+
+@app.route("/checkout/<order_id>")
+def checkout(order_id):
+    password = "hunter2"  # noqa: F841
+    return str(1 / (int(order_id) - int(order_id)))
+
+
+app.test_client().get("/checkout/7?coupon=SPRING&token=abc")
+sentry_sdk.flush(timeout=10)
+print("sent")
