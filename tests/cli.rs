@@ -99,6 +99,20 @@ fn bad_configs_exit_1_with_one_sentence_naming_the_problem() {
             &["targets[1].name", "\"stdout\"", "unique"],
         ),
         (
+            "an SDK key that is not 32 hex digits",
+            &format!("{good}\n[[sdk.projects]]\nid = 7\nname = \"b\"\npublic_keys = [\"short\"]\n"),
+            &["sdk.projects[0].public_keys[0]", "32 hex digits"],
+        ),
+        (
+            "two SDK projects with one id",
+            &format!(
+                "{good}\n[[sdk.projects]]\nid = 7\nname = \"a\"\npublic_keys = [\"{k}\"]\n\
+                 [[sdk.projects]]\nid = 7\nname = \"b\"\npublic_keys = [\"{k}\"]\n",
+                k = "0123456789abcdef0123456789abcdef"
+            ),
+            &["sdk.projects[1].id", "earlier project"],
+        ),
+        (
             "unknown route target",
             &format!("{good}\n[[routes]]\ntargets = [\"oncall\"]\n"),
             &["routes[0].targets", "\"oncall\""],
