@@ -24,6 +24,11 @@ fn sdk_fixture(name: &str) -> Vec<u8> {
 }
 
 fn start(robot: &FakeDingTalk) -> Herald {
+    start_with(robot, "")
+}
+
+/// herald with two SDK projects; `sdk` goes into the `[sdk]` table.
+fn start_with(robot: &FakeDingTalk, sdk: &str) -> Herald {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let config = format!(
         r#"
@@ -33,6 +38,9 @@ data_dir = "{data}"
 
 [dedupe]
 window = "2s"
+
+[sdk]
+{sdk}
 
 [[sdk.projects]]
 id = 42
@@ -365,4 +373,48 @@ async fn every_refusal_says_why() {
         .to_str()
         .unwrap()
         .contains("x-sentry-auth"));
+}
+
+#[tokio::test]
+async fn a_storm_from_one_project_is_answered_429_and_the_others_go_on() {
+    let robot = FakeDingTalk::start(None).await;
+    let herald = start_with(&robot, "events_per_minute = 3");
+    let message = sdk_fixture("001-default-message.envelope");
+    for n in 0..3 {
+        let (status, _, answer) = post(
+            &herald,
+            "/api/42/envelope/",
+            Some(KEY),
+            None,
+            with_event_id(&message, &format!("{n:032x}")),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (status, headers, answer) = post(
+        &herald,
+        "/api/42/envelope/",
+        Some(KEY),
+        None,
+        with_event_id(&message, &format!("{:032x}", 99)),
+    )
+    .await;
+    assert_eq!(status, 429, "{answer}");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    assert_eq!(
+        headers["x-sentry-rate-limits"].to_str().unwrap(),
+        format!("{wait}:error;default:project:herald_overload")
+    );
+    // Another project's SDK is not held back by the storm.
+    let billing = String::from_utf8(message).unwrap();
+    let (status, _, _) = post(
+        &herald,
+        "/api/7/envelope/",
+        Some(OTHER_KEY),
+        None,
+        billing.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
 }

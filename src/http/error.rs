@@ -1,7 +1,7 @@
 //! [`ApiError`]: every way an HTTP request can fail, and the status code each one maps to.
 //! Responses carry one sentence for the caller; internals (store errors) go to the log only.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -25,6 +25,13 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the body did not arrive within {timeout:?}; nothing was accepted")]
     BodyTimeout { timeout: std::time::Duration },
+    /// An SDK project sent more events this minute than `sdk.events_per_minute`.
+    #[error("project {project} sent more than {per_minute} events this minute; try again in {retry_after} s")]
+    SdkQuota {
+        project: u64,
+        per_minute: u32,
+        retry_after: u64,
+    },
     /// `server.body_memory` is spent on other requests' bodies.
     #[error("herald is reading too many callbacks at once; nothing was accepted, try again")]
     Busy,
@@ -45,6 +52,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::SdkQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StoreUnavailable(_) | ApiError::ShuttingDown | ApiError::Busy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -62,6 +70,7 @@ impl ApiError {
             ApiError::ShuttingDown => "shutting_down",
             ApiError::BodyTimeout { .. } => "body_timeout",
             ApiError::Busy => "busy",
+            ApiError::SdkQuota { .. } => "rate_limited",
             ApiError::NotFound(_) => "not_found",
             ApiError::Internal(_) => "internal",
         }
@@ -88,6 +97,16 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::SdkQuota { retry_after, .. } = &self {
+            // Whole seconds: sentry-python skips a limit it cannot read as an integer.
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            if let Ok(limits) = HeaderValue::from_str(&format!(
+                "{retry_after}:error;default:project:herald_overload"
+            )) {
+                headers.insert(HeaderName::from_static("x-sentry-rate-limits"), limits);
+            }
         }
         response
     }

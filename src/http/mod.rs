@@ -34,6 +34,8 @@ pub struct AppState {
     pub shutting_down: AtomicBool,
     /// Set when the store can write no more until herald restarts: the hooks answer 503.
     pub store_failed: AtomicBool,
+    /// SDK projects' events of the current minute (`sdk.events_per_minute`).
+    pub sdk_quota: crate::sdk::ProjectQuota,
 }
 
 /// The parts of the state that a config reload replaces.
@@ -74,6 +76,7 @@ impl AppState {
             reloadable: ArcSwap::from_pointee(reloadable),
             shutting_down: AtomicBool::new(false),
             store_failed: AtomicBool::new(false),
+            sdk_quota: Default::default(),
         }
     }
 }

@@ -139,6 +139,14 @@ async fn handle(
         let Some(payload) = payload else {
             return Ok(None);
         };
+        state
+            .sdk_quota
+            .take(project.id, sdk.events_per_minute)
+            .map_err(|wait| ApiError::SdkQuota {
+                project: project.id,
+                per_minute: sdk.events_per_minute,
+                retry_after: wait.as_secs().max(1),
+            })?;
         let event = event::read_event(payload, &project.name, project.id, envelope_id.as_deref())
             .map_err(|error| ApiError::BadRequest(error.to_string()))?;
         let alert = crate::sdk::alert_of(&event, true)

@@ -12,7 +12,7 @@ pub mod envelope;
 pub mod event;
 mod settings;
 
-pub use settings::{SdkConfig, SdkProject};
+pub use settings::{ProjectQuota, SdkConfig, SdkProject};
 
 use serde_json::value::RawValue;
 
