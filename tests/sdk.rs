@@ -175,7 +175,7 @@ async fn sdk_events_are_scrubbed_grouped_and_told_once() {
     )
     .await;
     assert_eq!(status, 200);
-    // A logged error and a PII-laden one: new issues, told.
+    // A logged error (a new issue) and the Flask error again with PII (a repeat).
     for name in ["006-default-logging.envelope", "009-pii-flask.envelope"] {
         let (status, _, answer) = post(
             &herald,

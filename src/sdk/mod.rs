@@ -86,7 +86,14 @@ fn alert_with(event: &SdkEvent, new: bool, raw: Box<RawValue>) -> Alert {
         })
         .collect();
     alert.recognized = true;
-    alert.dedupe_key = format!("sdk/{}/event/{}", event.project_id, event.event_id);
+    // An event without an id (rare: SDKs give each one) is told apart by what it says.
+    let id = if event.event_id.is_empty() {
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(alert.raw.get().as_bytes());
+        format!("digest-{}", hex::encode(&digest[..16]))
+    } else {
+        event.event_id.clone()
+    };
+    alert.dedupe_key = format!("sdk/{}/event/{id}", event.project_id);
     alert.first_seen_key = Some(first_seen_key(event));
     alert
 }

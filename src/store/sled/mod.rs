@@ -181,12 +181,31 @@ impl SledStore {
 }
 
 fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
-    sled::Config::new()
-        .path(dir)
-        .cache_capacity(CACHE_CAPACITY_BYTES)
-        .mode(sled::Mode::HighThroughput)
-        .open()
+    let open = || {
+        sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+    };
+    // A store this process has just closed may still be locked for a moment, while sled's I/O
+    // threads finish with it: try again for a little while before saying another herald holds it.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match open() {
+            Err(sled::Error::Io(error))
+                if error.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
+
+/// How long opening waits for the folder's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl StoreBackend for SledStore {
     fn location(&self) -> String {
