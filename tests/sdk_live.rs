@@ -92,3 +92,52 @@ async fn the_python_sdk_reports_to_herald_and_nothing_private_leaves() {
     let logs = herald.logs();
     assert!(logs.contains("resource=issue action=created"), "{logs}");
 }
+
+async fn run_app(python: &std::path::Path, dsn: &str, mode: &str) {
+    let app = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sdk_app.py");
+    let ran = tokio::process::Command::new(python)
+        .arg(app)
+        .arg(dsn)
+        .arg(mode)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bodies_are_read_and_a_storm_meets_the_quota_and_the_sdk_backs_off() {
+    let Some(python) = python() else { return };
+    let robot = FakeDingTalk::start(None).await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[sdk]\nevents_per_minute = 6\n\n\
+         [[sdk.projects]]\nid = 42\nname = \"shop\"\npublic_keys = [\"{KEY}\"]\n\n\
+         [[targets]]\nname = \"oncall\"\nkind = \"dingtalk\"\nurl = \"{}\"\n",
+        dir.path().join("data").display(),
+        robot.url()
+    );
+    let herald = Herald::start_with(dir, &config);
+    let dsn = format!("http://{KEY}@{}/42", herald.address);
+    // gzip, as sentry-python sends without the brotli module: four events, all read.
+    run_app(&python, &dsn, "gzip").await;
+    robot.wait_for(4, Duration::from_secs(20)).await;
+    // Two events left of this minute's six: the third is answered 429, and the SDK sends
+    // nothing more until Retry-After.
+    run_app(&python, &dsn, "storm").await;
+    herald
+        .wait_for_log("outcome=\"rate_limited\"", Duration::from_secs(10))
+        .await;
+    let logs = herald.logs();
+    let refused = logs.matches("outcome=\"rate_limited\"").count();
+    assert_eq!(refused, 1, "the SDK backed off after one 429: {logs}");
+    let ready = herald.readiness().await;
+    assert_eq!(
+        ready["alerts"], 6,
+        "four events, then two of the storm: {ready}"
+    );
+}

@@ -1,19 +1,33 @@
 """A small app using the real sentry-sdk against herald: the DSN is argv[1]. It does what a Flask
 shop's code does: an exception caught and captured, a message, a logged error, and an unhandled
 error in a Flask route, each with the secrets sentry-python sends by default (frame variables,
-source lines, a query string, breadcrumb data)."""
+source lines, a query string, breadcrumb data).
+
+argv[2] "gzip" sends gzip instead of brotli; "storm" sends five messages and nothing else (to
+meet herald's per-project quota), then prints how many the SDK dropped."""
 import logging
 import sys
 
 import sentry_sdk
 from flask import Flask
 
+mode = sys.argv[2] if len(sys.argv) > 2 else ""
 sentry_sdk.init(
     dsn=sys.argv[1],
     release="shop@1.4.2",
     environment="production",
     server_name="web-1",
+    _experiments={"transport_compression_algo": "gzip"} if mode == "gzip" else {},
 )
+if mode == "storm":
+    import time
+
+    for n in range(5):
+        sentry_sdk.capture_message(f"storm {n}")
+        sentry_sdk.flush(timeout=10)
+        time.sleep(0.2)
+    print("sent")
+    sys.exit(0)
 sentry_sdk.add_breadcrumb(category="auth", message="user logged in", data={"email": "alice@example.com"})
 
 
