@@ -20,3 +20,4 @@ pub mod sentry;
 pub mod server;
 pub mod store;
 pub mod targets;
+pub mod text;

@@ -50,6 +50,14 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Whether `presented` is one of `secrets`. Every one is compared, each in constant time, so the
+/// time taken tells neither which one matched nor how much of one.
+pub fn is_one_of(presented: &str, secrets: &[Secret]) -> bool {
+    secrets.iter().fold(false, |found, secret| {
+        bool::from(secret.expose().as_bytes().ct_eq(presented.as_bytes())) | found
+    })
+}
+
 /// What an `Authorization` header proved against shared tokens (Alertmanager's and Grafana's
 /// `http_config` send one as a bearer token or as a basic-auth password; the admin API's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +74,7 @@ impl TokenCheck {
         let Some(presented) = authorization.and_then(presented_token) else {
             return TokenCheck::Missing;
         };
-        // Every token is compared, so the time taken does not tell which one matched.
-        let matched = tokens.iter().fold(false, |found, token| {
-            bool::from(token.expose().as_bytes().ct_eq(presented.as_bytes())) | found
-        });
-        if matched {
+        if is_one_of(&presented, tokens) {
             TokenCheck::Accepted
         } else {
             TokenCheck::Wrong

@@ -20,12 +20,7 @@ const GRAFANA_TOKEN: &str = "gf-token-0123";
 const GRAFANA_HMAC: &str = "gf-hmac-secret";
 
 fn am_fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/alertmanager")
-            .join(name),
-    )
-    .unwrap()
+    common::fixture_in("alertmanager", name)
 }
 
 fn start(robot: &FakeDingTalk, extra: &str) -> Herald {

@@ -185,19 +185,6 @@ async fn wait_for_notifications(alertmanager: &Alertmanager, more: u32) {
     }
 }
 
-fn texts(robot: &FakeDingTalk) -> Vec<String> {
-    robot
-        .received()
-        .iter()
-        .map(|r| {
-            r.body["markdown"]["text"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn alertmanager_groups_reach_the_robot_once_each() {
     let robot = FakeDingTalk::start(None).await;
@@ -241,7 +228,7 @@ timeout = "2s"
     )
     .await;
     robot.wait_for(4, Duration::from_secs(20)).await;
-    let first = texts(&robot);
+    let first = robot.texts();
     let find = |name: &str| {
         first
             .iter()
@@ -266,7 +253,7 @@ timeout = "2s"
     // repeat_interval passes: Alertmanager posts every group again, herald tells nobody.
     wait_for_notifications(&alertmanager, 4).await;
     herald.wait_until_drained(Duration::from_secs(5)).await;
-    assert_eq!(robot.received().len(), 4, "{:#?}", texts(&robot));
+    assert_eq!(robot.received().len(), 4, "{:#?}", robot.texts());
 
     // One HighErrorRate resolved, and NoResolved (whose receiver does not send resolves).
     post_alerts(
@@ -278,7 +265,7 @@ timeout = "2s"
     )
     .await;
     robot.wait_for(5, Duration::from_secs(20)).await;
-    let partial = texts(&robot)[4].clone();
+    let partial = robot.texts()[4].clone();
     assert!(partial.contains("Firing: 1 alert, 1 resolved"), "{partial}");
     assert!(partial.contains("×"), "the repeats were counted: {partial}");
 
@@ -289,7 +276,7 @@ timeout = "2s"
     )
     .await;
     robot.wait_for(6, Duration::from_secs(20)).await;
-    let resolved = texts(&robot)[5].clone();
+    let resolved = robot.texts()[5].clone();
     assert!(resolved.contains("✅ Resolved"), "{resolved}");
     assert!(
         resolved.contains("10.0.0.1:8080") && !resolved.contains("10.0.0.2:8080"),
@@ -299,7 +286,7 @@ timeout = "2s"
     // Another repeat interval: still nothing new to say.
     wait_for_notifications(&alertmanager, 2).await;
     herald.wait_until_drained(Duration::from_secs(5)).await;
-    let all = texts(&robot);
+    let all = robot.texts();
     assert_eq!(all.len(), 6, "{all:#?}");
     assert!(
         !all.iter()

@@ -15,12 +15,7 @@ const KEY: &str = "0123456789abcdef0123456789abcdef";
 const OTHER_KEY: &str = "fedcba9876543210fedcba9876543210";
 
 fn sdk_fixture(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/sentry-sdk")
-            .join(name),
-    )
-    .unwrap()
+    common::fixture_in("sentry-sdk", name)
 }
 
 fn start(robot: &FakeDingTalk) -> Herald {
@@ -202,16 +197,7 @@ async fn sdk_events_are_scrubbed_grouped_and_told_once() {
     // Three issues: the script's error, the Flask route's (the PII-laden request is the same one
     // again) and the logged message; at the end of each fold window, a message counts the rest.
     herald.wait_until_drained(Duration::from_secs(15)).await;
-    let texts: Vec<String> = robot
-        .received()
-        .iter()
-        .map(|r| {
-            r.body["markdown"]["text"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
+    let texts = robot.texts();
     let new_issues: Vec<&String> = texts.iter().filter(|t| t.contains("New issue")).collect();
     assert_eq!(new_issues.len(), 3, "{texts:#?}");
     assert!(new_issues

@@ -39,28 +39,9 @@ async fn the_python_sdk_reports_to_herald_and_nothing_private_leaves() {
     );
     let herald = Herald::start_with(dir, &config);
     let dsn = format!("http://{KEY}@{}/42", herald.address);
-    let app = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sdk_app.py");
-    let ran = tokio::process::Command::new(python)
-        .arg(app)
-        .arg(&dsn)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        ran.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
-    let received = robot.wait_for(4, Duration::from_secs(20)).await;
-    let texts: Vec<String> = received
-        .iter()
-        .map(|r| {
-            r.body["markdown"]["text"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
+    run_app(&python, &dsn, "").await;
+    robot.wait_for(4, Duration::from_secs(20)).await;
+    let texts = robot.texts();
     for expected in [
         "KeyError",
         "Payment provider timeout for order 7",

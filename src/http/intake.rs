@@ -15,14 +15,13 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{ApiError, AppState, Reloadable};
 use crate::alert::{Alert, Level, Source};
 use crate::alertmanager::{self, verify_grafana_signature};
 use crate::render::printable;
-use crate::secret::TokenCheck;
+use crate::secret::{is_one_of, TokenCheck};
 use crate::sentry::{parse_integration_payload, parse_legacy_payload, PayloadError};
 use crate::store::StoreError;
 
@@ -56,7 +55,7 @@ pub async fn sentry_hook(
     let resource = header_text(&headers, RESOURCE_HEADER);
     let live = state.reloadable.load_full();
     let result = async {
-        refuse_if_shutting_down(&state)?;
+        refuse_unless_accepting(&state)?;
         let Some(signature) = header_text(&headers, SIGNATURE_HEADER) else {
             return Err(refuse_unread(
                 body,
@@ -98,12 +97,8 @@ pub async fn legacy_hook(
 ) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
     let live = state.reloadable.load_full();
     let result = async {
-        refuse_if_shutting_down(&state)?;
-        // Every token is compared, so the time taken does not reveal which one (if any) matched.
-        let known = live.legacy_tokens().iter().fold(false, |found, candidate| {
-            bool::from(candidate.expose().as_bytes().ct_eq(token.as_bytes())) | found
-        });
-        if !known {
+        refuse_unless_accepting(&state)?;
+        if !is_one_of(&token, live.legacy_tokens()) {
             return Err(refuse_unread(
                 body,
                 ApiError::Unauthorized("unknown legacy webhook token"),
@@ -160,7 +155,7 @@ async fn label_hook(
                 source.as_str()
             ))
         })?;
-        refuse_if_shutting_down(state)?;
+        refuse_unless_accepting(state)?;
         let refused = match TokenCheck::of(
             header_text(headers, header::AUTHORIZATION.as_str()),
             &settings.tokens,
@@ -238,7 +233,8 @@ pub(super) async fn accept(
     })
 }
 
-pub(super) fn refuse_if_shutting_down(state: &AppState) -> Result<(), ApiError> {
+/// 503 while herald is shutting down, or while its store can write no more (until it restarts).
+pub(super) fn refuse_unless_accepting(state: &AppState) -> Result<(), ApiError> {
     if state.shutting_down.load(Ordering::Relaxed) {
         Err(ApiError::ShuttingDown)
     } else if state.store_failed.load(Ordering::Relaxed) {

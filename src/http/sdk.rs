@@ -14,9 +14,10 @@ use axum::Json;
 use serde_json::json;
 use std::sync::Arc;
 
-use super::intake::{accept, header_text, log_outcome, read_limited, refuse_if_shutting_down};
+use super::intake::{accept, header_text, log_outcome, read_limited, refuse_unless_accepting};
 use super::{ApiError, AppState};
 use crate::sdk::{auth, decode, envelope, event};
+use crate::secret::is_one_of;
 
 /// What herald drops, told to the SDK so it stops sending it (sentry-python honours this on a
 /// 200): transactions, spans, profiles, replays, sessions, attachments, logs, metrics, check-ins.
@@ -83,7 +84,7 @@ async fn handle(
 ) -> Result<Option<String>, ApiError> {
     let live = state.reloadable.load_full();
     let result = async {
-        refuse_if_shutting_down(state)?;
+        refuse_unless_accepting(state)?;
         let sdk = &live.config.sdk;
         let project = project
             .parse::<u64>()
@@ -129,7 +130,7 @@ async fn handle(
             }
         };
         let key = key.ok_or_else(missing_key)?;
-        if !auth::is_one_of(&key, &project.public_keys) {
+        if !is_one_of(&key, &project.public_keys) {
             return Err(ApiError::Forbidden(format!(
                 "this key is not one of project {}'s",
                 project.id

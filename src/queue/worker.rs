@@ -566,14 +566,13 @@ impl Worker {
         if self.unsaved.is_empty() {
             return true;
         }
-        let pending = std::mem::take(&mut self.unsaved);
-        for step in pending {
-            if !self.unsaved.is_empty() {
-                self.unsaved.push(step); // the store still refuses: keep the rest in order
-                continue;
-            }
+        let mut pending = std::mem::take(&mut self.unsaved).into_iter();
+        while let Some(step) = pending.next() {
             if self.write(&step.key, &step.job, &step.change).is_err() {
+                // The store still refuses: keep this step and the rest, in order.
                 self.unsaved.push(step);
+                self.unsaved.extend(pending);
+                break;
             }
         }
         if self.unsaved.is_empty() {

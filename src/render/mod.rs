@@ -22,6 +22,8 @@ pub use view::{
     Tag,
 };
 
+pub use crate::text::{printable, truncate_chars};
+
 use chrono::{DateTime, Utc};
 
 use crate::alert::Level;
@@ -78,26 +80,6 @@ pub fn code_span(text: &str) -> String {
     }
 }
 
-/// `text` made safe for one line of a log or a terminal: control characters (newlines, escape
-/// sequences, …) and bidirectional overrides are written as escapes (`\n`, `\u{1b}`), so a payload
-/// field or a downstream's answer can neither forge a log line nor move a terminal's cursor.
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char =
-        |c: char| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-    if !text.chars().any(unsafe_char) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if unsafe_char(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
 /// The contents of a JSON string literal (without the quotes).
 pub fn escape_json(text: &str) -> String {
     let quoted = serde_json::to_string(text).unwrap_or_default();
@@ -105,17 +87,6 @@ pub fn escape_json(text: &str) -> String {
         .get(1..quoted.len().saturating_sub(1))
         .unwrap_or_default()
         .to_string()
-}
-
-/// At most `max_chars` characters; a cut text ends with `…`.
-pub fn truncate_chars(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        None => text.to_string(),
-        Some(_) => {
-            let keep: String = text.chars().take(max_chars.saturating_sub(1)).collect();
-            format!("{keep}…")
-        }
-    }
 }
 
 pub fn level_icon(level: Option<Level>) -> &'static str {
@@ -168,15 +139,6 @@ mod tests {
     }
 
     #[test]
-    fn printable_text_is_one_harmless_line() {
-        assert_eq!(printable("plain 中文"), "plain 中文");
-        assert_eq!(
-            printable("a\nINFO forged\u{1b}[2J\r\u{202E}x"),
-            "a\\nINFO forged\\u{1b}[2J\\r\\u{202e}x"
-        );
-    }
-
-    #[test]
     fn a_code_span_holds_anything() {
         assert_eq!(code_span("f (a.py:3)"), "`f (a.py:3)`");
         assert_eq!(
@@ -190,13 +152,6 @@ mod tests {
     #[test]
     fn json_escaping() {
         assert_eq!(escape_json("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
-    }
-
-    #[test]
-    fn truncation_counts_characters() {
-        assert_eq!(truncate_chars("héllo", 10), "héllo");
-        assert_eq!(truncate_chars("héllo wörld", 5), "héll…");
-        assert_eq!(truncate_chars("错误错误错误", 3), "错误…");
     }
 
     #[test]

@@ -1,10 +1,6 @@
 //! Which public key an SDK request carries: `X-Sentry-Auth: Sentry sentry_key=…` (what SDKs on
 //! servers send), `?sentry_key=…` (browsers, to avoid a CORS preflight), or the envelope's `dsn`
-//! header when the request carries neither.
-
-use subtle::ConstantTimeEq;
-
-use crate::secret::Secret;
+//! header when the request carries neither. (Keys are then compared with `secret::is_one_of`.)
 
 /// The `sentry_key` of an `X-Sentry-Auth` (or `Authorization: Sentry …`) value: the scheme in
 /// any case, then comma-separated `key=value` pairs; unknown keys ignored.
@@ -47,13 +43,6 @@ fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
                 .into_owned()
         };
         Some((decode(name), decode(value)))
-    })
-}
-
-/// Whether `presented` is one of `keys`, compared in constant time against each.
-pub fn is_one_of(presented: &str, keys: &[Secret]) -> bool {
-    keys.iter().fold(false, |found, key| {
-        bool::from(key.expose().as_bytes().ct_eq(presented.as_bytes())) | found
     })
 }
 

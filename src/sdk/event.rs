@@ -11,6 +11,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
 
+use crate::text::truncate_chars;
+
 /// An event, scrubbed: everything herald keeps of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SdkEvent {
@@ -177,7 +179,7 @@ pub fn read_event(
         release: text("release"),
         environment: text("environment"),
         server_name: text("server_name"),
-        title: truncate(&title, MAX_TEXT),
+        title: truncate_chars(&title, MAX_TEXT),
         culprit,
         exceptions: chain,
         frames,
@@ -189,7 +191,7 @@ pub fn read_event(
 fn message_of(event: &Value) -> (Option<String>, Option<String>) {
     let entry = event.get("logentry").or_else(|| event.get("message"));
     match entry {
-        Some(Value::String(text)) => (None, Some(truncate(text, MAX_TEXT))),
+        Some(Value::String(text)) => (None, Some(truncate_chars(text, MAX_TEXT))),
         Some(Value::Object(entry)) => {
             let template = short_text(entry.get("message"));
             let formatted = short_text(entry.get("formatted")).or_else(|| template.clone());
@@ -218,7 +220,7 @@ fn tags_of(tags: Option<&Value>) -> Vec<(String, String)> {
     pairs
         .into_iter()
         .take(MAX_TAGS)
-        .map(|(k, v)| (truncate(k.trim(), 64).replace(' ', "-"), mask(&v)))
+        .map(|(k, v)| (truncate_chars(k.trim(), 64).replace(' ', "-"), mask(&v)))
         .collect()
 }
 
@@ -244,21 +246,10 @@ fn timestamp_of(value: Option<&Value>) -> Option<DateTime<Utc>> {
 /// A string value (numbers and booleans as their text), at most [`MAX_TEXT`] characters.
 fn short_text(value: Option<&Value>) -> Option<String> {
     match value? {
-        Value::String(s) => Some(truncate(s, MAX_TEXT)),
+        Value::String(s) => Some(truncate_chars(s, MAX_TEXT)),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
-    }
-}
-
-/// At most `max` characters; a cut text ends with `…`.
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_string(),
-        Some(_) => {
-            let kept: String = text.chars().take(max.saturating_sub(1)).collect();
-            format!("{kept}…")
-        }
     }
 }
 

@@ -87,6 +87,19 @@ impl FakeDingTalk {
         self.robot.lock().unwrap().received.clone()
     }
 
+    /// The markdown text of every message received, in order.
+    pub fn texts(&self) -> Vec<String> {
+        self.received()
+            .iter()
+            .map(|r| {
+                r.body["markdown"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
     pub fn throttled_answers(&self) -> usize {
         self.robot.lock().unwrap().throttled_answers
     }

@@ -50,7 +50,16 @@ pub fn fixtures_dir() -> PathBuf {
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    fixture_in("sentry", name)
+}
+
+/// A file of `tests/fixtures/<folder>/`.
+pub fn fixture_in(folder: &str, name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(folder)
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
 /// The config every test starts from: one console target, the test secret and legacy token.
