@@ -255,10 +255,6 @@ pub struct Alert {
     pub recognized: bool,
     /// What makes two callbacks "the same thing said twice" (REFERENCE.md §1), scoped by installation.
     pub dedupe_key: String,
-    /// SDK events: the claim whose first taker is its issue's first event (then the alert is a
-    /// "New issue", else a repeat). Kept for `store.retention`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_seen_key: Option<String>,
     /// The payload exactly as received. Not serialized with the alert: the store keeps the payload
     /// itself and normalizes it again when it reads it.
     #[serde(skip_serializing, default = "no_payload")]
@@ -303,7 +299,6 @@ impl Alert {
             group: None,
             recognized: false,
             dedupe_key: String::new(),
-            first_seen_key: None,
             raw,
         }
     }

@@ -20,6 +20,7 @@ use crate::alert::{Alert, Source};
 use crate::config::Config;
 use crate::job::{AlertId, DeliveryJob, Folded};
 use crate::route::{Routed, Router};
+use crate::sdk::issue::{SdkIssue, Sighting};
 use crate::store::{ClaimOutcome, FoldRecord, Store, StoreError, Wakers};
 
 /// What became of an accepted callback.
@@ -42,6 +43,8 @@ pub struct Intake {
     redelivery_window: Duration,
     /// How long a group's alert is remembered as told (`store.retention`).
     episode_memory: Duration,
+    /// Where herald shows an SDK issue: `server.public_url` and `/api/issues/`, then its id.
+    issue_pages: Option<String>,
     wakers: Wakers,
 }
 
@@ -80,6 +83,11 @@ impl Intake {
             remember: config.dedupe.remember,
             redelivery_window: config.dedupe.redelivery_window,
             episode_memory: config.store.retention,
+            issue_pages: config
+                .server
+                .public_url
+                .as_deref()
+                .map(|url| format!("{}/api/issues/", url.trim_end_matches('/'))),
             wakers,
         }
     }
@@ -125,31 +133,39 @@ impl Intake {
                 }
             }
         }
-        // An SDK event: the first to claim its issue is a "New issue", any later one a repeat.
-        let mut first_of_issue = None;
-        if let Some(key) = alert.first_seen_key.clone() {
-            match store
-                .claim_dedupe_key(&key, alert_id, now, self.episode_memory)
-                .await?
-            {
-                ClaimOutcome::New(claim) => first_of_issue = Some(claim),
-                ClaimOutcome::Duplicate(_) => {
-                    alert.resource = crate::sdk::REPEAT.0.to_string();
-                    alert.action = crate::sdk::REPEAT.1.to_string();
-                }
+        // An SDK event: its issue's record says what it is (new, a regression, a repeat, or
+        // muted). Counted here, before the commit: a commit that fails then leaves the count one
+        // too high, never an event counted twice (its dedupe claim came first).
+        if let Some(issue_id) = sdk_issue_of(alert) {
+            let (issue, sighting) = store.update_issue(&issue_id, |current| {
+                let (issue, sighting) = SdkIssue::observe(current, &issue_id, alert, now);
+                (Some(issue.clone()), (issue, sighting))
+            })?;
+            crate::sdk::decide(alert, &issue, sighting);
+            alert.link = self
+                .issue_pages
+                .as_ref()
+                .map(|base| format!("{base}{issue_id}"));
+            if sighting == Sighting::Muted {
+                claim.write()?;
+                store.commit().await?;
+                claim.settle();
+                return Ok(Receipt {
+                    alert_id,
+                    duplicate: false,
+                    queued: vec![],
+                    folded: vec![],
+                });
             }
         }
         let receipt = self.record(alert, alert_id, now)?;
-        if let Some(claim) = &first_of_issue {
-            claim.write()?;
-        }
         for episode in &episodes {
             episode.write()?;
         }
         claim.write()?;
         store.commit().await?;
         claim.settle();
-        for episode in episodes.into_iter().chain(first_of_issue) {
+        for episode in episodes {
             episode.settle();
         }
         // Folded targets too: a window's first fold queues its summary, due later, and a worker
@@ -254,8 +270,13 @@ impl Intake {
         };
         if alert.source == Source::SentrySdk {
             // Every event of an issue, its first included: the first of a window is told, the
-            // rest counted into the next message.
-            return FoldKind::Repeat(key);
+            // rest counted into the next message. A regression or a resolve is a change of state.
+            let said = (alert.resource.as_str(), alert.action.as_str());
+            return if said == crate::sdk::NEW_ISSUE || said == crate::sdk::REPEAT {
+                FoldKind::Repeat(key)
+            } else {
+                FoldKind::StateChange(key)
+            };
         }
         match alert.resource.as_str() {
             "event_alert" | "error" | "activity_alert" => FoldKind::Repeat(key),
@@ -296,6 +317,16 @@ impl Intake {
             }
         }
     }
+}
+
+/// The SDK issue an event is about: only an event as the SDK intake reads it (every one a "New
+/// issue" until its issue's record says otherwise); not the message a resolve sends.
+fn sdk_issue_of(alert: &Alert) -> Option<String> {
+    let event = alert.source == Source::SentrySdk
+        && (alert.resource.as_str(), alert.action.as_str()) == crate::sdk::NEW_ISSUE;
+    event
+        .then(|| crate::sdk::issue::issue_id_of(alert))
+        .flatten()
 }
 
 /// A repeat that tells nothing new is counted, since the first of them.

@@ -320,7 +320,7 @@ fn read_sdk_event(config: &Config, path: &Path, body: &[u8]) -> Result<Alert, St
     };
     let event = crate::sdk::event::read_event(payload, project, id, event_id.as_deref())
         .map_err(|e| failed(e.to_string()))?;
-    crate::sdk::alert_of(&event, true).map_err(|e| failed(e.to_string()))
+    crate::sdk::alert_of(&event).map_err(|e| failed(e.to_string()))
 }
 
 /// A payload file read as the alert herald would make of it. For Sentry, the resource is

@@ -150,8 +150,8 @@ async fn handle(
             })?;
         let event = event::read_event(payload, &project.name, project.id, envelope_id.as_deref())
             .map_err(|error| ApiError::BadRequest(error.to_string()))?;
-        let alert = crate::sdk::alert_of(&event, true)
-            .map_err(|error| ApiError::Internal(error.to_string()))?;
+        let alert =
+            crate::sdk::alert_of(&event).map_err(|error| ApiError::Internal(error.to_string()))?;
         let receipt = accept(state, &live, alert).await?;
         Ok(Some((receipt, event.event_id)))
     }

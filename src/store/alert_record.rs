@@ -22,6 +22,9 @@ pub struct AlertHeader {
     /// Alertmanager and Grafana: what the intake decided about the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decisions: Option<Decisions>,
+    /// SDK events: what the event was to its issue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk: Option<crate::sdk::Decided>,
 }
 
 impl AlertHeader {
@@ -31,6 +34,7 @@ impl AlertHeader {
             source: alert.source,
             resource: alert.resource.clone(),
             decisions: Decisions::of(alert),
+            sdk: (alert.source == Source::SentrySdk).then(|| crate::sdk::Decided::of(alert)),
         }
     }
 }
@@ -64,7 +68,20 @@ pub fn decode(id: AlertId, record: &[u8]) -> Result<StoredAlert, StoreError> {
             parse_legacy_payload(payload).map_err(|error| error.to_string())
         }
         Source::SentrySdk => {
-            crate::sdk::reread(&header.resource, payload).map_err(|error| error.to_string())
+            // Stored before the decision was kept: a first event, or a repeat.
+            let decided = header.sdk.clone().unwrap_or_else(|| crate::sdk::Decided {
+                resource: header.resource.clone(),
+                action: if header.resource == crate::sdk::NEW_ISSUE.0 {
+                    "created"
+                } else {
+                    "triggered"
+                }
+                .into(),
+                count: None,
+                first_seen: None,
+                link: None,
+            });
+            crate::sdk::reread(&decided, payload).map_err(|error| error.to_string())
         }
         Source::Alertmanager | Source::Grafana => alertmanager::reread(
             header.source,

@@ -17,6 +17,7 @@ use std::time::Duration;
 use super::{FoldRecord, LinkStore, StoredAlert, TargetState};
 use crate::alert::Alert;
 use crate::job::{AlertId, DeadLetter, DeliveryJob, JobId};
+use crate::sdk::issue::SdkIssue;
 
 /// A future a backend returns through `dyn` (one allocation, next to a disk write).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -26,6 +27,9 @@ pub type Records<'a, T> = Box<dyn Iterator<Item = Result<T, StoreError>> + 'a>;
 
 /// How a fold record changes: given the current one, the new one (`None` removes it).
 pub type FoldUpdate<'a> = dyn FnMut(Option<FoldRecord>) -> Option<FoldRecord> + 'a;
+
+/// How an SDK issue changes: given the current one, the new one (`None` leaves it as it is).
+pub type IssueUpdate<'a> = dyn FnMut(Option<SdkIssue>) -> Option<SdkIssue> + 'a;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -102,6 +106,7 @@ pub struct SweepReport {
     pub dedupe_records: u64,
     pub fold_records: u64,
     pub alerts: u64,
+    pub issues: u64,
 }
 
 /// Everything herald keeps. Writes are durable once [`StoreBackend::commit`] returns. GitHub's
@@ -163,6 +168,16 @@ pub trait StoreBackend: LinkStore {
         job: &DeliveryJob,
         fold_key: &str,
     ) -> Result<Option<DeliveryJob>, StoreError>;
+
+    /// Atomically replaces SDK issue `id` with what `update` makes of it. `update` may run more
+    /// than once under contention; the last run's result is stored.
+    fn update_issue(&self, id: &str, update: &mut IssueUpdate<'_>) -> Result<(), StoreError>;
+
+    /// An SDK issue, by id.
+    fn issue(&self, id: &str) -> Result<Option<SdkIssue>, StoreError>;
+
+    /// Every SDK issue, by id.
+    fn issues(&self) -> Records<'_, SdkIssue>;
 
     /// An alert, read back.
     fn alert(&self, id: AlertId) -> Result<Option<StoredAlert>, StoreError>;
@@ -235,7 +250,8 @@ pub trait StoreBackend: LinkStore {
 
     /// Removes what can no longer matter: dedupe records older than `remember`; fold records whose
     /// window is over and whose count was reported; alerts older than `retention` that no queued
-    /// job or dead letter refers to.
+    /// job or dead letter refers to; SDK issues not seen for `retention` (seen again, such an
+    /// issue is new).
     fn sweep(
         &self,
         now: DateTime<Utc>,

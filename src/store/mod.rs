@@ -13,8 +13,8 @@ pub mod sled;
 mod wakers;
 
 pub use backend::{
-    BoxFuture, ClaimHandle, ClaimOutcome, FoldUpdate, JobKey, PendingClaim, Records, StoreBackend,
-    StoreError, SweepReport,
+    BoxFuture, ClaimHandle, ClaimOutcome, FoldUpdate, IssueUpdate, JobKey, PendingClaim, Records,
+    StoreBackend, StoreError, SweepReport,
 };
 pub use links::{LinkStore, MemoryLinks};
 pub use records::{FoldRecord, LinkRecord, StoredAlert, TargetState};
@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use crate::alert::Alert;
 use crate::job::DeadLetter;
+use crate::sdk::issue::SdkIssue;
 
 /// The store herald runs on: any backend, behind one cheap, cloneable handle.
 #[derive(Clone)]
@@ -61,6 +62,22 @@ impl Store {
             record
         })?;
         decision.ok_or_else(|| StoreError::Backend("the fold record was never read".into()))
+    }
+
+    /// Replaces SDK issue `id` with what `update` makes of it (`None`: unchanged), atomically,
+    /// and hands back what `update` decided on its last run.
+    pub fn update_issue<T>(
+        &self,
+        id: &str,
+        mut update: impl FnMut(Option<SdkIssue>) -> (Option<SdkIssue>, T),
+    ) -> Result<T, StoreError> {
+        let mut decision = None;
+        self.0.update_issue(id, &mut |issue| {
+            let (issue, decided) = update(issue);
+            decision = Some(decided);
+            issue
+        })?;
+        decision.ok_or_else(|| StoreError::Backend("the issue was never read".into()))
     }
 }
 

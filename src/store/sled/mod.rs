@@ -11,6 +11,7 @@
 //! | `claims` | claimed at ms u64 BE, first 16 bytes of SHA-256 of a dedupe key | alert id u64 BE, how long it is kept in ms u64 BE (older stores: the id alone) |
 //! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
 //! | `links`  | target name, `0x00`, repo/installation/issue     | [`LinkRecord`] as JSON  |
+//! | `issues` | SDK issue id (`7-h1-…`)                          | [`SdkIssue`] as JSON    |
 //!
 //! Alerts are stored as `store/alert_record.rs` says; dedupe claims as `claims.rs` says.
 //!
@@ -32,11 +33,12 @@ use std::time::Duration;
 
 use super::alert_record::{self, AlertHeader};
 use super::{
-    BoxFuture, ClaimOutcome, FoldRecord, FoldUpdate, JobKey, LinkRecord, LinkStore, PendingClaim,
-    Records, StoreBackend, StoreError, StoredAlert, SweepReport, TargetState,
+    BoxFuture, ClaimOutcome, FoldRecord, FoldUpdate, IssueUpdate, JobKey, LinkRecord, LinkStore,
+    PendingClaim, Records, StoreBackend, StoreError, StoredAlert, SweepReport, TargetState,
 };
 use crate::alert::Alert;
 use crate::job::{AlertId, DeadLetter, DeliveryJob, Folded, JobId};
+use crate::sdk::issue::SdkIssue;
 
 mod claims;
 mod counts;
@@ -83,6 +85,7 @@ pub struct SledStore {
     claim_index: Arc<ClaimIndex>,
     folds: sled::Tree,
     links: sled::Tree,
+    issues: sled::Tree,
     commits: GroupCommit,
     alert_count: AtomicU64,
     counts: QueueCounts,
@@ -153,6 +156,7 @@ impl SledStore {
         let claim_index = Arc::new(ClaimIndex::load(&claims)?);
         let folds = db.open_tree("folds")?;
         let links = db.open_tree("links")?;
+        let issues = db.open_tree("issues")?;
         let alert_count = alerts.len() as u64;
         let counts = QueueCounts::load(&jobs, &dead_letters)?;
         Ok(SledStore {
@@ -169,6 +173,7 @@ impl SledStore {
             claim_index,
             folds,
             links,
+            issues,
             alert_count: AtomicU64::new(alert_count),
             counts,
         })
@@ -177,6 +182,31 @@ impl SledStore {
     /// How many flushes the store has done since it was opened (each answers a batch of commits).
     pub fn flush_count(&self) -> u64 {
         self.commits.flushes.load(Ordering::Relaxed)
+    }
+}
+
+/// Replaces the JSON record at `key` in `tree` with what `update` makes of it (`None` removes
+/// it), by compare-and-swap: `update` runs again when another writer came first.
+fn update_json<T: serde::Serialize + serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    key: &[u8],
+    update: &mut dyn FnMut(Option<T>) -> Option<T>,
+) -> Result<(), StoreError> {
+    let mut current = tree.get(key)?;
+    loop {
+        let record = match &current {
+            Some(bytes) => Some(serde_json::from_slice(bytes)?),
+            None => None,
+        };
+        let new_bytes = match update(record) {
+            Some(record) => Some(serde_json::to_vec(&record)?),
+            None if current.is_none() => return Ok(()), // nothing to write
+            None => None,
+        };
+        match tree.compare_and_swap(key, current.as_ref(), new_bytes)? {
+            Ok(()) => return Ok(()),
+            Err(conflict) => current = conflict.current,
+        }
     }
 }
 
@@ -294,26 +324,33 @@ impl StoreBackend for SledStore {
         fold_key: &str,
         update: &mut FoldUpdate<'_>,
     ) -> Result<(), StoreError> {
-        let key = fold_tree_key(target, fold_key);
-        let mut current = self.folds.get(&key)?;
-        loop {
-            let record = match &current {
-                Some(bytes) => Some(serde_json::from_slice(bytes)?),
-                None => None,
-            };
-            let new_bytes = match update(record) {
-                Some(record) => Some(serde_json::to_vec(&record)?),
-                None if current.is_none() => return Ok(()), // nothing to write
-                None => None,
-            };
-            match self
-                .folds
-                .compare_and_swap(&key, current.as_ref(), new_bytes)?
-            {
-                Ok(()) => return Ok(()),
-                Err(conflict) => current = conflict.current,
-            }
+        update_json(&self.folds, &fold_tree_key(target, fold_key), update)
+    }
+
+    fn update_issue(&self, id: &str, update: &mut IssueUpdate<'_>) -> Result<(), StoreError> {
+        // `None` keeps the issue: an issue is only removed by the sweep.
+        update_json(&self.issues, id.as_bytes(), &mut |current: Option<
+            SdkIssue,
+        >| {
+            let kept = current.clone();
+            update(current).or(kept)
+        })
+    }
+
+    fn issue(&self, id: &str) -> Result<Option<SdkIssue>, StoreError> {
+        match self.issues.get(id.as_bytes())? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Ok(None),
         }
+    }
+
+    fn issues(&self) -> Records<'_, SdkIssue> {
+        Box::new(
+            self.issues
+                .iter()
+                .values()
+                .map(|value| Ok(serde_json::from_slice(&value?)?)),
+        )
     }
 
     /// For a fold-summary job about to be sent: takes the fold's count into the job, atomically.

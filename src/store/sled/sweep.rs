@@ -1,5 +1,6 @@
 //! The sled backend's sweep: what can no longer matter is removed, oldest first.
 
+use crate::sdk::issue::SdkIssue;
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -68,6 +69,20 @@ pub(super) fn sweep(
         if old && store.alerts.remove(&key)?.is_some() {
             store.alert_count.fetch_sub(1, Ordering::Relaxed);
             report.alerts += 1;
+        }
+    }
+    for entry in store.issues.iter() {
+        let (key, value) = entry?;
+        let forgotten = serde_json::from_slice::<SdkIssue>(&value)
+            .map(|issue| issue.last_seen <= cutoff)
+            .unwrap_or(false);
+        if forgotten
+            && store
+                .issues
+                .compare_and_swap(&key, Some(&value), None::<&[u8]>)?
+                .is_ok()
+        {
+            report.issues += 1;
         }
     }
     Ok(report)

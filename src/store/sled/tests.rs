@@ -97,6 +97,7 @@ fn a_schema_1_store_is_migrated_and_its_alerts_read_the_same() {
             source: alert.source,
             resource: alert.resource.clone(),
             decisions: None,
+            sdk: None,
         };
         db.open_tree("alerts")
             .unwrap()
@@ -237,7 +238,8 @@ async fn sweep_removes_what_can_no_longer_matter() {
         SweepReport {
             dedupe_records: 1,
             fold_records: 1,
-            alerts: 1
+            alerts: 1,
+            issues: 0
         }
     );
     assert!(store.alert(1).unwrap().is_none());
