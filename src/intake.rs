@@ -134,7 +134,7 @@ impl Intake {
             }
         }
         // An SDK event: its issue's record says what it is (new, a regression, a repeat, or
-        // muted). Counted here, before the commit: a commit that fails then leaves the count one
+        // quiet: counted only). Counted here, before the commit: a commit that fails then leaves the count one
         // too high, never an event counted twice (its dedupe claim came first).
         if let Some(issue_id) = sdk_issue_of(alert) {
             let (issue, sighting) = store.update_issue(&issue_id, |current| {
@@ -146,7 +146,7 @@ impl Intake {
                 .issue_pages
                 .as_ref()
                 .map(|base| format!("{base}{issue_id}"));
-            if sighting == Sighting::Muted {
+            if sighting == Sighting::Quiet {
                 claim.write()?;
                 store.commit().await?;
                 claim.settle();

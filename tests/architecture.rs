@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["targets", "metrics"],
     &["config"],
     &["queue", "intake"],
+    &["triage"],
     &["http"],
     &["server"],
     &["cli"],

@@ -1,13 +1,14 @@
-//! `herald dead-letters`: straight on the store when herald is stopped (the store is then free),
-//! through the admin API when it runs (the store is locked by the running herald).
+//! `herald dead-letters`: straight on the store when herald is stopped, through the admin API
+//! when it runs (see `admin_client`).
 
 use crate::render::printable;
-use serde_json::Value;
+use reqwest::Method;
 use std::process::ExitCode;
 
-use super::{local_url, refuse_config, runtime, DeadLetterAction};
+use super::admin_client::{finish, reach, AdminClient, Reach};
+use super::{refuse_config, DeadLetterAction};
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 pub(super) fn run(action: DeadLetterAction) -> ExitCode {
     let (path, url) = match &action {
@@ -18,15 +19,10 @@ pub(super) fn run(action: DeadLetterAction) -> ExitCode {
         Ok(config) => config,
         Err(error) => return refuse_config(&error.to_string()),
     };
-    match Store::open(&config.server.data_dir) {
-        Ok(store) => offline(&store, action),
-        Err(store_error) => match &config.server.admin_token {
-            Some(_) => online(&config, url.unwrap_or_else(|| local_url(&config)), action),
-            None => {
-                eprintln!("herald: cannot open the store ({store_error}); if herald is running, set server.admin_token to reach it through the admin API");
-                ExitCode::FAILURE
-            }
-        },
+    match reach(&config, url) {
+        Ok(Reach::Store(store)) => offline(&store, action),
+        Ok(Reach::Api(client)) => online(&client, action),
+        Err(code) => code,
     }
 }
 
@@ -59,94 +55,48 @@ fn offline(store: &Store, action: DeadLetterAction) -> ExitCode {
                 )
             }),
     };
-    let flushed = result.and_then(|()| flush(store));
-    match flushed {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("herald: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    finish(store, result)
 }
 
-fn flush(store: &Store) -> Result<(), StoreError> {
-    match runtime() {
-        Some(runtime) => runtime.block_on(store.commit()),
-        None => Ok(()),
-    }
-}
-
-fn online(config: &Config, base: String, action: DeadLetterAction) -> ExitCode {
-    let Some(runtime) = runtime() else {
-        return ExitCode::FAILURE;
-    };
-    let token = config
-        .server
-        .admin_token
-        .as_ref()
-        .map(|t| t.expose().to_string())
-        .unwrap_or_default();
-    let base = base.trim_end_matches('/').to_string();
-    let client = reqwest::Client::new();
-    let request = match &action {
+fn online(client: &AdminClient, action: DeadLetterAction) -> ExitCode {
+    let answer = match &action {
         DeadLetterAction::List { target, .. } => {
             let query: Vec<(&str, &str)> = target.iter().map(|t| ("target", t.as_str())).collect();
-            client.get(format!("{base}/api/dead-letters")).query(&query)
+            client.call(Method::GET, "/api/dead-letters", &query, None)
         }
-        DeadLetterAction::Replay { id: Some(id), .. } => {
-            client.post(format!("{base}/api/dead-letters/{id}/replay"))
-        }
-        DeadLetterAction::Replay { target, .. } => client
-            .post(format!("{base}/api/dead-letters/replay"))
-            .query(&[("target", target.clone().unwrap_or_default())]),
+        DeadLetterAction::Replay { id: Some(id), .. } => client.call(
+            Method::POST,
+            &format!("/api/dead-letters/{id}/replay"),
+            &[],
+            None,
+        ),
+        DeadLetterAction::Replay { target, .. } => client.call(
+            Method::POST,
+            "/api/dead-letters/replay",
+            &[("target", target.as_deref().unwrap_or_default())],
+            None,
+        ),
     };
-    let answer = runtime.block_on(async {
-        let response = request.bearer_auth(token).send().await?;
-        let status = response.status();
-        Ok::<_, reqwest::Error>((
-            status,
-            response.json::<Value>().await.unwrap_or(Value::Null),
-        ))
-    });
-    match answer {
-        Ok((status, body)) if status.is_success() => {
-            if let Some(items) = body["dead_letters"].as_array() {
-                for dead in items {
-                    let field =
-                        |k: &str| printable(dead[k].as_str().unwrap_or_default()).into_owned();
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}",
-                        field("id"),
-                        field("target"),
-                        field("died_at"),
-                        field("reason"),
-                        field("last_answer"),
-                        field("title")
-                    );
-                }
-            } else {
-                let count = body["replayed"].as_array().map_or(0, Vec::len);
-                println!("replayed {count} dead letters");
-            }
-            ExitCode::SUCCESS
-        }
-        Ok((status, body)) => {
-            eprintln!(
-                "herald: the admin API answered {status}: {}",
-                body["error"].as_str().unwrap_or_default()
+    let body = match answer {
+        Ok(body) => body,
+        Err(code) => return code,
+    };
+    if let Some(items) = body["dead_letters"].as_array() {
+        for dead in items {
+            let field = |k: &str| printable(dead[k].as_str().unwrap_or_default()).into_owned();
+            println!(
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                field("id"),
+                field("target"),
+                field("died_at"),
+                field("reason"),
+                field("last_answer"),
+                field("title")
             );
-            ExitCode::FAILURE
         }
-        Err(error) => {
-            eprintln!(
-                "herald: cannot reach herald's admin API at {base}: {}",
-                if error.is_connect() {
-                    "connection refused"
-                } else {
-                    "request failed"
-                }
-            );
-            ExitCode::FAILURE
-        }
+    } else {
+        let count = body["replayed"].as_array().map_or(0, Vec::len);
+        println!("replayed {count} dead letters");
     }
+    ExitCode::SUCCESS
 }

@@ -1,7 +1,9 @@
 //! herald's command line: the arguments (parsed in `main.rs`), and one function per subcommand.
 //! Each says what went wrong in one sentence on stderr and returns the exit code.
 
+mod admin_client;
 mod dead_letters;
+mod issues;
 mod logging;
 mod preview;
 
@@ -79,6 +81,12 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// List, resolve, mute or reopen the issues herald keeps for SDK events: on the data folder
+    /// when herald is stopped, or through the admin API (server.admin_token) when it runs.
+    Issues {
+        #[command(subcommand)]
+        action: IssueAction,
+    },
     /// Print the DSN an SDK of `[[sdk.projects]]` PROJECT is given (`sentry_sdk.init(dsn=…)`).
     Dsn {
         #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
@@ -99,6 +107,57 @@ pub enum Command {
         /// The target's name.
         #[arg(long)]
         target: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum IssueAction {
+    /// List issues, most recently seen first: id, status, count, last seen, project, level, title.
+    List {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        /// Only this project's (its name).
+        #[arg(long)]
+        project: Option<String>,
+        /// open, resolved (any way), resolved_in_release, resolved_in_next_release or muted.
+        #[arg(long)]
+        status: Option<String>,
+        /// herald's address when it runs (default: `server.listen`).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Resolve an issue: now (any later event is a regression), in a release, or in the next one.
+    Resolve {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        id: String,
+        /// Fixed in this release: events of older releases are not regressions.
+        #[arg(long, conflicts_with = "in_next_release")]
+        release: Option<String>,
+        /// Fixed in the release after the newest one seen.
+        #[arg(long)]
+        in_next_release: bool,
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Mute an issue: its events are counted and nothing is said, for a while or until reopened.
+    Mute {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        id: String,
+        /// For how long ("2h", "7d"); without it, until reopened.
+        #[arg(long = "for")]
+        duration: Option<String>,
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Reopen a resolved or muted issue.
+    Reopen {
+        #[arg(long, short, env = "HERALD_CONFIG", default_value = "herald.toml")]
+        config: PathBuf,
+        id: String,
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -154,6 +213,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => preview::route(&config, resource.as_deref(), &source, &payload),
         Command::SendTest { config, target } => preview::send_test(&config, &target),
         Command::DeadLetters { action } => dead_letters::run(action),
+        Command::Issues { action } => issues::run(action),
         Command::Healthcheck { config } => healthcheck(&config),
         Command::Dsn { config, project } => dsn(&config, &project),
     }

@@ -3,12 +3,15 @@
 
 mod admin;
 mod error;
+mod github;
 mod health;
 mod intake;
+mod issues;
 mod listener;
 mod sdk;
 
 pub use error::ApiError;
+pub use issues::item as issue_json;
 pub use listener::{serve, ConnectionLimits};
 
 use arc_swap::ArcSwap;
@@ -98,7 +101,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/hooks/sentry", post(intake::sentry_hook))
         .route("/hooks/sentry/legacy/{token}", post(intake::legacy_hook))
         .route("/hooks/alertmanager", post(intake::alertmanager_hook))
-        .route("/hooks/grafana", post(intake::grafana_hook));
+        .route("/hooks/grafana", post(intake::grafana_hook))
+        .route("/hooks/github", post(github::hook));
     for base in std::iter::once("").chain(Some(prefix.as_str()).filter(|p| !p.is_empty())) {
         for slash in ["/", ""] {
             router = router
@@ -122,6 +126,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/dead-letters/{id}/replay",
             post(admin::replay_dead_letter),
         )
+        .route("/api/issues", get(issues::list))
+        .route("/api/issues/{id}", get(issues::show))
+        .route("/api/issues/{id}/resolve", post(issues::resolve))
+        .route("/api/issues/{id}/mute", post(issues::mute))
+        .route("/api/issues/{id}/reopen", post(issues::reopen))
         .route("/api/targets", get(admin::list_targets))
         .route("/api/targets/{name}/pause", post(admin::pause_target))
         .route("/api/targets/{name}/resume", post(admin::resume_target))

@@ -27,6 +27,14 @@ pub fn issue_id_of(alert: &Alert) -> Option<String> {
     Some(issue_id(project_id.parse().ok()?, group))
 }
 
+/// The issue named by an issue key (`sdk/7/h1:…`, what a GitHub issue's marker carries); `None`
+/// for a key of another source.
+pub fn issue_id_of_key(key: &str) -> Option<String> {
+    let rest = key.strip_prefix("sdk/")?;
+    let (project_id, group) = rest.split_once('/')?;
+    Some(issue_id(project_id.parse().ok()?, group))
+}
+
 /// One issue: a project's events of one group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SdkIssue {
@@ -126,8 +134,8 @@ pub enum Sighting {
     Regression,
     /// Another event of an open issue: folded into counts.
     Repeat,
-    /// The issue is muted: counted, nothing said.
-    Muted,
+    /// Counted, nothing said: the issue is muted, or resolved in a release this event predates.
+    Quiet,
 }
 
 impl Sighting {
@@ -136,7 +144,7 @@ impl Sighting {
         match self {
             Sighting::New => super::NEW_ISSUE,
             Sighting::Regression => super::REGRESSION,
-            Sighting::Repeat | Sighting::Muted => super::REPEAT,
+            Sighting::Repeat | Sighting::Quiet => super::REPEAT,
         }
     }
 }
@@ -198,19 +206,19 @@ impl SdkIssue {
                 issue.status = Status::Open;
                 Sighting::Repeat
             }
-            Status::Muted { .. } => Sighting::Muted,
+            Status::Muted { .. } => Sighting::Quiet,
             Status::Resolved { .. } => Sighting::Regression,
             Status::ResolvedInRelease { release: fixed, .. } => match release {
                 Some(release) if issue.order(release, fixed) != Ordering::Less => {
                     Sighting::Regression
                 }
-                _ => Sighting::Repeat,
+                _ => Sighting::Quiet,
             },
             Status::ResolvedInNextRelease { after, .. } => match release {
                 Some(release) if issue.order(release, after) == Ordering::Greater => {
                     Sighting::Regression
                 }
-                _ => Sighting::Repeat,
+                _ => Sighting::Quiet,
             },
         };
         if sighting == Sighting::Regression {
@@ -394,7 +402,7 @@ mod tests {
         );
         for old in [Some("billing@1.9.2"), Some("billing@1.8.0"), None] {
             let (again, sighting) = seen(Some(issue.clone()), old, 3);
-            assert_eq!(sighting, Sighting::Repeat, "{old:?}");
+            assert_eq!(sighting, Sighting::Quiet, "{old:?}");
             assert!(again.status.is_resolved());
         }
         let (_, sighting) = seen(Some(issue), Some("billing@1.10.0"), 4);
@@ -407,7 +415,7 @@ mod tests {
         let (mut issue, _) = seen(Some(issue), Some("77be014"), 1);
         issue.resolve(Resolution::InNextRelease, at(2)).unwrap();
         let (_, older) = seen(Some(issue.clone()), Some("3f2a9c1"), 3);
-        assert_eq!(older, Sighting::Repeat);
+        assert_eq!(older, Sighting::Quiet);
         let (_, newer) = seen(Some(issue), Some("c0ffee1"), 3);
         assert_eq!(newer, Sighting::Regression);
     }
@@ -420,7 +428,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             seen(Some(issue.clone()), Some("2.0.5"), 2).1,
-            Sighting::Repeat
+            Sighting::Quiet
         );
         assert_eq!(seen(Some(issue), Some("2.1.0"), 2).1, Sighting::Regression);
     }
@@ -430,7 +438,7 @@ mod tests {
         let (mut issue, _) = seen(None, None, 0);
         issue.mute(Some(at(100)));
         let (issue, muted) = seen(Some(issue), None, 50);
-        assert_eq!((muted, issue.count), (Sighting::Muted, 2));
+        assert_eq!((muted, issue.count), (Sighting::Quiet, 2));
         assert_eq!(issue.status_at(at(100)).name(), "open");
         let (issue, after) = seen(Some(issue), None, 150);
         assert_eq!((after, issue.status.name()), (Sighting::Repeat, "open"));

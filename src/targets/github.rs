@@ -62,6 +62,10 @@ pub struct GithubSettings {
     /// Comment on the GitHub issue for later alerts of a linked issue (at most one per fold window).
     #[serde(default)]
     pub comment_on_repeat: bool,
+    /// The secret of the repository's webhook to `/hooks/github`: closing an issue herald opened
+    /// for an SDK issue then resolves it (reopening reopens it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Secret>,
 }
 
 fn default_api_url() -> String {
@@ -94,6 +98,13 @@ impl KindSettings for GithubSettings {
         }
         if self.token.expose().trim().is_empty() {
             return Err(("token".into(), "is empty".into()));
+        }
+        if self
+            .webhook_secret
+            .as_ref()
+            .is_some_and(|secret| secret.expose().trim().is_empty())
+        {
+            return Err(("webhook_secret".into(), "is empty".into()));
         }
         Ok(())
     }
@@ -510,11 +521,24 @@ impl GithubTarget {
     }
 }
 
+const MARKER_START: &str = "<!-- herald:sentry-issue ";
+const MARKER_END: &str = " -->";
+
 /// The hidden marker in every issue herald opens: which Sentry issue it is for.
 fn marker(view: &MessageView) -> String {
     let issue_id = view.issue_id.as_deref().unwrap_or("-");
     let issue = crate::alert::issue_key(view.installation.as_deref(), Some(issue_id));
-    format!("<!-- herald:sentry-issue {} -->", issue.unwrap_or_default())
+    format!("{MARKER_START}{}{MARKER_END}", issue.unwrap_or_default())
+}
+
+/// The issue key (`installation/issue`) in the marker that ends a GitHub issue's body herald
+/// wrote, if it does end with one.
+pub fn marked_issue_key(body: &str) -> Option<&str> {
+    let line = body.trim_end().rsplit('\n').next()?;
+    line.trim()
+        .strip_prefix(MARKER_START)?
+        .strip_suffix(MARKER_END)
+        .filter(|key| !key.contains(char::is_whitespace))
 }
 
 /// The wait until `x-ratelimit-reset` (Unix seconds), when the rate limit is used up.
