@@ -347,6 +347,7 @@ async fn sweep_periodically(store: Store, config: Arc<Config>) {
                 dedupe_records = report.dedupe_records,
                 fold_records = report.fold_records,
                 alerts = report.alerts,
+                issues = report.issues,
                 store_size_bytes = size,
                 "swept the store"
             ),

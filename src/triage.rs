@@ -98,7 +98,9 @@ pub fn list(
             continue;
         }
         let current = issue.status_at(now);
-        if status.is_some_and(|s| s != current.name() && !(s == "resolved" && current.is_resolved())) {
+        if status
+            .is_some_and(|s| s != current.name() && !(s == "resolved" && current.is_resolved()))
+        {
             continue;
         }
         listed.push(issue);

@@ -1,6 +1,7 @@
 //! The real sentry-sdk (from PyPI, in the virtualenv `./test` makes) posting to herald: a
 //! captured exception, a message, a logged error and an unhandled error in a Flask route, told
-//! to a fake DingTalk robot without any of the secrets the SDK sends by default.
+//! to a fake DingTalk robot without any of the secrets the SDK sends by default; an issue resolved
+//! in the next release regresses when the app runs a newer one.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
+const ADMIN: &str = "admin-token-for-tests";
 
 /// The virtualenv's Python, from `HERALD_TEST_PYTHON` (set by `./test`).
 fn python() -> Option<PathBuf> {
@@ -32,14 +34,14 @@ async fn the_python_sdk_reports_to_herald_and_nothing_private_leaves() {
     let robot = FakeDingTalk::start(None).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[[sdk.projects]]\nid = 42\nname = \"shop\"\npublic_keys = [\"{KEY}\"]\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nadmin_token = \"{ADMIN}\"\n\n[[sdk.projects]]\nid = 42\nname = \"shop\"\npublic_keys = [\"{KEY}\"]\n\n\
          [[targets]]\nname = \"oncall\"\nkind = \"dingtalk\"\nurl = \"{}\"\n",
         dir.path().join("data").display(),
         robot.url()
     );
     let herald = Herald::start_with(dir, &config);
     let dsn = format!("http://{KEY}@{}/42", herald.address);
-    run_app(&python, &dsn, "").await;
+    run_app(&python, &dsn, "", None).await;
     robot.wait_for(4, Duration::from_secs(20)).await;
     let texts = robot.texts();
     for expected in [
@@ -72,14 +74,60 @@ async fn the_python_sdk_reports_to_herald_and_nothing_private_leaves() {
     }
     let logs = herald.logs();
     assert!(logs.contains("resource=issue action=created"), "{logs}");
+
+    // The KeyError is fixed in the next release; the same release again says nothing of it, a
+    // newer one is a regression.
+    let listed: serde_json::Value = herald
+        .client()
+        .get(herald.url("/api/issues?project=shop"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key_error = listed["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|issue| issue["title"].as_str().unwrap().contains("KeyError"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    let resolved = herald
+        .client()
+        .post(herald.url(&format!(
+            "/api/issues/{}/resolve",
+            key_error["id"].as_str().unwrap()
+        )))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"in_next_release": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resolved.status(), 200);
+    robot.wait_for(5, Duration::from_secs(20)).await;
+    run_app(&python, &dsn, "", Some("shop@1.4.2")).await;
+    run_app(&python, &dsn, "", Some("shop@1.4.3")).await;
+    robot.wait_for(6, Duration::from_secs(20)).await;
+    herald
+        .wait_for_log("action=unresolved", Duration::from_secs(10))
+        .await;
+    let texts = robot.texts();
+    let regressions: Vec<&String> = texts.iter().filter(|t| t.contains("Regression")).collect();
+    assert_eq!(regressions.len(), 1, "{texts:#?}");
+    assert!(
+        regressions[0].contains("KeyError") && regressions[0].contains("shop@1.4.3"),
+        "{texts:#?}"
+    );
 }
 
-async fn run_app(python: &std::path::Path, dsn: &str, mode: &str) {
+async fn run_app(python: &std::path::Path, dsn: &str, mode: &str, release: Option<&str>) {
     let app = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sdk_app.py");
     let ran = tokio::process::Command::new(python)
         .arg(app)
         .arg(dsn)
         .arg(mode)
+        .args(release)
         .output()
         .await
         .unwrap();
@@ -105,11 +153,11 @@ async fn gzip_bodies_are_read_and_a_storm_meets_the_quota_and_the_sdk_backs_off(
     let herald = Herald::start_with(dir, &config);
     let dsn = format!("http://{KEY}@{}/42", herald.address);
     // gzip, as sentry-python sends without the brotli module: four events, all read.
-    run_app(&python, &dsn, "gzip").await;
+    run_app(&python, &dsn, "gzip", None).await;
     robot.wait_for(4, Duration::from_secs(20)).await;
     // Two events left of this minute's six: the third is answered 429, and the SDK sends
     // nothing more until Retry-After.
-    run_app(&python, &dsn, "storm").await;
+    run_app(&python, &dsn, "storm", None).await;
     herald
         .wait_for_log("outcome=\"rate_limited\"", Duration::from_secs(10))
         .await;

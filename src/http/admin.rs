@@ -15,7 +15,10 @@ use crate::secret::TokenCheck;
 
 /// Checks the bearer token (in constant time; the scheme in any case, or as basic auth's
 /// password) and hands back the live config.
-pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<Reloadable>, ApiError> {
+pub(super) fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Arc<Reloadable>, ApiError> {
     let live = state.reloadable.load_full();
     let Some(token) = &live.config.server.admin_token else {
         return Err(ApiError::NotFound(

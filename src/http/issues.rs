@@ -177,10 +177,7 @@ fn parse_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
 }
 
 fn unknown(id: &str) -> ApiError {
-    ApiError::NotFound(format!(
-        "no issue has id {:?}",
-        crate::text::printable(id)
-    ))
+    ApiError::NotFound(format!("no issue has id {:?}", crate::text::printable(id)))
 }
 
 /// An issue as the admin API shows it (and the CLI prints it).

@@ -340,7 +340,9 @@ impl MessageView {
         MessageView {
             source: alert.source,
             sender: match alert.source {
-                Source::Sentry | Source::SentryLegacyPlugin | Source::SentrySdk => "Sentry",
+                Source::Sentry | Source::SentryLegacyPlugin => "Sentry",
+                // The link is herald's own issue page.
+                Source::SentrySdk => "herald",
                 Source::Alertmanager => "Alertmanager",
                 Source::Grafana => "Grafana",
             },
@@ -421,6 +423,15 @@ impl MessageView {
 fn headline(alert: &Alert) -> String {
     let resource = alert.resource.as_str();
     let action = alert.action.as_str();
+    if alert.source == Source::SentrySdk {
+        match (resource, action) {
+            ("issue", "unresolved") => {
+                return "Regression: seen again after it was resolved".into()
+            }
+            ("event_alert", _) => return "Seen again".into(),
+            _ => {}
+        }
+    }
     match (resource, action) {
         ("issue", "created") => "New issue".into(),
         ("issue", "resolved") => "Resolved".into(),

@@ -82,6 +82,15 @@ impl FakeGithub {
         self.repo.lock().unwrap().issues.clone()
     }
 
+    /// A person closes issue `number` on GitHub (`completed` or `not_planned`).
+    pub fn close(&self, number: u64, reason: &str) -> Issue {
+        let mut repo = self.repo.lock().unwrap();
+        let issue = repo.issues.iter_mut().find(|i| i.number == number).unwrap();
+        issue.state = "closed".into();
+        issue.state_reason = Some(reason.into());
+        issue.clone()
+    }
+
     pub fn write_times(&self) -> Vec<Instant> {
         self.repo.lock().unwrap().writes.clone()
     }

@@ -4,7 +4,8 @@ error in a Flask route, each with the secrets sentry-python sends by default (fr
 source lines, a query string, breadcrumb data).
 
 argv[2] "gzip" sends gzip instead of brotli; "storm" sends five messages and nothing else (to
-meet herald's per-project quota), then prints how many the SDK dropped."""
+meet herald's per-project quota), then prints how many the SDK dropped. argv[3], if given, is
+the release (else shop@1.4.2)."""
 import logging
 import sys
 
@@ -14,7 +15,7 @@ from flask import Flask
 mode = sys.argv[2] if len(sys.argv) > 2 else ""
 sentry_sdk.init(
     dsn=sys.argv[1],
-    release="shop@1.4.2",
+    release=sys.argv[3] if len(sys.argv) > 3 else "shop@1.4.2",
     environment="production",
     server_name="web-1",
     _experiments={"transport_compression_algo": "gzip"} if mode == "gzip" else {},

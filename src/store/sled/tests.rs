@@ -438,3 +438,51 @@ async fn a_duplicate_waits_for_a_stalled_original_only_so_long() {
     assert!(waited.is_err(), "a duplicate must not wait forever");
     assert_eq!(started.elapsed(), claims::PENDING_WAIT);
 }
+
+#[tokio::test]
+async fn sdk_issues_are_updated_in_place_survive_a_reopen_and_are_forgotten_when_unseen() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let mut event = sample_alert(1);
+    event.source = crate::alert::Source::SentrySdk;
+    event.installation = Some("sdk/7".into());
+    event.issue_id = Some("h1:00000000000000aa".into());
+    {
+        let store = Store::open(dir.path()).unwrap();
+        for (id, seen) in [
+            ("7-h1-00000000000000aa", now - chrono::Duration::hours(3)),
+            ("7-h1-00000000000000bb", now),
+        ] {
+            for _ in 0..2 {
+                store
+                    .update_issue(id, |current| {
+                        let (issue, sighting) = SdkIssue::observe(current, id, &event, seen);
+                        (Some(issue), sighting)
+                    })
+                    .unwrap();
+            }
+        }
+        // `None` from the update keeps the issue as it is.
+        store
+            .update_issue("7-h1-00000000000000bb", |_| (None, ()))
+            .unwrap();
+        store.commit().await.unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let counts: Vec<(String, u64)> = store
+        .issues()
+        .map(|issue| issue.map(|i| (i.id, i.count)).unwrap())
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("7-h1-00000000000000aa".to_string(), 2),
+            ("7-h1-00000000000000bb".to_string(), 2)
+        ]
+    );
+    let hour = std::time::Duration::from_secs(3600);
+    let report = store.sweep(now, hour, hour, hour).unwrap();
+    assert_eq!(report.issues, 1);
+    assert!(store.issue("7-h1-00000000000000aa").unwrap().is_none());
+    assert!(store.issue("7-h1-00000000000000bb").unwrap().is_some());
+}
