@@ -105,6 +105,6 @@ pub fn list(
         }
         listed.push(issue);
     }
-    listed.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+    listed.sort_by_key(|issue| std::cmp::Reverse(issue.last_seen));
     Ok(listed)
 }

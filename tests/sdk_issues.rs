@@ -215,34 +215,13 @@ async fn an_issue_is_counted_resolved_regresses_on_a_newer_release_and_is_muted(
     assert_eq!(listed["issues"], json!([]));
 
     // The CLI reaches the running herald through the admin API.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["issues", "list", "--config"])
-        .arg(&herald.config_path)
-        .args(["--url", &herald.url("")])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let line = String::from_utf8(output.stdout).unwrap();
+    let line = issues_cli(&herald, &["list"]);
     assert!(
         line.starts_with(&format!("{id}\topen\t5\t")) && line.contains("KeyError"),
         "{line}"
     );
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["issues", "resolve", &id, "--config"])
-        .arg(&herald.config_path)
-        .args(["--url", &herald.url(""), "--release", "shop@2.0.0"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("resolved_in_release"));
+    let answer = issues_cli(&herald, &["resolve", &id, "--release", "shop@2.0.0"]);
+    assert!(answer.contains("resolved_in_release"), "{answer}");
     told(&robot, &herald, 5).await;
 
     // What the admin API refuses, and says why.
@@ -289,10 +268,28 @@ async fn an_issue_is_counted_resolved_regresses_on_a_newer_release_and_is_muted(
     assert_eq!(anonymous.status(), 401);
 }
 
-fn github_hook(event: &str, body: &Value) -> (String, Vec<u8>) {
+/// `herald issues ARGS` against the running herald; its stdout.
+fn issues_cli(herald: &Herald, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("issues")
+        .args(args)
+        .arg("--config")
+        .arg(&herald.config_path)
+        .args(["--url", &herald.url("")])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A webhook body as GitHub signs it with the repository's secret.
+fn github_signed(body: &Value) -> (String, Vec<u8>) {
     let bytes = serde_json::to_vec(body).unwrap();
     let signature = format!("sha256={}", common::sign(HOOK_SECRET, &bytes));
-    let _ = event;
     (signature, bytes)
 }
 
@@ -317,7 +314,7 @@ async fn closing_its_github_issue_resolves_an_issue_and_a_regression_reopens_it(
     let id = the_issue(&herald).await["id"].as_str().unwrap().to_string();
 
     let hook = |event: &str, body: Value, signature: Option<String>| {
-        let (good, bytes) = github_hook(event, &body);
+        let (good, bytes) = github_signed(&body);
         herald
             .client()
             .post(herald.url("/hooks/github"))
