@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::job::{AlertId, DeliveryJob, Folded};
 use crate::route::{Routed, Router};
 use crate::sdk::issue::{SdkIssue, Sighting};
-use crate::store::{ClaimOutcome, FoldRecord, Store, StoreError, Wakers};
+use crate::store::{ClaimOutcome, FoldRecord, Routing, Store, StoreError, Wakers};
 
 /// What became of an accepted callback.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,7 +216,15 @@ impl Intake {
             Plan::Count => false,
         };
         if plans.is_empty() || plans.iter().any(|(_, plan)| shown(plan)) {
-            store.insert_alert(alert_id, now, alert)?;
+            let mut routing = Routing::default();
+            for (routed, plan) in &plans {
+                match plan {
+                    Plan::Send { .. } => &mut routing.queued,
+                    Plan::Fold { .. } | Plan::Count => &mut routing.folded,
+                }
+                .push(routed.target.to_string());
+            }
+            store.insert_alert(alert_id, now, alert, &routing)?;
         }
         let issue_key = alert.issue_key();
         let mut receipt = Receipt {
@@ -359,5 +367,57 @@ fn take_count(record: Option<FoldRecord>) -> (Option<FoldRecord>, Plan) {
             )
         }
         other => (other, Plan::Send { carried: None }),
+    }
+}
+
+/// A payload read as the alert herald would make of it, without storing anything (`herald
+/// render`, the console's playground). For Sentry, `resource` is the `Sentry-Hook-Resource`
+/// (`legacy`: the legacy plugin's payload); Alertmanager's and Grafana's bodies are read with the
+/// config's settings for them; an SDK envelope (or an event's JSON) as an event of the first
+/// `[[sdk.projects]]` (or a project called "default"), as its issue's first.
+pub fn read_payload(
+    config: &Config,
+    source: Source,
+    resource: &str,
+    body: &[u8],
+) -> Result<Alert, String> {
+    match source {
+        Source::Alertmanager | Source::Grafana => {
+            let settings = match source {
+                Source::Grafana => &config.grafana,
+                _ => &config.alertmanager,
+            };
+            crate::alertmanager::parse(source, body, &settings.clone().unwrap_or_default())
+                .map_err(|e| e.to_string())
+        }
+        Source::SentrySdk => {
+            let (project, id) = config
+                .sdk
+                .projects
+                .first()
+                .map_or(("default", 0), |p| (p.name.as_str(), p.id));
+            let (event_id, payload) = match crate::sdk::envelope::parse(body) {
+                Ok((header, items)) if items.iter().any(|item| item.kind == "event") => {
+                    let item = items.into_iter().find(|item| item.kind == "event");
+                    (
+                        header.event_id,
+                        item.map(|item| item.payload).unwrap_or(body),
+                    )
+                }
+                _ => (None, body),
+            };
+            let event = crate::sdk::event::read_event(payload, project, id, event_id.as_deref())
+                .map_err(|e| e.to_string())?;
+            crate::sdk::alert_of(&event).map_err(|e| e.to_string())
+        }
+        Source::SentryLegacyPlugin => {
+            crate::sentry::parse_legacy_payload(body).map_err(|e| e.to_string())
+        }
+        Source::Sentry if resource == "legacy" => {
+            crate::sentry::parse_legacy_payload(body).map_err(|e| e.to_string())
+        }
+        Source::Sentry => {
+            crate::sentry::parse_integration_payload(resource, body).map_err(|e| e.to_string())
+        }
     }
 }

@@ -53,6 +53,8 @@ struct TargetLabels {
 type LatencyFamily = Family<TargetLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
+    /// Callbacks by source and outcome over the last hour, for the console.
+    pub recent_intake: RecentIntake,
     registry: Registry,
     webhooks: Family<WebhookLabels, Counter>,
     notifications: Family<TargetKindLabels, Counter>,
@@ -128,6 +130,7 @@ impl Metrics {
             store_size.clone(),
         );
         Metrics {
+            recent_intake: RecentIntake::default(),
             registry,
             webhooks,
             notifications,
@@ -213,5 +216,64 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// Callbacks counted by source and outcome in one-minute buckets, for the last hour: what the
+/// console's overview shows (Prometheus has the totals). Kept by each process for itself.
+#[derive(Default)]
+pub struct RecentIntake {
+    minutes: std::sync::Mutex<std::collections::VecDeque<(i64, Vec<(String, &'static str, u64)>)>>,
+}
+
+impl RecentIntake {
+    const MINUTES: i64 = 60;
+
+    pub fn count(&self, source: &str, outcome: &'static str) {
+        let minute = chrono::Utc::now().timestamp() / 60;
+        let mut minutes = self.lock();
+        if minutes.back().is_none_or(|(at, _)| *at != minute) {
+            minutes.push_back((minute, Vec::new()));
+        }
+        while minutes
+            .front()
+            .is_some_and(|(at, _)| *at <= minute - Self::MINUTES)
+        {
+            minutes.pop_front();
+        }
+        let (_, counts) = minutes.back_mut().expect("pushed above");
+        match counts
+            .iter_mut()
+            .find(|(s, o, _)| s == source && *o == outcome)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((source.to_string(), outcome, 1)),
+        }
+    }
+
+    /// (source, outcome) → callbacks in the last hour.
+    pub fn last_hour(&self) -> std::collections::BTreeMap<(String, &'static str), u64> {
+        let since = chrono::Utc::now().timestamp() / 60 - Self::MINUTES;
+        let mut totals = std::collections::BTreeMap::new();
+        for (at, counts) in self.lock().iter() {
+            if *at > since {
+                for (source, outcome, n) in counts {
+                    *totals.entry((source.clone(), *outcome)).or_insert(0) += n;
+                }
+            }
+        }
+        totals
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::VecDeque<(i64, Vec<(String, &'static str, u64)>)>,
+    > {
+        // Plain counts; nothing that can panic runs under the lock.
+        self.minutes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -359,33 +359,8 @@ fn find_target<'t>(targets: &'t [Arc<Target>], name: &str) -> Option<&'t Target>
     found
 }
 
-/// An SDK's envelope (or the JSON of one event) read as the alert of a new issue of the first
-/// configured `[[sdk.projects]]` (or a project called "default").
-fn read_sdk_event(config: &Config, path: &Path, body: &[u8]) -> Result<Alert, String> {
-    let failed = |e: String| format!("{}: {e}", path.display());
-    let (project, id) = config
-        .sdk
-        .projects
-        .first()
-        .map_or(("default", 0), |p| (p.name.as_str(), p.id));
-    let (event_id, payload) = match crate::sdk::envelope::parse(body) {
-        Ok((header, items)) if items.iter().any(|item| item.kind == "event") => {
-            let item = items.into_iter().find(|item| item.kind == "event");
-            (
-                header.event_id,
-                item.map(|item| item.payload).unwrap_or(body),
-            )
-        }
-        _ => (None, body),
-    };
-    let event = crate::sdk::event::read_event(payload, project, id, event_id.as_deref())
-        .map_err(|e| failed(e.to_string()))?;
-    crate::sdk::alert_of(&event).map_err(|e| failed(e.to_string()))
-}
-
-/// A payload file read as the alert herald would make of it. For Sentry, the resource is
-/// `resource`, or the file name up to its first `-` or `.`; `legacy` means the legacy plugin's
-/// payload. Alertmanager's and Grafana's bodies are read with the config's settings for them.
+/// A payload file read as the alert herald would make of it (see [`crate::intake::read_payload`]).
+/// For Sentry, the resource is `resource`, or the file name up to its first `-` or `.`.
 fn read_alert(
     config: &Config,
     path: &Path,
@@ -393,39 +368,17 @@ fn read_alert(
     source: &str,
 ) -> Result<Alert, String> {
     let body = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let labelled = match Source::parse(source) {
-        Some(Source::Alertmanager) => Some((Source::Alertmanager, &config.alertmanager)),
-        Some(Source::Grafana) => Some((Source::Grafana, &config.grafana)),
-        Some(Source::Sentry | Source::SentryLegacyPlugin) => None,
-        Some(Source::SentrySdk) => return read_sdk_event(config, path, &body),
-        None => {
-            return Err(format!(
-                "--source {source:?}: sources are sentry, alertmanager, grafana and sentry_sdk"
-            ))
-        }
-    };
-    if let Some((source, settings)) = labelled {
-        let settings = settings.clone().unwrap_or_default();
-        return crate::alertmanager::parse(source, &body, &settings)
-            .map_err(|e| format!("{}: {e}", path.display()));
-    }
+    let source = Source::parse(source).ok_or_else(|| {
+        format!("--source {source:?}: sources are sentry, alertmanager, grafana and sentry_sdk")
+    })?;
     let file_name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let resource = resource.map(str::to_string).unwrap_or_else(|| {
-        file_name
-            .split(['-', '.'])
-            .next()
-            .unwrap_or("issue")
-            .to_string()
-    });
-    if resource == "legacy" {
-        crate::sentry::parse_legacy_payload(&body)
-    } else {
-        crate::sentry::parse_integration_payload(&resource, &body)
-    }
-    .map_err(|e| format!("{}: {e}", path.display()))
+    let resource =
+        resource.unwrap_or_else(|| file_name.split(['-', '.']).next().unwrap_or("issue"));
+    crate::intake::read_payload(config, source, resource, &body)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {

@@ -90,13 +90,11 @@ pub async fn replay_dead_letter(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a dead letter id")))?;
-    let replayed = state
-        .store
-        .replay_dead_letters(&|job| job.id == id, crate::clock::now())?;
+    let replayed = replay(&state, &live, &|job| job.id == id)?;
     if replayed.is_empty() {
         return Err(ApiError::NotFound(format!("no dead letter has id {id}")));
     }
-    Ok(Json(replayed_answer(&live, &replayed)))
+    Ok(Json(replayed_answer(&replayed)))
 }
 
 pub async fn replay_dead_letters(
@@ -108,19 +106,95 @@ pub async fn replay_dead_letters(
     let target = filter.target.ok_or_else(|| {
         ApiError::BadRequest("say which target's dead letters to replay: ?target=NAME".into())
     })?;
-    let replayed = state
-        .store
-        .replay_dead_letters(&|job| job.target == target, crate::clock::now())?;
-    Ok(Json(replayed_answer(&live, &replayed)))
+    let replayed = replay(&state, &live, &|job| job.target == target)?;
+    Ok(Json(replayed_answer(&replayed)))
 }
 
-fn replayed_answer(live: &Reloadable, replayed: &[DeliveryJob]) -> Value {
+/// Queues again the dead letters `select` picks, wakes their targets and logs each.
+pub(super) fn replay(
+    state: &AppState,
+    live: &Reloadable,
+    select: &dyn Fn(&DeliveryJob) -> bool,
+) -> Result<Vec<DeliveryJob>, ApiError> {
+    let replayed = state
+        .store
+        .replay_dead_letters(select, crate::clock::now())?;
     let targets: Vec<&str> = replayed.iter().map(|job| job.target.as_str()).collect();
     live.wakers.wake(&targets);
-    for job in replayed {
+    for job in &replayed {
         tracing::info!(target_name = %job.target, job_id = job.id, "dead letter replayed by an operator");
     }
+    Ok(replayed)
+}
+
+fn replayed_answer(replayed: &[DeliveryJob]) -> Value {
     json!({ "replayed": replayed.iter().map(|job| job.id.to_string()).collect::<Vec<_>>() })
+}
+
+/// A target as the admin API and the console show it.
+#[derive(Serialize)]
+pub(super) struct TargetRow {
+    pub name: String,
+    pub kind: Option<&'static str>,
+    pub queue_depth: u64,
+    pub dead_letters: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_by_operator: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gone: Option<bool>,
+    pub configured: bool,
+}
+
+/// Every configured target, then those the config no longer has whose jobs or dead letters
+/// wait in the store (removed, or renamed: a new name is a new target): shown, not hidden.
+pub(super) fn target_rows(state: &AppState, live: &Reloadable) -> Result<Vec<TargetRow>, ApiError> {
+    let queued = state.store.queued_jobs_per_target()?;
+    let dead = state.store.dead_letters_per_target()?;
+    let mut rows = Vec::new();
+    for target in &live.config.targets {
+        let name = target.name.as_str();
+        let saved = state.store.target_state(name)?;
+        rows.push(TargetRow {
+            name: name.to_string(),
+            kind: Some(target.settings.kind()),
+            queue_depth: queued.get(name).copied().unwrap_or(0),
+            dead_letters: dead.get(name).copied().unwrap_or(0),
+            last_success: saved.last_success,
+            last_error: saved
+                .last_error
+                .map(|(at, answer)| json!({"at": at, "answer": answer})),
+            paused_until: saved.paused_until,
+            paused_by_operator: Some(state.store.operator_paused(name)?),
+            gone: Some(saved.gone_for.is_some()),
+            configured: true,
+        });
+    }
+    let stranded: std::collections::BTreeSet<&String> = queued
+        .keys()
+        .chain(dead.keys())
+        .filter(|name| live.config.target(name).is_none())
+        .collect();
+    for name in stranded {
+        rows.push(TargetRow {
+            name: name.clone(),
+            kind: None,
+            queue_depth: queued.get(name).copied().unwrap_or(0),
+            dead_letters: dead.get(name).copied().unwrap_or(0),
+            last_success: None,
+            last_error: None,
+            paused_until: None,
+            paused_by_operator: None,
+            gone: None,
+            configured: false,
+        });
+    }
+    Ok(rows)
 }
 
 pub async fn list_targets(
@@ -128,42 +202,7 @@ pub async fn list_targets(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let live = authorize(&state, &headers)?;
-    let queued = state.store.queued_jobs_per_target()?;
-    let dead = state.store.dead_letters_per_target()?;
-    let mut targets = Vec::new();
-    for target in &live.config.targets {
-        let name = target.name.as_str();
-        let saved = state.store.target_state(name)?;
-        targets.push(json!({
-            "name": name,
-            "kind": target.settings.kind(),
-            "queue_depth": queued.get(name).copied().unwrap_or(0),
-            "dead_letters": dead.get(name).copied().unwrap_or(0),
-            "last_success": saved.last_success,
-            "last_error": saved.last_error.map(|(at, answer)| json!({"at": at, "answer": answer})),
-            "paused_until": saved.paused_until,
-            "paused_by_operator": state.store.operator_paused(name)?,
-            "gone": saved.gone_for.is_some(),
-            "configured": true,
-        }));
-    }
-    // Jobs and dead letters of a target the config no longer has (removed, or renamed: a new
-    // name is a new target) wait in the store until it is configured again: shown, not hidden.
-    let stranded: std::collections::BTreeSet<&String> = queued
-        .keys()
-        .chain(dead.keys())
-        .filter(|name| live.config.target(name).is_none())
-        .collect();
-    for name in stranded {
-        targets.push(json!({
-            "name": name,
-            "kind": null,
-            "queue_depth": queued.get(name).copied().unwrap_or(0),
-            "dead_letters": dead.get(name).copied().unwrap_or(0),
-            "configured": false,
-        }));
-    }
-    Ok(Json(json!({ "targets": targets })))
+    Ok(Json(json!({ "targets": target_rows(&state, &live)? })))
 }
 
 pub async fn pause_target(
@@ -189,6 +228,17 @@ fn set_paused(
     paused: bool,
 ) -> Result<Json<Value>, ApiError> {
     let live = authorize(state, headers)?;
+    set_operator_pause(state, &live, name, paused)?;
+    Ok(Json(json!({ "target": name, "paused": paused })))
+}
+
+/// Pauses or resumes a configured target on an operator's word (the API's and the console's).
+pub(super) fn set_operator_pause(
+    state: &AppState,
+    live: &Reloadable,
+    name: &str,
+    paused: bool,
+) -> Result<(), ApiError> {
     if live.config.target(name).is_none() {
         return Err(ApiError::NotFound(format!("no target is named {name:?}")));
     }
@@ -202,5 +252,5 @@ fn set_paused(
         "target {} by an operator",
         if paused { "paused" } else { "resumed" }
     );
-    Ok(Json(json!({ "target": name, "paused": paused })))
+    Ok(())
 }

@@ -85,7 +85,12 @@ pub async fn sentry_hook(
         accept(&state, &live, alert).await
     }
     .await;
-    log_outcome(&state, resource.unwrap_or("-"), result.as_ref());
+    log_outcome(
+        &state,
+        Source::Sentry,
+        resource.unwrap_or("-"),
+        result.as_ref(),
+    );
     result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
 }
 
@@ -110,7 +115,12 @@ pub async fn legacy_hook(
         accept(&state, &live, alert).await
     }
     .await;
-    log_outcome(&state, "legacy", result.as_ref());
+    log_outcome(
+        &state,
+        Source::SentryLegacyPlugin,
+        "legacy",
+        result.as_ref(),
+    );
     result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
 }
 
@@ -192,7 +202,7 @@ async fn label_hook(
         accept(state, &live, alert).await
     }
     .await;
-    log_outcome(state, source.as_str(), result.as_ref());
+    log_outcome(state, source, source.as_str(), result.as_ref());
     result.map(|receipt| (StatusCode::ACCEPTED, Json(receipt)))
 }
 
@@ -397,9 +407,15 @@ fn payload_error(error: PayloadError) -> ApiError {
 /// One log line and one metric per callback, whatever became of it.
 pub(super) fn log_outcome(
     state: &AppState,
+    source: Source,
     resource: &str,
     result: Result<&IntakeReceipt, &ApiError>,
 ) {
+    let outcome = match result {
+        Ok(receipt) => receipt.status,
+        Err(error) => error.outcome(),
+    };
+    state.metrics.recent_intake.count(source.as_str(), outcome);
     match result {
         // Only what passed the signature check may name a label; unknown names are "other".
         Ok(receipt) if receipt.recognized => {

@@ -2,6 +2,7 @@
 //! the admin API.
 
 mod admin;
+mod console;
 mod error;
 mod github;
 mod health;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub store_failed: AtomicBool,
     /// SDK projects' events of the current minute (`sdk.events_per_minute`).
     pub sdk_quota: crate::sdk::ProjectQuota,
+    /// The console's signed-out sessions.
+    pub sessions: console::Sessions,
 }
 
 /// The parts of the state that a config reload replaces.
@@ -80,6 +83,7 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             store_failed: AtomicBool::new(false),
             sdk_quota: Default::default(),
+            sessions: Default::default(),
         }
     }
 }
@@ -134,5 +138,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/targets", get(admin::list_targets))
         .route("/api/targets/{name}/pause", post(admin::pause_target))
         .route("/api/targets/{name}/resume", post(admin::resume_target))
+        .merge(console::routes())
         .with_state(state)
 }

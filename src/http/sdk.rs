@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::intake::{accept, header_text, log_outcome, read_limited, refuse_unless_accepting};
 use super::{ApiError, AppState};
+use crate::alert::Source;
 use crate::sdk::{auth, decode, envelope, event};
 use crate::secret::is_one_of;
 
@@ -159,11 +160,11 @@ async fn handle(
     match result {
         Ok(None) => Ok(None),
         Ok(Some((receipt, event_id))) => {
-            log_outcome(state, "sdk", Ok(&receipt));
+            log_outcome(state, Source::SentrySdk, "sdk", Ok(&receipt));
             Ok(Some(event_id).filter(|id| !id.is_empty()))
         }
         Err(error) => {
-            log_outcome(state, "sdk", Err(&error));
+            log_outcome(state, Source::SentrySdk, "sdk", Err(&error));
             Err(error)
         }
     }

@@ -544,7 +544,7 @@ impl Worker {
         change: &QueueChange,
     ) -> Result<(), StoreError> {
         match change {
-            QueueChange::Finish => self.store.finish_job(key),
+            QueueChange::Finish => self.store.finish_job(key, job),
             QueueChange::Reschedule => self.store.reschedule_job(key, job).map(|_| ()),
             QueueChange::Bury {
                 reason,

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, StoredAlert};
+use super::{Routing, StoreError, StoredAlert};
 use crate::alert::{Alert, Source};
 use crate::alertmanager::{self, Decisions};
 use crate::job::AlertId;
@@ -22,21 +22,29 @@ pub struct AlertHeader {
     /// Alertmanager and Grafana: what the intake decided about the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decisions: Option<Decisions>,
+    /// Where the intake sent it.
+    #[serde(default, skip_serializing_if = "is_unrouted")]
+    pub routing: Routing,
     /// SDK events: what the event was to its issue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sdk: Option<crate::sdk::Decided>,
 }
 
 impl AlertHeader {
-    pub fn of(alert: &Alert, received_at: DateTime<Utc>) -> AlertHeader {
+    pub fn of(alert: &Alert, received_at: DateTime<Utc>, routing: &Routing) -> AlertHeader {
         AlertHeader {
             received_at,
+            routing: routing.clone(),
             source: alert.source,
             resource: alert.resource.clone(),
             decisions: Decisions::of(alert),
             sdk: (alert.source == Source::SentrySdk).then(|| crate::sdk::Decided::of(alert)),
         }
     }
+}
+
+fn is_unrouted(routing: &Routing) -> bool {
+    routing == &Routing::default()
 }
 
 /// A stored alert record: the header as one line of JSON (serde_json writes no newline), then the
@@ -95,5 +103,6 @@ pub fn decode(id: AlertId, record: &[u8]) -> Result<StoredAlert, StoreError> {
         id,
         received_at: header.received_at,
         alert,
+        routing: header.routing,
     })
 }

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::{FoldRecord, LinkStore, StoredAlert, TargetState};
+use super::{FoldRecord, LinkStore, Routing, StoredAlert, TargetState};
 use crate::alert::Alert;
 use crate::job::{AlertId, DeadLetter, DeliveryJob, JobId};
 use crate::sdk::issue::SdkIssue;
@@ -130,12 +130,14 @@ pub trait StoreBackend: LinkStore {
         remember: Duration,
     ) -> BoxFuture<'a, Result<ClaimOutcome, StoreError>>;
 
-    /// Writes an alert. Write it before its jobs: after a crash a job never exists without it.
+    /// Writes an alert, with where the intake routed it. Write it before its jobs: after a crash
+    /// a job never exists without it.
     fn insert_alert(
         &self,
         id: AlertId,
         received_at: DateTime<Utc>,
         alert: &Alert,
+        routing: &Routing,
     ) -> Result<(), StoreError>;
 
     /// Queues a job.
@@ -185,6 +187,12 @@ pub trait StoreBackend: LinkStore {
     /// Every stored alert, oldest first.
     fn alerts(&self) -> Records<'_, StoredAlert>;
 
+    /// Stored alerts newest first, from the one before `before` (or the newest).
+    fn alerts_newest_first(&self, before: Option<AlertId>) -> Records<'_, StoredAlert>;
+
+    /// The delivered jobs of alert `id`, each with its attempts (kept as long as the alert).
+    fn deliveries_of(&self, id: AlertId) -> Result<Vec<DeliveryJob>, StoreError>;
+
     /// Every queued job, grouped by target and ordered by due time within a target.
     fn queued_jobs(&self) -> Records<'_, DeliveryJob>;
 
@@ -209,9 +217,10 @@ pub trait StoreBackend: LinkStore {
         skip: &HashSet<JobId>,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
 
-    /// Removes a delivered job. Need not be durable at once: a removal lost in a crash means the
-    /// job is sent again, which at-least-once delivery allows.
-    fn finish_job(&self, key: &JobKey) -> Result<(), StoreError>;
+    /// Removes a delivered job, and keeps `done` (the job with its attempts) beside its alert, for
+    /// people to see. Need not be durable at once: a removal lost in a crash means the job is sent
+    /// again, which at-least-once delivery allows.
+    fn finish_job(&self, key: &JobKey, done: &DeliveryJob) -> Result<(), StoreError>;
 
     /// Moves a job to its new due time, with its attempts recorded, atomically.
     fn reschedule_job(&self, key: &JobKey, job: &DeliveryJob) -> Result<JobKey, StoreError>;

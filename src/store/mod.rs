@@ -17,7 +17,7 @@ pub use backend::{
     StoreBackend, StoreError, SweepReport,
 };
 pub use links::{LinkStore, MemoryLinks};
-pub use records::{FoldRecord, LinkRecord, StoredAlert, TargetState};
+pub use records::{FoldRecord, LinkRecord, Routing, StoredAlert, TargetState};
 pub use wakers::Wakers;
 
 use std::path::Path;

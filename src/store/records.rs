@@ -14,6 +14,17 @@ pub struct StoredAlert {
     pub id: AlertId,
     pub received_at: DateTime<Utc>,
     pub alert: Alert,
+    pub routing: Routing,
+}
+
+/// Where the intake sent an alert: the targets a message was queued for, and those for which it
+/// was folded into the count of an earlier message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Routing {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queued: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<String>,
 }
 
 /// Repeated alerts of one issue for one target within the fold window: the first was sent, these

@@ -294,6 +294,14 @@ impl TargetKind for DingTalkTarget {
         Limits::one_at_a_time(RateLimit::per_minute(self.settings.max_per_minute))
     }
 
+    fn size_of(&self, body: &str) -> Option<super::SizeUse> {
+        Some(super::SizeUse {
+            used: body.len(),
+            limit: MAX_BODY_BYTES,
+            unit: "bytes of the request body",
+        })
+    }
+
     fn request_body(&self, message: &Message<'_>) -> String {
         self.body(message, MAX_BODY_BYTES)
     }

@@ -208,6 +208,14 @@ impl TargetKind for FeishuTarget {
     }
 
     /// As `herald render` shows it: unsigned (a signature is made per attempt).
+    fn size_of(&self, body: &str) -> Option<super::SizeUse> {
+        Some(super::SizeUse {
+            used: body.len(),
+            limit: MAX_BODY_BYTES,
+            unit: "bytes of the request body",
+        })
+    }
+
     fn request_body(&self, message: &Message<'_>) -> String {
         self.body(message, None)
     }

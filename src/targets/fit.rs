@@ -8,7 +8,7 @@ pub enum Measure {
 }
 
 impl Measure {
-    fn of(self, text: &str) -> usize {
+    pub(super) fn of(self, text: &str) -> usize {
         match self {
             Measure::Bytes => text.len(),
             Measure::Chars => text.chars().count(),

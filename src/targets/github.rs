@@ -563,6 +563,14 @@ impl TargetKind for GithubTarget {
     }
 
     /// The create request for the alert (a digest has no issue of its own: its text).
+    fn size_of(&self, body: &str) -> Option<super::SizeUse> {
+        Some(super::SizeUse {
+            used: super::field_size(body, "/body", super::fit::Measure::Chars)?,
+            limit: MAX_BODY_CHARS,
+            unit: "characters of the issue body",
+        })
+    }
+
     fn request_body(&self, message: &Message<'_>) -> String {
         match message.view {
             Some(view) => self.create_body(message, view),

@@ -54,11 +54,32 @@ pub trait TargetKind: Send + Sync {
         false
     }
 
+    /// How much of the downstream's size limit `body` (a body of this kind) takes: used, limit,
+    /// and what is measured. `None` for kinds without a limit.
+    fn size_of(&self, _body: &str) -> Option<SizeUse> {
+        None
+    }
+
     /// The message's text when the target has no template: `None` renders the kind's default
     /// template. (The webhook sends herald's own JSON instead.)
     fn untemplated_text(&self, _delivery: &Delivery<'_>) -> Option<String> {
         None
     }
+}
+
+/// A body's size against the downstream's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeUse {
+    pub used: usize,
+    pub limit: usize,
+    /// What is measured: "bytes of the request body", …
+    pub unit: &'static str,
+}
+
+/// The size of the string at `pointer` in the JSON `body`, measured by `measure`.
+fn field_size(body: &str, pointer: &str, measure: fit::Measure) -> Option<usize> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some(measure.of(value.pointer(pointer)?.as_str()?))
 }
 
 /// What a kind allows the queue: the downstream's limits, which herald keeps to.
@@ -220,6 +241,11 @@ impl Target {
     /// Whether this target can merge several alerts into one digest message.
     pub fn digests(&self) -> bool {
         self.limits.rate.is_limited() && self.templates.has_digest(&self.name)
+    }
+
+    /// How much of the downstream's size limit a body this target rendered takes.
+    pub fn size_of(&self, body: &str) -> Option<SizeUse> {
+        self.wire.size_of(body)
     }
 
     /// Renders the message this target would send for `delivery`, exactly as it would go on the

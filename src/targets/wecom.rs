@@ -191,6 +191,20 @@ impl TargetKind for WecomTarget {
         Limits::one_at_a_time(RateLimit::per_minute(20))
     }
 
+    fn size_of(&self, body: &str) -> Option<super::SizeUse> {
+        let (pointer, limit, unit) = match self.settings.message {
+            WecomMessage::Markdown => {
+                ("/markdown/content", MAX_MARKDOWN_BYTES, "bytes of markdown")
+            }
+            WecomMessage::Text => ("/text/content", MAX_TEXT_BYTES, "bytes of text"),
+        };
+        Some(super::SizeUse {
+            used: super::field_size(body, pointer, super::fit::Measure::Bytes)?,
+            limit,
+            unit,
+        })
+    }
+
     fn request_body(&self, message: &Message<'_>) -> String {
         self.body(message)
     }

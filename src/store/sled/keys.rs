@@ -50,6 +50,15 @@ pub(super) fn dead_letter_key(target: &str, job: JobId) -> Vec<u8> {
     key
 }
 
+/// A delivered job's key in `deliveries`: its alert, then its id (an alert's deliveries are one
+/// prefix, removed with the alert).
+pub(super) fn delivery_key(alert: AlertId, job: JobId) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&alert.to_be_bytes());
+    key[8..].copy_from_slice(&job.to_be_bytes());
+    key
+}
+
 pub(super) fn operator_pause_key(target: &str) -> Vec<u8> {
     let mut key = target_prefix(target);
     key.extend_from_slice(b"paused");

@@ -28,6 +28,7 @@ pub(super) fn alerts_from_schema_1(db: &sled::Db, alerts: &sled::Tree) -> Result
             source: old.alert.source,
             resource: old.alert.resource,
             decisions: None,
+            routing: Default::default(),
             sdk: None,
         };
         alerts.insert(key, alert_record::encode(&header, payload)?)?;

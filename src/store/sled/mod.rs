@@ -12,6 +12,7 @@
 //! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
 //! | `links`  | target name, `0x00`, repo/installation/issue     | [`LinkRecord`] as JSON  |
 //! | `issues` | SDK issue id (`7-h1-…`)                          | [`SdkIssue`] as JSON    |
+//! | `deliveries` | alert id u64 BE, job id u64 BE               | the delivered [`DeliveryJob`] as JSON, attempts included |
 //!
 //! Alerts are stored as `store/alert_record.rs` says; dedupe claims as `claims.rs` says.
 //!
@@ -34,7 +35,8 @@ use std::time::Duration;
 use super::alert_record::{self, AlertHeader};
 use super::{
     BoxFuture, ClaimOutcome, FoldRecord, FoldUpdate, IssueUpdate, JobKey, LinkRecord, LinkStore,
-    PendingClaim, Records, StoreBackend, StoreError, StoredAlert, SweepReport, TargetState,
+    PendingClaim, Records, Routing, StoreBackend, StoreError, StoredAlert, SweepReport,
+    TargetState,
 };
 use crate::alert::Alert;
 use crate::job::{AlertId, DeadLetter, DeliveryJob, Folded, JobId};
@@ -53,8 +55,8 @@ use claims::{ClaimIndex, SledPendingClaim};
 use counts::QueueCounts;
 use group_commit::GroupCommit;
 use keys::{
-    dead_letter_key, dedupe_hash, fold_tree_key, job_key, operator_pause_key, parse_job_key,
-    target_of_key, target_prefix, DedupeClaim,
+    dead_letter_key, dedupe_hash, delivery_key, fold_tree_key, job_key, operator_pause_key,
+    parse_job_key, target_of_key, target_prefix, DedupeClaim,
 };
 
 const SCHEMA_KEY: &[u8] = b"schema";
@@ -86,6 +88,7 @@ pub struct SledStore {
     folds: sled::Tree,
     links: sled::Tree,
     issues: sled::Tree,
+    deliveries: sled::Tree,
     commits: GroupCommit,
     alert_count: AtomicU64,
     counts: QueueCounts,
@@ -157,6 +160,7 @@ impl SledStore {
         let folds = db.open_tree("folds")?;
         let links = db.open_tree("links")?;
         let issues = db.open_tree("issues")?;
+        let deliveries = db.open_tree("deliveries")?;
         let alert_count = alerts.len() as u64;
         let counts = QueueCounts::load(&jobs, &dead_letters)?;
         Ok(SledStore {
@@ -174,6 +178,7 @@ impl SledStore {
             folds,
             links,
             issues,
+            deliveries,
             alert_count: AtomicU64::new(alert_count),
             counts,
         })
@@ -183,6 +188,14 @@ impl SledStore {
     pub fn flush_count(&self) -> u64 {
         self.commits.flushes.load(Ordering::Relaxed)
     }
+}
+
+fn decode_alert_entry(
+    entry: sled::Result<(sled::IVec, sled::IVec)>,
+) -> Result<StoredAlert, StoreError> {
+    let (key, record) = entry?;
+    let id = <[u8; 8]>::try_from(key.as_ref()).map_or(0, u64::from_be_bytes);
+    alert_record::decode(id, &record)
 }
 
 /// Replaces the JSON record at `key` in `tree` with what `update` makes of it (`None` removes
@@ -254,8 +267,9 @@ impl StoreBackend for SledStore {
         id: AlertId,
         received_at: DateTime<Utc>,
         alert: &Alert,
+        routing: &Routing,
     ) -> Result<(), StoreError> {
-        let header = AlertHeader::of(alert, received_at);
+        let header = AlertHeader::of(alert, received_at, routing);
         let previous = self.alerts.insert(
             id.to_be_bytes(),
             alert_record::encode(&header, alert.raw.get())?,
@@ -417,11 +431,20 @@ impl StoreBackend for SledStore {
 
     /// Every stored alert, oldest first.
     fn alerts(&self) -> Records<'_, StoredAlert> {
-        Box::new(self.alerts.iter().map(|entry| {
-            let (key, record) = entry?;
-            let id = <[u8; 8]>::try_from(key.as_ref()).map_or(0, u64::from_be_bytes);
-            alert_record::decode(id, &record)
-        }))
+        Box::new(self.alerts.iter().map(decode_alert_entry))
+    }
+
+    fn alerts_newest_first(&self, before: Option<AlertId>) -> Records<'_, StoredAlert> {
+        let end = before.unwrap_or(u64::MAX).to_be_bytes();
+        Box::new(self.alerts.range(..end).rev().map(decode_alert_entry))
+    }
+
+    fn deliveries_of(&self, id: AlertId) -> Result<Vec<DeliveryJob>, StoreError> {
+        self.deliveries
+            .scan_prefix(id.to_be_bytes())
+            .values()
+            .map(|value| Ok(serde_json::from_slice(&value?)?))
+            .collect()
     }
 
     /// Every queued job, grouped by target and ordered by due time within a target.
@@ -504,10 +527,14 @@ impl StoreBackend for SledStore {
 
     /// Removes a delivered job. Not flushed at once: if a crash loses the removal, the job is sent
     /// again, which at-least-once delivery allows (and DingTalk's `msgUuid` makes harmless).
-    fn finish_job(&self, key: &JobKey) -> Result<(), StoreError> {
+    fn finish_job(&self, key: &JobKey, done: &DeliveryJob) -> Result<(), StoreError> {
         if self.jobs.remove(key.as_bytes())?.is_some() {
             self.counts.unqueued(&target_of_key(key.as_bytes()));
         }
+        self.deliveries.insert(
+            delivery_key(done.alert_id, done.id),
+            serde_json::to_vec(done)?,
+        )?;
         Ok(())
     }
 

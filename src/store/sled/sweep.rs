@@ -69,6 +69,9 @@ pub(super) fn sweep(
         if old && store.alerts.remove(&key)?.is_some() {
             store.alert_count.fetch_sub(1, Ordering::Relaxed);
             report.alerts += 1;
+            for delivery in store.deliveries.scan_prefix(&key).keys() {
+                store.deliveries.remove(delivery?)?;
+            }
         }
     }
     for entry in store.issues.iter() {

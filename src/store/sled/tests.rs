@@ -44,7 +44,7 @@ async fn new_claim(store: &Store, key: &str, alert_id: AlertId) -> PendingClaim 
 /// Stores `alert` with a job for each of `targets`, durably, as the intake does.
 async fn accept(store: &Store, alert: &Alert, targets: &[&str]) -> Result<AlertId, StoreError> {
     let id = store.next_id()?;
-    store.insert_alert(id, Utc::now(), alert)?;
+    store.insert_alert(id, Utc::now(), alert, &Default::default())?;
     for target in targets {
         store.insert_job(&DeliveryJob::new(store.next_id()?, id, target, Utc::now()))?;
     }
@@ -81,6 +81,7 @@ fn a_schema_1_store_is_migrated_and_its_alerts_read_the_same() {
             id: 41,
             received_at,
             alert: alert.clone(),
+            routing: Default::default(),
         };
         let key = 41u64.to_be_bytes();
         db.open_tree("alerts")
@@ -97,6 +98,7 @@ fn a_schema_1_store_is_migrated_and_its_alerts_read_the_same() {
             source: alert.source,
             resource: alert.resource.clone(),
             decisions: None,
+            routing: Default::default(),
             sdk: None,
         };
         db.open_tree("alerts")
@@ -210,7 +212,12 @@ async fn sweep_removes_what_can_no_longer_matter() {
     // An old alert no job refers to; an old alert with a queued job; a fresh alert.
     for (id, received_at) in [(1, old), (2, old), (3, now)] {
         store
-            .insert_alert(id, received_at, &sample_alert(id as u32))
+            .insert_alert(
+                id,
+                received_at,
+                &sample_alert(id as u32),
+                &Default::default(),
+            )
             .unwrap();
     }
     store
@@ -322,9 +329,10 @@ async fn per_target_counts_follow_every_change_and_survive_reopening() {
             .unwrap();
         accept(&store, &sample_alert(2), &["a", "b"]).await.unwrap();
         let none = HashSet::new();
-        let (key, _) = store.due_jobs("a", Utc::now(), &none, 1).unwrap().remove(0);
-        store.finish_job(&key).unwrap();
-        store.finish_job(&key).unwrap(); // already gone: counted once
+        let (key, done) = store.due_jobs("a", Utc::now(), &none, 1).unwrap().remove(0);
+        store.finish_job(&key, &done).unwrap();
+        store.finish_job(&key, &done).unwrap(); // already gone: counted once
+        assert_eq!(store.deliveries_of(done.alert_id).unwrap(), [done.clone()]);
         let (key, job) = store.due_jobs("b", Utc::now(), &none, 1).unwrap().remove(0);
         let dead = DeadLetter {
             job,
