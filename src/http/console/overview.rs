@@ -67,11 +67,12 @@ pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
             .last_error
             .as_ref()
             .map(|error| {
-                format!(
-                    "{}: {}",
-                    error["at"].as_str().unwrap_or_default(),
-                    error["answer"].as_str().unwrap_or_default()
-                )
+                let at = error["at"]
+                    .as_str()
+                    .and_then(|at| at.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                    .map(time)
+                    .unwrap_or_default();
+                format!("{at}: {}", error["answer"].as_str().unwrap_or_default())
             })
             .unwrap_or_else(|| "—".into());
         let _ = write!(

@@ -121,7 +121,7 @@ fn form_html(config: &Config, session: &Session, form: &Try) -> String {
          <textarea id=\"payload\" name=\"payload\" rows=\"14\" spellcheck=\"false\" required>{}</textarea>\
          <div class=\"row\"><label>Source <select name=\"source\">{sources}</select></label>\
          <label>Sentry resource <input name=\"resource\" value=\"{}\"></label>\
-         <label for=\"target\">Target</label><select id=\"target\" name=\"target\">{targets}</select>\
+         <label>Target <select id=\"target\" name=\"target\">{targets}</select></label>\
          <button type=\"submit\">Render</button></div></form>",
         token_field(session),
         esc(&form.payload),
