@@ -5,27 +5,22 @@
 
 mod common;
 
-use common::dingtalk::{FakeDingTalk, Reply};
-use common::{fixture, Herald};
-use std::sync::Arc;
+use common::console::{self, ADMIN};
+use common::dingtalk::FakeDingTalk;
+use common::Herald;
 use std::time::Duration;
-
-const ADMIN: &str = "console-admin-token-0123";
 const ROBOT_TOKEN: &str = "robot-access-token-secret";
 
 fn start(robot: &FakeDingTalk, admin: bool) -> Herald {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let admin = if admin {
-        format!("[server]\nadmin_token = \"{ADMIN}\"\n")
+    let server = if admin {
+        format!("admin_token = \"{ADMIN}\"\n")
     } else {
-        "[server]\n".into()
+        String::new()
     };
-    let config = format!(
-        "{}\n[[targets]]\nname = \"oncall\"\nkind = \"dingtalk\"\nurl = \"{}\"\nretry = []\n",
-        common::server_config(&dir.path().join("data")).replacen("[server]\n", &admin, 1),
-        robot.url().replace("test-access-token", ROBOT_TOKEN),
-    );
-    Herald::start_with(dir, &config)
+    console::start(
+        &server,
+        &robot.url().replace("test-access-token", ROBOT_TOKEN),
+    )
 }
 
 fn client() -> reqwest::Client {
@@ -146,18 +141,7 @@ async fn sign_in_pages_replay_and_the_refusals() {
         .contains("; Secure"));
     let cookie = session(&herald).await;
 
-    // One alert delivered; the next refused for good by the robot (a dead letter).
-    robot.script([Reply::Errcode(0), Reply::Errcode(310000), Reply::Errcode(0)]);
-    let created = fixture("issue-created.json");
-    assert_eq!(herald.post_sentry("issue", &created).await.status(), 202);
-    robot.wait_for(1, Duration::from_secs(10)).await;
-    let alert = fixture("event_alert-triggered.json");
-    assert_eq!(
-        herald.post_sentry("event_alert", &alert).await.status(),
-        202
-    );
-    robot.wait_for(2, Duration::from_secs(10)).await;
-    herald.wait_until_drained(Duration::from_secs(10)).await;
+    let created = console::one_delivered_one_dead(&herald, &robot).await;
 
     let (status, overview) = get(&herald, &cookie, "/ui/overview").await;
     assert_eq!(status, 200);

@@ -7,13 +7,10 @@
 
 mod common;
 
-use common::dingtalk::{FakeDingTalk, Reply};
-use common::{fixture, Herald};
+use common::console::{self, ADMIN};
+use common::dingtalk::FakeDingTalk;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-
-const ADMIN: &str = "console-admin-token-0123";
 
 /// Chromium and the playwright-core modules, from `./test` (or the environment).
 fn browser() -> Option<(PathBuf, PathBuf)> {
@@ -41,34 +38,13 @@ async fn a_person_uses_the_console_in_chromium() {
         return;
     };
     let robot = FakeDingTalk::start(None).await;
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let config = format!(
-        "{}\n[[targets]]\nname = \"oncall\"\nkind = \"dingtalk\"\nurl = \"{}\"\nretry = []\n",
-        common::server_config(&dir.path().join("data")).replacen(
-            "[server]\n",
-            &format!("[server]\nadmin_token = \"{ADMIN}\"\n"),
-            1
-        ),
-        robot.url(),
-    );
-    let herald = Herald::start_with(dir.clone(), &config);
-    // One alert delivered, one refused for good (a dead letter), then the replay delivered.
-    robot.script([Reply::Errcode(0), Reply::Errcode(310000), Reply::Errcode(0)]);
-    let created = fixture("issue-created.json");
-    assert_eq!(herald.post_sentry("issue", &created).await.status(), 202);
-    robot.wait_for(1, Duration::from_secs(10)).await;
-    let alert = fixture("event_alert-triggered.json");
-    assert_eq!(
-        herald.post_sentry("event_alert", &alert).await.status(),
-        202
-    );
-    robot.wait_for(2, Duration::from_secs(10)).await;
-    herald.wait_until_drained(Duration::from_secs(10)).await;
+    let herald = console::start(&format!("admin_token = \"{ADMIN}\"\n"), &robot.url());
+    let created = console::one_delivered_one_dead(&herald, &robot).await;
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let shots = root.join("target/console-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let payload = dir.path().join("payload.json");
+    let payload = herald.dir.path().join("payload.json");
     std::fs::write(&payload, &created).unwrap();
     let ran = tokio::process::Command::new("node")
         .arg(root.join("tests/console/browser.cjs"))

@@ -2,6 +2,7 @@
 //! loopback port with its own temporary data folder, and helpers to sign and send callbacks.
 #![allow(dead_code)]
 
+pub mod console;
 pub mod dingtalk;
 pub mod downstream;
 pub mod github;
