@@ -20,7 +20,7 @@ use crate::store::{StoreError, StoredAlert};
 /// Alerts shown on one page.
 const PAGE: usize = 25;
 /// The most alerts one page reads to find them (a filter that matches little pages on).
-const SCAN: usize = 5_000;
+const SCAN: usize = 2_000;
 
 const OUTCOMES: [&str; 5] = ["delivered", "queued", "dead", "folded", "unrouted"];
 
