@@ -43,7 +43,8 @@ pub struct Intake {
     redelivery_window: Duration,
     /// How long a group's alert is remembered as told (`store.retention`).
     episode_memory: Duration,
-    /// Where herald shows an SDK issue: `server.public_url` and `/api/issues/`, then its id.
+    /// Where herald shows an SDK issue: `server.public_url` and `/ui/issues/` (the console's
+    /// page of the issue), then its id.
     issue_pages: Option<String>,
     wakers: Wakers,
 }
@@ -87,7 +88,7 @@ impl Intake {
                 .server
                 .public_url
                 .as_deref()
-                .map(|url| format!("{}/api/issues/", url.trim_end_matches('/'))),
+                .map(|url| format!("{}/ui/issues/", url.trim_end_matches('/'))),
             wakers,
         }
     }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::console::{self, ADMIN};
+use common::console::{self, client, form_token, get, post, sign_in, ADMIN};
 use common::dingtalk::FakeDingTalk;
 use common::Herald;
 use std::time::Duration;
@@ -23,65 +23,8 @@ fn start(robot: &FakeDingTalk, admin: bool) -> Herald {
     )
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn sign_in(herald: &Herald, token: &str) -> reqwest::Response {
-    client()
-        .post(herald.url("/ui/sign-in"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-}
-
-/// The session cookie of a successful sign-in.
 async fn session(herald: &Herald) -> String {
-    let answer = sign_in(herald, ADMIN).await;
-    assert_eq!(answer.status(), 303);
-    let cookie = answer.headers()["set-cookie"].to_str().unwrap().to_string();
-    cookie.split(';').next().unwrap().to_string()
-}
-
-async fn get(herald: &Herald, cookie: &str, path: &str) -> (u16, String) {
-    let answer = client()
-        .get(herald.url(path))
-        .header("Cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    (answer.status().as_u16(), answer.text().await.unwrap())
-}
-
-/// The form token in a page.
-fn form_token(page: &str) -> String {
-    let at = page
-        .find("name=\"form_token\" value=\"")
-        .expect("a form token")
-        + 25;
-    page[at..at + 32].to_string()
-}
-
-async fn post(
-    herald: &Herald,
-    cookie: &str,
-    path: &str,
-    form: &[(&str, &str)],
-    extra: &[(&str, &str)],
-) -> (u16, String) {
-    let mut request = client()
-        .post(herald.url(path))
-        .header("Cookie", cookie)
-        .form(form);
-    for (name, value) in extra {
-        request = request.header(*name, *value);
-    }
-    let answer = request.send().await.unwrap();
-    (answer.status().as_u16(), answer.text().await.unwrap())
+    console::session(herald, ADMIN).await
 }
 
 #[tokio::test]

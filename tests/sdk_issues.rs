@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::console;
 use common::dingtalk::FakeDingTalk;
 use common::github::{FakeGithub, TOKEN};
 use common::Herald;
@@ -138,7 +139,7 @@ async fn an_issue_is_counted_resolved_regresses_on_a_newer_release_and_is_muted(
     assert_eq!(issue["status"], "open");
     assert_eq!(issue["grouping"], "h1");
     assert!(
-        texts[0].contains(&format!("https://herald.example.com/api/issues/{id}")),
+        texts[0].contains(&format!("https://herald.example.com/ui/issues/{id}")),
         "{texts:#?}"
     );
 
@@ -378,4 +379,63 @@ async fn closing_its_github_issue_resolves_an_issue_and_a_regression_reopens_it(
     assert!(texts[2].contains("Regression"), "{texts:#?}");
     assert_eq!(github.issues().len(), 1, "never a second GitHub issue");
     assert_eq!(the_issue(&herald).await["id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_an_issue_and_resolves_it() {
+    let robot = FakeDingTalk::start(None).await;
+    let herald = start(&robot, "");
+    send(&herald, checkout_error("a1", "shop@1.0.0")).await;
+    let texts = told(&robot, &herald, 1).await;
+    let id = the_issue(&herald).await["id"].as_str().unwrap().to_string();
+    // The message links to the issue's console page.
+    assert!(
+        texts[0].contains(&format!("https://herald.example.com/ui/issues/{id}")),
+        "{texts:#?}"
+    );
+    let cookie = console::session(&herald, ADMIN).await;
+    let (status, list) = console::get(&herald, &cookie, "/ui/issues").await;
+    assert_eq!(status, 200);
+    assert!(
+        list.contains(&format!("/ui/issues/{id}")) && list.contains("KeyError"),
+        "{list}"
+    );
+    let (status, page) = console::get(&herald, &cookie, &format!("/ui/issues/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("shop@1.0.0") && page.contains("Resolve in the next release"),
+        "{page}"
+    );
+    let token = console::form_token(&page);
+    let (status, _) = console::post(
+        &herald,
+        &cookie,
+        &format!("/ui/issues/{id}/resolve"),
+        &[("form_token", &token), ("how", "next_release")],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        the_issue(&herald).await["status"],
+        "resolved_in_next_release"
+    );
+    let texts = told(&robot, &herald, 2).await;
+    assert!(texts[1].contains("Resolved"), "{texts:#?}");
+    // Without the form token, nothing changes.
+    let (status, _) = console::post(
+        &herald,
+        &cookie,
+        &format!("/ui/issues/{id}/reopen"),
+        &[],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        the_issue(&herald).await["status"],
+        "resolved_in_next_release"
+    );
+    let (status, _) = console::get(&herald, &cookie, "/ui/issues/42-h1-0000000000000000").await;
+    assert_eq!(status, 404);
 }

@@ -77,6 +77,19 @@ impl ApiError {
     }
 }
 
+impl From<crate::triage::TriageError> for ApiError {
+    fn from(error: crate::triage::TriageError) -> Self {
+        use crate::triage::TriageError;
+        match error {
+            TriageError::UnknownIssue(id) => {
+                ApiError::NotFound(format!("no issue has id {:?}", crate::text::printable(&id)))
+            }
+            TriageError::Refused(reason) => ApiError::BadRequest(reason),
+            TriageError::Store(error) => ApiError::from(error),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         ApiError::StoreUnavailable(error)

@@ -63,7 +63,7 @@ pub async fn show(
     authorize(&state, &headers)?;
     match state.store.issue(&id)? {
         Some(issue) => Ok(Json(item(&issue, crate::clock::now()))),
-        None => Err(unknown(&id)),
+        None => Err(TriageError::UnknownIssue(id).into()),
     }
 }
 
@@ -152,13 +152,7 @@ pub(super) async fn apply(
     change: Change,
 ) -> Result<Json<Value>, ApiError> {
     let live = state.reloadable.load_full();
-    let changed = triage::change(&state.store, &live.intake, id, change)
-        .await
-        .map_err(|error| match error {
-            TriageError::UnknownIssue(_) => unknown(id),
-            TriageError::Refused(reason) => ApiError::BadRequest(reason),
-            TriageError::Store(error) => ApiError::from(error),
-        })?;
+    let changed = triage::change(&state.store, &live.intake, id, change).await?;
     let status = changed.issue.status.name();
     tracing::info!(issue_id = id, status, "SDK issue changed");
     let mut answer = item(&changed.issue, crate::clock::now());
@@ -174,10 +168,6 @@ fn parse_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
     }
     serde_json::from_slice(body)
         .map_err(|error| ApiError::BadRequest(format!("the body is not what this takes: {error}")))
-}
-
-fn unknown(id: &str) -> ApiError {
-    ApiError::NotFound(format!("no issue has id {:?}", crate::text::printable(id)))
 }
 
 /// An issue as the admin API shows it (and the CLI prints it).

@@ -13,6 +13,7 @@
 
 mod dead_letters;
 mod deliveries;
+mod issues;
 mod overview;
 mod page;
 mod playground;
@@ -49,6 +50,9 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/ui/dead-letters/{id}/replay",
             post(dead_letters::replay_one),
         )
+        .route("/ui/issues", get(issues::list))
+        .route("/ui/issues/{id}", get(issues::show))
+        .route("/ui/issues/{id}/{verb}", post(issues::change))
         .route(
             "/ui/playground",
             get(playground::page).post(playground::render),

@@ -5,10 +5,11 @@ use chrono::{DateTime, Utc};
 
 use super::session::Session;
 
-const NAVIGATION: [(&str, &str); 4] = [
+const NAVIGATION: [(&str, &str); 5] = [
     ("/ui/overview", "Overview"),
     ("/ui/deliveries", "Deliveries"),
     ("/ui/dead-letters", "Dead letters"),
+    ("/ui/issues", "Issues"),
     ("/ui/playground", "Playground"),
 ];
 
@@ -28,9 +29,16 @@ pub fn esc(text: &str) -> String {
     out
 }
 
+/// What a path segment or a query value may carry as it is: RFC 3986's unreserved characters.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Text as one segment of a URL's path or a query value.
 pub fn segment(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 /// A time as people read it here: `2026-12-01 14:03:22 UTC`.
