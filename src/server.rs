@@ -41,16 +41,11 @@ pub async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<Stopp
         terminate,
         interrupt,
     } = Signals::register().context("cannot listen for signals")?;
-    let data_dir = config.server.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+    let opening = config.clone();
+    let store = tokio::task::spawn_blocking(move || opening.open_store())
         .await
         .context("the store's opening task failed")?
-        .with_context(|| {
-            format!(
-                "cannot open the store in {}",
-                config.server.data_dir.display()
-            )
-        })?;
+        .with_context(|| format!("cannot open the store ({})", config.store_location()))?;
     match store.latest_time() {
         Ok(Some(latest)) => crate::clock::resume_from(latest),
         Ok(None) => {}

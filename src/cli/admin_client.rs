@@ -18,7 +18,7 @@ pub(super) enum Reach {
 /// Opens the store, or, when a running herald holds it, reaches that herald's admin API
 /// (at `url`, else `server.listen`).
 pub(super) fn reach(config: &Config, url: Option<String>) -> Result<Reach, ExitCode> {
-    match Store::open(&config.server.data_dir) {
+    match config.open_store() {
         Ok(store) => Ok(Reach::Store(store)),
         Err(store_error) => match &config.server.admin_token {
             Some(token) => Ok(Reach::Api(AdminClient {

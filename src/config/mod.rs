@@ -221,9 +221,44 @@ pub struct StoreConfig {
     /// How often expired dedupe records, fold records and alerts are swept.
     #[serde(default = "StoreConfig::default_sweep_every", with = "duration")]
     pub sweep_every: Duration,
+    /// A PostgreSQL database that several herald replicas share
+    /// (`postgres://user:password@host:5432/herald`); without it, sled in `server.data_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// Connections to the database this replica keeps at most.
+    #[serde(default = "StoreConfig::default_pool_size")]
+    pub pool_size: usize,
+    #[serde(default = "StoreConfig::default_connect_timeout", with = "duration")]
+    pub connect_timeout: Duration,
+    /// How long a target stays with a replica that stopped renewing it (it died): then another
+    /// replica takes its queue and sends what was in flight again.
+    #[serde(default = "StoreConfig::default_lease", with = "duration")]
+    pub lease: Duration,
 }
 
 impl StoreConfig {
+    fn default_pool_size() -> usize {
+        8
+    }
+    fn default_connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    fn default_lease() -> Duration {
+        Duration::from_secs(30)
+    }
+
+    /// The PostgreSQL settings, when `url` is set.
+    pub fn postgres(&self) -> Option<crate::store::postgres::PgSettings> {
+        self.url
+            .as_ref()
+            .map(|url| crate::store::postgres::PgSettings {
+                url: url.clone(),
+                pool_size: self.pool_size,
+                connect_timeout: self.connect_timeout,
+                lease: self.lease,
+            })
+    }
+
     fn default_retention() -> Duration {
         Duration::from_secs(7 * 24 * 3600)
     }
@@ -232,11 +267,36 @@ impl StoreConfig {
     }
 }
 
+impl Config {
+    /// Opens the store the config names: PostgreSQL with `store.url`, else sled in
+    /// `server.data_dir`. Blocks while it connects or opens.
+    pub fn open_store(&self) -> Result<crate::store::Store, crate::store::StoreError> {
+        match self.store.postgres() {
+            Some(settings) => Ok(crate::store::Store::new(std::sync::Arc::new(
+                crate::store::postgres::PgStore::open(&settings)?,
+            ))),
+            None => crate::store::Store::open(&self.server.data_dir),
+        }
+    }
+
+    /// Where the store is, for messages (a database URL without its password).
+    pub fn store_location(&self) -> String {
+        match &self.store.url {
+            Some(_) => "the PostgreSQL database of store.url".into(),
+            None => self.server.data_dir.display().to_string(),
+        }
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             retention: Self::default_retention(),
             sweep_every: Self::default_sweep_every(),
+            url: None,
+            pool_size: Self::default_pool_size(),
+            connect_timeout: Self::default_connect_timeout(),
+            lease: Self::default_lease(),
         }
     }
 }
@@ -509,6 +569,23 @@ impl Config {
         }
         if self.store.sweep_every.is_zero() {
             return Err(("store.sweep_every".into(), "must be more than 0".into()));
+        }
+        if let Some(url) = &self.store.url {
+            if url.expose().parse::<tokio_postgres::Config>().is_err() {
+                return Err((
+                    "store.url".into(),
+                    "is not a PostgreSQL URL (postgres://user:password@host:5432/herald)".into(),
+                ));
+            }
+            if self.store.pool_size == 0 {
+                return Err(("store.pool_size".into(), "must be more than 0".into()));
+            }
+            if self.store.lease < Duration::from_secs(5) {
+                return Err((
+                    "store.lease".into(),
+                    "must be 5 s or more: a replica renews it a third of the way through".into(),
+                ));
+            }
         }
         if self.server.body_limit == 0 {
             return Err((

@@ -8,6 +8,7 @@
 mod alert_record;
 mod backend;
 mod links;
+pub mod postgres;
 mod records;
 pub mod sled;
 mod wakers;

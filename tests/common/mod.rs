@@ -6,6 +6,7 @@ pub mod console;
 pub mod dingtalk;
 pub mod downstream;
 pub mod github;
+pub mod postgres;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;

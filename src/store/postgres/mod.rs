@@ -1,0 +1,1094 @@
+//! The shared backend: every table herald keeps in PostgreSQL (`schema.sql`), for one herald or
+//! several replicas on one database.
+//!
+//! - Each write is its own statement, committed when it returns (`synchronous_commit` as the
+//!   server has it, `on` by default): [`StoreBackend::commit`] has nothing left to wait for, and
+//!   PostgreSQL's own group commit shares a WAL flush between concurrent callbacks.
+//! - A dedupe claim is one row that exactly one replica inserts (`ON CONFLICT`); it is written
+//!   unsettled first and settled after the alert and its jobs, so a claim found settled always has
+//!   them. An unsettled claim older than [`ABANDONED_AFTER`] was left by a replica that died
+//!   mid-callback and may be taken over.
+//! - A target's queue is worked by one replica at a time: it holds the target's lease row,
+//!   renewed while it lives; when a replica dies, another takes the target once the lease
+//!   (`store.lease`) is over, and sends what was in flight again (at least once).
+//! - Read-modify-writes (fold counts, SDK issues, fold summaries) lock their row.
+//!
+//! The trait is synchronous where sled is; here those calls wait for the database on the
+//! caller's thread (`block_in_place` on herald's runtime), or on the store's own runtime.
+
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_postgres::types::ToSql;
+
+use super::alert_record::{self, AlertHeader};
+use super::{
+    BoxFuture, ClaimHandle, ClaimOutcome, FoldRecord, FoldUpdate, IssueUpdate, JobKey, LinkRecord,
+    LinkStore, PendingClaim, Records, Routing, StoreBackend, StoreError, StoredAlert, SweepReport,
+    TargetState,
+};
+use crate::alert::Alert;
+use crate::job::{AlertId, DeadLetter, DeliveryJob, Folded, JobId};
+use crate::sdk::issue::SdkIssue;
+use crate::secret::Secret;
+
+/// The tables above. A database written by a newer herald is refused.
+const SCHEMA_VERSION: u32 = 1;
+/// An unsettled claim older than this was abandoned (its replica died mid-callback).
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(15);
+/// How often an idle worker looks for jobs another replica queued.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// `[store]`'s settings for PostgreSQL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PgSettings {
+    /// `postgres://user:password@host:5432/herald` (libpq's key=value form works too).
+    pub url: Secret,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    /// How long a target stays with a replica that stopped renewing it.
+    pub lease: Duration,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> StoreError {
+        StoreError::Backend(Box::new(error))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> StoreError {
+        StoreError::Backend(Box::new(error))
+    }
+}
+
+struct Inner {
+    pool: deadpool_postgres::Pool,
+    /// Runs the database calls of a caller outside herald's multi-threaded runtime.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A runtime may not be dropped inside another; let its threads end by themselves.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Inner {
+    /// Waits for `work` on this thread: on herald's multi-threaded runtime, by handing the
+    /// worker's other tasks to another thread meanwhile; anywhere else, with the store's own
+    /// runtime driving the connections.
+    fn block<F: Future>(&self, work: F) -> F::Output {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(work))
+            }
+            _ => {
+                let runtime = self
+                    .runtime
+                    .as_ref()
+                    .expect("the store's runtime lives as long as it");
+                let _inside = runtime.enter();
+                futures_executor::block_on(work)
+            }
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+/// The store in a PostgreSQL database, shared by every replica pointed at it.
+pub struct PgStore {
+    inner: Arc<Inner>,
+    location: String,
+    /// This process among the replicas: its leases carry it.
+    replica: String,
+    lease: Duration,
+    /// When this process last renewed each target's lease it holds.
+    renewed: Mutex<HashMap<String, Instant>>,
+}
+
+fn json<T: Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
+    Ok(serde_json::to_value(value)?)
+}
+
+fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, StoreError> {
+    Ok(serde_json::from_value(value)?)
+}
+
+fn job_key(id: JobId) -> JobKey {
+    JobKey::from_bytes(id.to_be_bytes().to_vec())
+}
+
+fn job_id(key: &JobKey) -> i64 {
+    <[u8; 8]>::try_from(key.as_bytes()).map_or(-1, |bytes| u64::from_be_bytes(bytes) as i64)
+}
+
+/// The URL without its password, for logs.
+fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "a PostgreSQL database (the URL is not shown)".into(),
+    }
+}
+
+impl PgStore {
+    /// Connects, and creates or migrates herald's tables (several replicas starting at once take
+    /// turns under an advisory lock).
+    pub fn open(settings: &PgSettings) -> Result<PgStore, StoreError> {
+        let config: tokio_postgres::Config = settings
+            .url
+            .expose()
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Backend(Box::new(e)))?;
+        let mut config = config;
+        config.connect_timeout(settings.connect_timeout);
+        config.application_name("herald");
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(settings.pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(settings.connect_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("herald-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let inner = Arc::new(Inner {
+            pool,
+            runtime: Some(runtime),
+        });
+        let location = without_password(settings.url.expose());
+        inner.block(migrate(&inner, &location))?;
+        Ok(PgStore {
+            inner,
+            location,
+            replica: format!(
+                "{}-{}-{:08x}",
+                hostname(),
+                std::process::id(),
+                fastrand::u32(..)
+            ),
+            lease: settings.lease,
+            renewed: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn block<F: Future>(&self, work: F) -> F::Output {
+        self.inner.block(work)
+    }
+
+    /// Runs one statement and returns how many rows it changed.
+    fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        self.block(async {
+            let client = self.inner.client().await?;
+            Ok(client.execute(sql, params).await?)
+        })
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.block(async {
+            let client = self.inner.client().await?;
+            Ok(client.query(sql, params).await?)
+        })
+    }
+
+    fn records<T: DeserializeOwned + 'static>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Records<'_, T> {
+        match self.query(sql, params) {
+            Ok(rows) => Box::new(
+                rows.into_iter()
+                    .map(|row| from_json::<T>(row.get::<_, serde_json::Value>(0))),
+            ),
+            Err(error) => Box::new(std::iter::once(Err(error))),
+        }
+    }
+
+    fn count(&self, sql: &str) -> u64 {
+        self.query(sql, &[])
+            .ok()
+            .and_then(|rows| rows.first().map(|row| row.get::<_, i64>(0)))
+            .unwrap_or(0)
+            .max(0) as u64
+    }
+
+    fn counts_per_target(&self, sql: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        Ok(self
+            .query(sql, &[])?
+            .into_iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1).max(0) as u64))
+            .collect())
+    }
+
+    /// Replaces the JSON `column` of the row `select` finds (locked), or inserts one, with what
+    /// `update` makes of it (`None` deletes); runs `update` again when another replica inserted
+    /// the row first.
+    fn update_locked<T: Serialize + DeserializeOwned>(
+        &self,
+        statements: &RowStatements<'_, T>,
+        keys: &[&(dyn ToSql + Sync)],
+        update: &mut dyn FnMut(Option<T>) -> Option<T>,
+    ) -> Result<(), StoreError> {
+        loop {
+            let done = self.block(async {
+                let mut client = self.inner.client().await?;
+                let transaction = client.transaction().await?;
+                let current = transaction.query_opt(statements.select, keys).await?;
+                let existed = current.is_some();
+                let record = match current {
+                    Some(row) => Some(from_json::<T>(row.get::<_, serde_json::Value>(0))?),
+                    None => None,
+                };
+                match update(record) {
+                    Some(new) => {
+                        let value = json(&new)?;
+                        let mut params: Vec<&(dyn ToSql + Sync)> = keys.to_vec();
+                        params.push(&value);
+                        let extra = statements.extra.map(|derive| derive(&new));
+                        if let Some(extra) = &extra {
+                            params.push(extra);
+                        }
+                        let sql = if existed {
+                            statements.update
+                        } else {
+                            statements.insert
+                        };
+                        if transaction.execute(sql, &params).await? == 0 {
+                            return Ok::<bool, StoreError>(false); // inserted by another first
+                        }
+                    }
+                    None if existed => {
+                        transaction.execute(statements.delete, keys).await?;
+                    }
+                    None => return Ok(true),
+                }
+                transaction.commit().await?;
+                Ok(true)
+            })?;
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether this process holds `target`'s lease, taking or renewing it as needed.
+    fn hold_lease(&self, target: &str) -> Result<bool, StoreError> {
+        let fresh = self
+            .renewed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .is_some_and(|at| at.elapsed() < self.lease / 3);
+        if fresh {
+            return Ok(true);
+        }
+        let lease_ms = self.lease.as_millis() as i64;
+        let held = self.query(
+            "INSERT INTO herald_target_lease (name, owner, expires_at) \
+             VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond') \
+             ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at \
+             WHERE herald_target_lease.owner = EXCLUDED.owner OR herald_target_lease.expires_at <= now() \
+             RETURNING owner",
+            &[&target, &self.replica, &lease_ms],
+        )?;
+        let mut renewed = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_empty() {
+            renewed.remove(target);
+            Ok(false)
+        } else {
+            renewed.insert(target.to_string(), Instant::now());
+            Ok(true)
+        }
+    }
+}
+
+/// The statements [`PgStore::update_locked`] runs on one kind of row; the keys come first, the
+/// JSON value after them (and `extra`'s value last).
+struct RowStatements<'a, T> {
+    select: &'a str,
+    insert: &'a str,
+    update: &'a str,
+    delete: &'a str,
+    /// A second column derived from the value (an issue's last_seen).
+    extra: Option<fn(&T) -> DateTime<Utc>>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "herald".into())
+}
+
+async fn migrate(inner: &Inner, location: &str) -> Result<(), StoreError> {
+    let mut client = inner.client().await?;
+    let transaction = client.transaction().await?;
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('herald schema'))",
+            &[],
+        )
+        .await?;
+    transaction
+        .batch_execute(include_str!("schema.sql"))
+        .await?;
+    let found = transaction
+        .query_opt("SELECT value FROM herald_meta WHERE key = 'schema'", &[])
+        .await?
+        .and_then(|row| row.get::<_, String>(0).parse::<u32>().ok());
+    match found {
+        Some(found) if found > SCHEMA_VERSION => {
+            return Err(StoreError::NewerSchema {
+                location: location.to_string(),
+                found,
+                known: SCHEMA_VERSION,
+            })
+        }
+        Some(_) => {}
+        None => {
+            transaction
+                .execute(
+                    "INSERT INTO herald_meta (key, value) VALUES ('schema', $1)",
+                    &[&SCHEMA_VERSION.to_string()],
+                )
+                .await?;
+        }
+    }
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// A claim inserted unsettled; settled by [`ClaimHandle::write`], deleted when dropped before.
+struct PgPendingClaim {
+    inner: Arc<Inner>,
+    hash: Vec<u8>,
+    alert_id: i64,
+    written: std::sync::atomic::AtomicBool,
+}
+
+impl ClaimHandle for PgPendingClaim {
+    fn write(&self) -> Result<(), StoreError> {
+        self.inner.block(async {
+            let client = self.inner.client().await?;
+            client
+                .execute(
+                    "UPDATE herald_claim SET settled = true WHERE hash = $1 AND alert_id = $2",
+                    &[&self.hash, &self.alert_id],
+                )
+                .await?;
+            Ok::<(), StoreError>(())
+        })?;
+        self.written
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn settle(self: Box<Self>) {}
+}
+
+impl Drop for PgPendingClaim {
+    fn drop(&mut self) {
+        if self.written.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        // Released in the background: a claim left behind is taken over after ABANDONED_AFTER.
+        let inner = self.inner.clone();
+        let hash = std::mem::take(&mut self.hash);
+        let alert_id = self.alert_id;
+        let release = async move {
+            if let Ok(client) = inner.client().await {
+                let _ = client
+                    .execute(
+                        "DELETE FROM herald_claim WHERE hash = $1 AND alert_id = $2 AND NOT settled",
+                        &[&hash, &alert_id],
+                    )
+                    .await;
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(release);
+            }
+            Err(_) => {
+                if let Some(runtime) = self.inner.runtime.as_ref() {
+                    runtime.spawn(release);
+                }
+            }
+        }
+    }
+}
+
+fn claim_hash(key: &str) -> Vec<u8> {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(key.as_bytes());
+    digest[..16].to_vec()
+}
+
+fn millis(duration: Duration) -> i64 {
+    duration.as_millis().min(i64::MAX as u128) as i64
+}
+
+impl StoreBackend for PgStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn next_id(&self) -> Result<u64, StoreError> {
+        let rows = self.query("SELECT nextval('herald_id')", &[])?;
+        Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0)) as u64)
+    }
+
+    fn claim_dedupe_key<'a>(
+        &'a self,
+        key: &'a str,
+        alert_id: AlertId,
+        now: DateTime<Utc>,
+        remember: Duration,
+    ) -> BoxFuture<'a, Result<ClaimOutcome, StoreError>> {
+        Box::pin(async move {
+            let hash = claim_hash(key);
+            let id = alert_id as i64;
+            let keep = millis(remember);
+            let abandoned = millis(ABANDONED_AFTER);
+            let deadline = Instant::now() + ABANDONED_AFTER;
+            loop {
+                let client = self.inner.client().await?;
+                let taken = client
+                    .query_opt(
+                        "INSERT INTO herald_claim AS c (hash, alert_id, seen_at, keep_ms, settled) \
+                         VALUES ($1, $2, $3, $4, false) \
+                         ON CONFLICT (hash) DO UPDATE SET alert_id = EXCLUDED.alert_id, \
+                           seen_at = EXCLUDED.seen_at, keep_ms = EXCLUDED.keep_ms, settled = false \
+                         WHERE c.seen_at + GREATEST(c.keep_ms, $4::bigint) * interval '1 millisecond' <= $3 \
+                            OR (NOT c.settled AND c.seen_at + $5::bigint * interval '1 millisecond' <= $3) \
+                         RETURNING alert_id",
+                        &[&hash, &id, &now, &keep, &abandoned],
+                    )
+                    .await?;
+                if taken.is_some() {
+                    return Ok(ClaimOutcome::New(PendingClaim::new(Box::new(
+                        PgPendingClaim {
+                            inner: self.inner.clone(),
+                            hash,
+                            alert_id: id,
+                            written: false.into(),
+                        },
+                    ))));
+                }
+                let first = client
+                    .query_opt(
+                        "SELECT alert_id, settled FROM herald_claim WHERE hash = $1",
+                        &[&hash],
+                    )
+                    .await?;
+                drop(client);
+                match first {
+                    Some(row) if row.get::<_, bool>(1) => {
+                        return Ok(ClaimOutcome::Duplicate(row.get::<_, i64>(0) as u64))
+                    }
+                    // Its callback is on its way (on this replica or another): wait for it.
+                    _ if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    Some(row) => return Ok(ClaimOutcome::Duplicate(row.get::<_, i64>(0) as u64)),
+                    None => continue,
+                }
+            }
+        })
+    }
+
+    fn insert_alert(
+        &self,
+        id: AlertId,
+        received_at: DateTime<Utc>,
+        alert: &Alert,
+        routing: &Routing,
+    ) -> Result<(), StoreError> {
+        let header = AlertHeader::of(alert, received_at, routing);
+        let record = alert_record::encode(&header, alert.raw.get())?;
+        self.execute(
+            "INSERT INTO herald_alert (id, received_at, record) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+            &[&(id as i64), &received_at, &record],
+        )?;
+        Ok(())
+    }
+
+    fn insert_job(&self, job: &DeliveryJob) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO herald_job (id, target, alert_id, due_at, attempted, job) VALUES ($1, $2, $6, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at, attempted = EXCLUDED.attempted, job = EXCLUDED.job",
+            &[
+                &(job.id as i64),
+                &job.target,
+                &job.due_at,
+                &!job.attempts.is_empty(),
+                &json(job)?,
+                &(job.alert_id as i64),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every statement was committed as it ran.
+    fn commit(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn update_fold_record(
+        &self,
+        target: &str,
+        fold_key: &str,
+        update: &mut FoldUpdate<'_>,
+    ) -> Result<(), StoreError> {
+        self.update_locked::<FoldRecord>(
+            &RowStatements {
+                select: "SELECT record FROM herald_fold WHERE target = $1 AND fold_key = $2 FOR UPDATE",
+                insert: "INSERT INTO herald_fold (target, fold_key, record) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                update: "UPDATE herald_fold SET record = $3 WHERE target = $1 AND fold_key = $2",
+                delete: "DELETE FROM herald_fold WHERE target = $1 AND fold_key = $2",
+                extra: None,
+            },
+            &[&target, &fold_key],
+            update,
+        )
+    }
+
+    fn update_issue(&self, id: &str, update: &mut IssueUpdate<'_>) -> Result<(), StoreError> {
+        // `None` keeps the issue: an issue is only removed by the sweep.
+        self.update_locked::<SdkIssue>(
+            &RowStatements {
+                select: "SELECT issue FROM herald_issue WHERE id = $1 FOR UPDATE",
+                insert: "INSERT INTO herald_issue (id, issue, last_seen) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                update: "UPDATE herald_issue SET issue = $2, last_seen = $3 WHERE id = $1",
+                delete: "DELETE FROM herald_issue WHERE id = $1",
+                extra: Some(|issue: &SdkIssue| issue.last_seen),
+            },
+            &[&id],
+            &mut |current: Option<SdkIssue>| {
+                let kept = current.clone();
+                update(current).or(kept)
+            },
+        )
+    }
+
+    fn issue(&self, id: &str) -> Result<Option<SdkIssue>, StoreError> {
+        self.query("SELECT issue FROM herald_issue WHERE id = $1", &[&id])?
+            .into_iter()
+            .next()
+            .map(|row| from_json(row.get::<_, serde_json::Value>(0)))
+            .transpose()
+    }
+
+    fn issues(&self) -> Records<'_, SdkIssue> {
+        self.records("SELECT issue FROM herald_issue ORDER BY id", &[])
+    }
+
+    fn resolve_fold_summary(
+        &self,
+        key: &JobKey,
+        job: &DeliveryJob,
+        fold_key: &str,
+    ) -> Result<Option<DeliveryJob>, StoreError> {
+        let id = job_id(key);
+        self.block(async {
+            let mut client = self.inner.client().await?;
+            let transaction = client.transaction().await?;
+            let record = transaction
+                .query_opt(
+                    "SELECT record FROM herald_fold WHERE target = $1 AND fold_key = $2 FOR UPDATE",
+                    &[&job.target, &fold_key],
+                )
+                .await?
+                .map(|row| from_json::<FoldRecord>(row.get::<_, serde_json::Value>(0)))
+                .transpose()?;
+            let Some(mut record) = record.filter(|r| r.folded > 0) else {
+                transaction
+                    .execute("DELETE FROM herald_job WHERE id = $1", &[&id])
+                    .await?;
+                transaction.commit().await?;
+                return Ok(None);
+            };
+            let updated = job.clone().reporting(Folded {
+                count: record.folded,
+                since: record.window_start,
+            });
+            record.folded = 0;
+            transaction
+                .execute(
+                    "UPDATE herald_fold SET record = $3 WHERE target = $1 AND fold_key = $2",
+                    &[&job.target, &fold_key, &json(&record)?],
+                )
+                .await?;
+            transaction
+                .execute(
+                    "UPDATE herald_job SET job = $2 WHERE id = $1",
+                    &[&id, &json(&updated)?],
+                )
+                .await?;
+            transaction.commit().await?;
+            Ok(Some(updated))
+        })
+    }
+
+    fn alert(&self, id: AlertId) -> Result<Option<StoredAlert>, StoreError> {
+        self.query(
+            "SELECT record FROM herald_alert WHERE id = $1",
+            &[&(id as i64)],
+        )?
+        .into_iter()
+        .next()
+        .map(|row| alert_record::decode(id, &row.get::<_, Vec<u8>>(0)))
+        .transpose()
+    }
+
+    fn alerts(&self) -> Records<'_, StoredAlert> {
+        Box::new(AlertPages {
+            store: self,
+            after: Some(-1),
+            before: None,
+            page: Vec::new().into_iter(),
+            done: false,
+        })
+    }
+
+    fn alerts_newest_first(&self, before: Option<AlertId>) -> Records<'_, StoredAlert> {
+        Box::new(AlertPages {
+            store: self,
+            after: None,
+            before: Some(before.map_or(i64::MAX, |id| id as i64)),
+            page: Vec::new().into_iter(),
+            done: false,
+        })
+    }
+
+    fn deliveries_of(&self, id: AlertId) -> Result<Vec<DeliveryJob>, StoreError> {
+        self.records(
+            "SELECT job FROM herald_delivery WHERE alert_id = $1 ORDER BY job_id",
+            &[&(id as i64)],
+        )
+        .collect()
+    }
+
+    fn queued_jobs(&self) -> Records<'_, DeliveryJob> {
+        self.records(
+            "SELECT job FROM herald_job ORDER BY target, due_at, id",
+            &[],
+        )
+    }
+
+    fn retried_jobs_of<'a>(&'a self, target: &str) -> Records<'a, DeliveryJob> {
+        self.records(
+            "SELECT job FROM herald_job WHERE target = $1 AND attempted ORDER BY due_at, id",
+            &[&target],
+        )
+    }
+
+    fn due_jobs(
+        &self,
+        target: &str,
+        now: DateTime<Utc>,
+        skip: &HashSet<JobId>,
+        limit: usize,
+    ) -> Result<Vec<(JobKey, DeliveryJob)>, StoreError> {
+        let wanted = (limit + skip.len()) as i64;
+        let rows = self.query(
+            "SELECT id, job FROM herald_job WHERE target = $1 AND due_at <= $2 ORDER BY due_at, id LIMIT $3",
+            &[&target, &now, &wanted],
+        )?;
+        let mut due = Vec::new();
+        for row in rows {
+            let id = row.get::<_, i64>(0) as u64;
+            if skip.contains(&id) {
+                continue;
+            }
+            due.push((job_key(id), from_json(row.get::<_, serde_json::Value>(1))?));
+            if due.len() == limit {
+                break;
+            }
+        }
+        Ok(due)
+    }
+
+    fn next_due_time(
+        &self,
+        target: &str,
+        skip: &HashSet<JobId>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let wanted = (skip.len() + 1) as i64;
+        let rows = self.query(
+            "SELECT id, due_at FROM herald_job WHERE target = $1 ORDER BY due_at, id LIMIT $2",
+            &[&target, &wanted],
+        )?;
+        Ok(rows
+            .into_iter()
+            .find(|row| !skip.contains(&(row.get::<_, i64>(0) as u64)))
+            .map(|row| row.get::<_, DateTime<Utc>>(1)))
+    }
+
+    fn finish_job(&self, key: &JobKey, done: &DeliveryJob) -> Result<(), StoreError> {
+        let id = job_id(key);
+        let value = json(done)?;
+        self.block(async {
+            let mut client = self.inner.client().await?;
+            let transaction = client.transaction().await?;
+            transaction
+                .execute("DELETE FROM herald_job WHERE id = $1", &[&id])
+                .await?;
+            transaction
+                .execute(
+                    "INSERT INTO herald_delivery (alert_id, job_id, job) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[&(done.alert_id as i64), &(done.id as i64), &value],
+                )
+                .await?;
+            transaction.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn reschedule_job(&self, key: &JobKey, job: &DeliveryJob) -> Result<JobKey, StoreError> {
+        self.execute(
+            "UPDATE herald_job SET due_at = $2, attempted = $3, job = $4 WHERE id = $1",
+            &[
+                &job_id(key),
+                &job.due_at,
+                &!job.attempts.is_empty(),
+                &json(job)?,
+            ],
+        )?;
+        Ok(key.clone())
+    }
+
+    fn bury_job(&self, key: &JobKey, dead: &DeadLetter) -> Result<(), StoreError> {
+        let id = job_id(key);
+        let value = json(dead)?;
+        self.block(async {
+            let mut client = self.inner.client().await?;
+            let transaction = client.transaction().await?;
+            transaction
+                .execute("DELETE FROM herald_job WHERE id = $1", &[&id])
+                .await?;
+            transaction
+                .execute(
+                    "INSERT INTO herald_dead_letter (id, target, alert_id, dead) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (id) DO UPDATE SET dead = EXCLUDED.dead",
+                    &[&(dead.job.id as i64), &dead.job.target, &(dead.job.alert_id as i64), &value],
+                )
+                .await?;
+            transaction.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn dead_letters(&self) -> Records<'_, DeadLetter> {
+        self.records(
+            "SELECT dead FROM herald_dead_letter ORDER BY target, id",
+            &[],
+        )
+    }
+
+    fn replay_dead_letters(
+        &self,
+        select: &dyn Fn(&DeliveryJob) -> bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DeliveryJob>, StoreError> {
+        let mut replayed = Vec::new();
+        for dead in self.dead_letters() {
+            let dead = dead?;
+            if !select(&dead.job) {
+                continue;
+            }
+            let job = dead.job.replayed(now);
+            let value = json(&job)?;
+            let moved = self.block(async {
+                let mut client = self.inner.client().await?;
+                let transaction = client.transaction().await?;
+                let removed = transaction
+                    .execute(
+                        "DELETE FROM herald_dead_letter WHERE id = $1",
+                        &[&(job.id as i64)],
+                    )
+                    .await?;
+                if removed == 0 {
+                    return Ok::<bool, StoreError>(false); // replayed by another
+                }
+                transaction
+                    .execute(
+                        "INSERT INTO herald_job (id, target, alert_id, due_at, attempted, job) VALUES ($1, $2, $5, $3, false, $4)",
+                        &[&(job.id as i64), &job.target, &job.due_at, &value, &(job.alert_id as i64)],
+                    )
+                    .await?;
+                transaction.commit().await?;
+                Ok(true)
+            })?;
+            if moved {
+                replayed.push(job);
+            }
+        }
+        Ok(replayed)
+    }
+
+    fn set_operator_pause(&self, target: &str, paused: bool) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO herald_target (name, operator_paused) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET operator_paused = EXCLUDED.operator_paused",
+            &[&target, &paused],
+        )?;
+        Ok(())
+    }
+
+    fn operator_paused(&self, target: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .query(
+                "SELECT operator_paused FROM herald_target WHERE name = $1",
+                &[&target],
+            )?
+            .first()
+            .is_some_and(|row| row.get::<_, bool>(0)))
+    }
+
+    fn target_state(&self, target: &str) -> Result<TargetState, StoreError> {
+        let rows = self.query(
+            "SELECT state FROM herald_target WHERE name = $1 AND state IS NOT NULL",
+            &[&target],
+        )?;
+        match rows.into_iter().next() {
+            Some(row) => from_json(row.get::<_, serde_json::Value>(0)),
+            None => Ok(TargetState::default()),
+        }
+    }
+
+    fn save_target_state(&self, target: &str, state: &TargetState) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO herald_target (name, state) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state",
+            &[&target, &json(state)?],
+        )?;
+        Ok(())
+    }
+
+    fn owns_target(&self, target: &str) -> Result<bool, StoreError> {
+        self.hold_lease(target)
+    }
+
+    fn idle_poll(&self) -> Duration {
+        IDLE_POLL
+    }
+
+    fn sweep(
+        &self,
+        now: DateTime<Utc>,
+        remember: Duration,
+        fold_window: Duration,
+        retention: Duration,
+    ) -> Result<SweepReport, StoreError> {
+        let remember = millis(remember);
+        let window = millis(fold_window);
+        let cutoff = now - chrono::Duration::from_std(retention).unwrap_or_default();
+        self.block(async {
+            let mut client = self.inner.client().await?;
+            let transaction = client.transaction().await?;
+            // One replica sweeps at a time; the others find the lock taken and skip this round.
+            let locked = transaction
+                .query_one("SELECT pg_try_advisory_xact_lock(hashtext('herald sweep'))", &[])
+                .await?
+                .get::<_, bool>(0);
+            if !locked {
+                return Ok(SweepReport::default());
+            }
+            let mut report = SweepReport::default();
+            report.dedupe_records = transaction
+                .execute(
+                    "DELETE FROM herald_claim WHERE settled \
+                     AND seen_at + GREATEST(keep_ms, $2::bigint) * interval '1 millisecond' <= $1",
+                    &[&now, &remember],
+                )
+                .await?;
+            report.fold_records = transaction
+                .execute(
+                    "DELETE FROM herald_fold WHERE (record->>'folded')::bigint = 0 \
+                     AND (record->>'window_start')::timestamptz + $2::bigint * interval '1 millisecond' <= $1",
+                    &[&now, &window],
+                )
+                .await?;
+            report.alerts = transaction
+                .execute(
+                    "DELETE FROM herald_alert a WHERE received_at <= $1 \
+                     AND NOT EXISTS (SELECT 1 FROM herald_job j WHERE j.alert_id = a.id) \
+                     AND NOT EXISTS (SELECT 1 FROM herald_dead_letter d WHERE d.alert_id = a.id)",
+                    &[&cutoff],
+                )
+                .await?;
+            transaction
+                .execute(
+                    "DELETE FROM herald_delivery d WHERE NOT EXISTS (SELECT 1 FROM herald_alert a WHERE a.id = d.alert_id)",
+                    &[],
+                )
+                .await?;
+            report.issues = transaction
+                .execute("DELETE FROM herald_issue WHERE last_seen <= $1", &[&cutoff])
+                .await?;
+            transaction.commit().await?;
+            Ok(report)
+        })
+    }
+
+    fn alert_count(&self) -> u64 {
+        self.count("SELECT count(*) FROM herald_alert")
+    }
+
+    fn queued_job_count(&self) -> u64 {
+        self.count("SELECT count(*) FROM herald_job")
+    }
+
+    fn dead_letter_count(&self) -> u64 {
+        self.count("SELECT count(*) FROM herald_dead_letter")
+    }
+
+    fn queued_jobs_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        self.counts_per_target("SELECT target, count(*) FROM herald_job GROUP BY target")
+    }
+
+    fn dead_letters_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        self.counts_per_target("SELECT target, count(*) FROM herald_dead_letter GROUP BY target")
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        let rows = self.query("SELECT pg_database_size(current_database())", &[])?;
+        Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0)).max(0) as u64)
+    }
+
+    fn latest_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let rows = self.query("SELECT value FROM herald_meta WHERE key = 'clock'", &[])?;
+        Ok(rows
+            .first()
+            .and_then(|row| row.get::<_, String>(0).parse::<i64>().ok())
+            .and_then(DateTime::from_timestamp_millis))
+    }
+
+    /// The latest of every replica's clock.
+    fn save_latest_time(&self, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO herald_meta (key, value) VALUES ('clock', $1) ON CONFLICT (key) DO UPDATE \
+             SET value = GREATEST(herald_meta.value::bigint, EXCLUDED.value::bigint)::text",
+            &[&at.timestamp_millis().to_string()],
+        )?;
+        Ok(())
+    }
+}
+
+/// Stored alerts read a page at a time, oldest first (`after`) or newest first (`before`).
+struct AlertPages<'a> {
+    store: &'a PgStore,
+    after: Option<i64>,
+    before: Option<i64>,
+    page: std::vec::IntoIter<(i64, Vec<u8>)>,
+    done: bool,
+}
+
+const ALERT_PAGE: i64 = 500;
+
+impl Iterator for AlertPages<'_> {
+    type Item = Result<StoredAlert, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((id, record)) = self.page.next() {
+                return Some(alert_record::decode(id as u64, &record));
+            }
+            if self.done {
+                return None;
+            }
+            let rows = match (self.after, self.before) {
+                (Some(after), _) => self.store.query(
+                    "SELECT id, record FROM herald_alert WHERE id > $1 ORDER BY id LIMIT $2",
+                    &[&after, &ALERT_PAGE],
+                ),
+                (None, before) => self.store.query(
+                    "SELECT id, record FROM herald_alert WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                    &[&before.unwrap_or(i64::MAX), &ALERT_PAGE],
+                ),
+            };
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(error) => {
+                    self.done = true;
+                    return Some(Err(error));
+                }
+            };
+            let page: Vec<(i64, Vec<u8>)> = rows
+                .into_iter()
+                .map(|row| (row.get::<_, i64>(0), row.get::<_, Vec<u8>>(1)))
+                .collect();
+            self.done = (page.len() as i64) < ALERT_PAGE;
+            if let Some((last, _)) = page.last() {
+                if self.after.is_some() {
+                    self.after = Some(*last);
+                } else {
+                    self.before = Some(*last);
+                }
+            }
+            self.page = page.into_iter();
+        }
+    }
+}
+
+impl LinkStore for PgStore {
+    fn link(&self, target: &str, key: &str) -> Result<Option<LinkRecord>, StoreError> {
+        self.query(
+            "SELECT record FROM herald_link WHERE target = $1 AND key = $2",
+            &[&target, &key],
+        )?
+        .into_iter()
+        .next()
+        .map(|row| from_json(row.get::<_, serde_json::Value>(0)))
+        .transpose()
+    }
+
+    fn save_link<'a>(
+        &'a self,
+        target: &'a str,
+        key: &'a str,
+        record: &'a LinkRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let value = json(record)?;
+            let client = self.inner.client().await?;
+            client
+                .execute(
+                    "INSERT INTO herald_link (target, key, record) VALUES ($1, $2, $3) \
+                     ON CONFLICT (target, key) DO UPDATE SET record = EXCLUDED.record",
+                    &[&target, &key, &value],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! Several herald replicas on one PostgreSQL, black box, against a throwaway cluster: the same
+//! callback to two replicas is accepted once, every alert is told once whichever replica took it,
+//! a SIGKILLed replica's target is taken over and its message sent, the database going away is a
+//! 503 (and herald comes back with it), and a database of a newer herald is refused.
+
+mod common;
+
+use common::dingtalk::{FakeDingTalk, Reply};
+use common::postgres::PgCluster;
+use common::{fixture, Herald};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A replica on `url` with one DingTalk target.
+fn replica(url: &str, robot: &FakeDingTalk, extra: &str) -> Herald {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = format!(
+        "{}\n[store]\nurl = \"{url}\"\nlease = \"5s\"\n{extra}\n[[targets]]\nname = \"oncall\"\nkind = \"dingtalk\"\nurl = \"{}\"\ntimeout = \"30s\"\nretry = [\"1s\", \"1s\", \"1s\"]\n",
+        common::server_config(&dir.path().join("data")),
+        robot.url(),
+    );
+    Herald::start_with(dir, &config)
+}
+
+/// issue.created for Sentry issue `id`.
+fn created(id: u64) -> Vec<u8> {
+    let mut payload: Value = serde_json::from_slice(&fixture("issue-created.json")).unwrap();
+    payload["data"]["issue"]["id"] = id.to_string().into();
+    payload["data"]["issue"]["title"] = format!("KeyError: order {id}").into();
+    serde_json::to_vec(&payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_share_dedupe_and_tell_each_alert_once() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.database("herald_two");
+    let robot = FakeDingTalk::start(None).await;
+    let a = replica(&url, &robot, "");
+    let b = replica(&url, &robot, "");
+
+    // The same callback to both replicas at once: one accepts it, the other says duplicate.
+    for id in 0..5 {
+        let body = created(1000 + id);
+        let (first, second) =
+            tokio::join!(a.post_sentry("issue", &body), b.post_sentry("issue", &body));
+        assert_eq!(
+            (first.status().as_u16(), second.status().as_u16()),
+            (202, 202)
+        );
+        let first: Value = first.json().await.unwrap();
+        let second: Value = second.json().await.unwrap();
+        let statuses = [
+            first["status"].as_str().unwrap(),
+            second["status"].as_str().unwrap(),
+        ];
+        assert!(
+            statuses.contains(&"accepted") && statuses.contains(&"duplicate"),
+            "{first} {second}"
+        );
+        assert_eq!(first["alert_id"], second["alert_id"]);
+    }
+    // Distinct callbacks, alternating replicas: each told once.
+    for id in 0..10 {
+        let replica = if id % 2 == 0 { &a } else { &b };
+        assert_eq!(
+            replica
+                .post_sentry("issue", &created(2000 + id))
+                .await
+                .status(),
+            202
+        );
+    }
+    let received = robot.wait_for(15, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let texts = robot.texts();
+    assert_eq!(texts.len(), 15, "{texts:#?}");
+    for id in (1000..1005).chain(2000..2010) {
+        let told = texts
+            .iter()
+            .filter(|t| t.contains(&format!("order {id}")))
+            .count();
+        assert_eq!(told, 1, "order {id}: {texts:#?}");
+    }
+    assert_eq!(received.len(), 15);
+    // Both replicas see the whole cluster.
+    for replica in [&a, &b] {
+        let ready = replica.wait_until_drained(Duration::from_secs(10)).await;
+        assert_eq!(ready["alerts"], 15, "{ready}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_replica_s_target_is_taken_over_and_its_message_sent() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.database("herald_takeover");
+    let robot = FakeDingTalk::start(None).await;
+    // The first request hangs (the replica sending it is killed meanwhile); the rest succeed.
+    robot.script([Reply::Hang(Duration::from_secs(60))]);
+    let mut a = replica(&url, &robot, "");
+    assert_eq!(a.post_sentry("issue", &created(7)).await.status(), 202);
+    robot.wait_for(1, Duration::from_secs(10)).await;
+    a.kill();
+    let b = replica(&url, &robot, "");
+    // b takes the target once a's lease (5 s) is over, and sends the message again.
+    let received = robot.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        received[0].body["markdown"]["text"],
+        received[1].body["markdown"]["text"]
+    );
+    b.wait_until_drained(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_its_database_herald_answers_503_and_comes_back_with_it() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.database("herald_outage");
+    let robot = FakeDingTalk::start(None).await;
+    let herald = replica(&url, &robot, "connect_timeout = \"1s\"\n");
+    let first = herald.post_sentry("issue", &created(1)).await;
+    assert_eq!(
+        first.status(),
+        202,
+        "{}\n{}",
+        first.text().await.unwrap(),
+        herald.logs()
+    );
+    cluster.stop_server();
+    let refused = herald.post_sentry("issue", &created(2)).await;
+    assert_eq!(refused.status(), 503);
+    let reason: Value = refused.json().await.unwrap();
+    assert!(
+        reason["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{reason}"
+    );
+    cluster.start_server();
+    let mut accepted = false;
+    for _ in 0..100 {
+        if herald.post_sentry("issue", &created(3)).await.status() == 202 {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(accepted, "{}", herald.logs());
+    robot.wait_for(2, Duration::from_secs(20)).await;
+}
+
+#[test]
+fn a_database_of_a_newer_herald_is_refused() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.database("herald_newer");
+    cluster.sql(
+        "herald_newer",
+        "CREATE TABLE herald_meta (key text PRIMARY KEY, value text NOT NULL); \
+         INSERT INTO herald_meta VALUES ('schema', '99')",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("herald.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "{}\n[store]\nurl = \"{url}\"\n[[targets]]\nname = \"stdout\"\nkind = \"console\"\n",
+            common::server_config(&dir.path().join("data"))
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("newer herald") && said.contains("schema 99"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("unused-password"),
+        "the password is never printed: {said}"
+    );
+}
