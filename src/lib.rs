@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod people;
 pub mod queue;
 pub mod render;
+pub mod repeated;
 pub mod route;
 pub mod sdk;
 pub mod secret;

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 /// Lowest first; a module may use any module of a lower layer, none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
-    &["secret", "alert", "de", "people", "clock", "text"],
+    &[
+        "secret", "alert", "de", "people", "clock", "text", "repeated",
+    ],
     &["sentry", "alertmanager", "sdk", "route"],
     &["job"],
     &["render", "store"],

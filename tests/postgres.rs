@@ -189,3 +189,47 @@ fn a_database_of_a_newer_herald_is_refused() {
         "the password is never printed: {said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_robot_s_rate_limit_holds_for_the_cluster() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.database("herald_rate");
+    let robot = FakeDingTalk::start(None).await;
+    // DingTalk's rule: more than 20 a minute and the robot is throttled.
+    robot.enforce_limit(20, Duration::from_secs(600));
+    let a = replica(&url, &robot, "");
+    let b = replica(&url, &robot, "");
+    for id in 0..26 {
+        let replica = if id % 2 == 0 { &a } else { &b };
+        assert_eq!(
+            replica
+                .post_sentry("issue", &created(3000 + id))
+                .await
+                .status(),
+            202
+        );
+    }
+    a.wait_until_drained(Duration::from_secs(30)).await;
+    // Every alert told (one at a time, the rest merged into digests as the limit allows), never
+    // more than the robot takes, and by one replica only: the target is worked by one at a time.
+    let texts = robot.texts().join("\n");
+    for id in 3000..3026 {
+        assert!(
+            texts.contains(&format!("order {id}")),
+            "order {id}: {texts}"
+        );
+    }
+    assert!(robot.received().len() <= 20);
+    assert_eq!(robot.throttled_answers(), 0);
+    let sent_by = |replica: &Herald| {
+        replica.logs().matches(" delivery ").count() + replica.logs().matches("delivery\n").count()
+    };
+    let (by_a, by_b) = (sent_by(&a), sent_by(&b));
+    assert!(
+        by_a == 0 || by_b == 0,
+        "both replicas sent: {by_a} and {by_b}"
+    );
+    assert!(by_a + by_b > 0, "{}", a.logs());
+}

@@ -99,7 +99,11 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::StoreUnavailable(source) = &self {
-            tracing::error!(error = %source, "store write failed; answering 503");
+            // Said once, then once a minute, however many requests meet it.
+            static STORE_FAILING: crate::repeated::Repeated = crate::repeated::Repeated::new();
+            if let Some(unsaid) = STORE_FAILING.say() {
+                tracing::error!(error = %source, refused_meanwhile = unsaid, "the store cannot write; callbacks are answered 503 until it can");
+            }
         }
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = %cause, "answering 500");

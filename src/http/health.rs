@@ -38,6 +38,8 @@ pub async fn readyz(
         "shutting_down"
     } else if state.store_failed.load(Ordering::Relaxed) {
         "store_failed"
+    } else if store.reachable().await.is_err() {
+        "store_unreachable"
     } else {
         "ready"
     };
@@ -46,7 +48,7 @@ pub async fn readyz(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = if may_see_counts(&state, &headers) {
+    let body = if said != "store_unreachable" && may_see_counts(&state, &headers) {
         json!({
             "status": said,
             "alerts": store.alert_count(),

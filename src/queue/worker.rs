@@ -37,6 +37,11 @@ pub(super) struct Worker {
     /// the worker sends nothing: the jobs are still queued as they were, and taking them again
     /// would send a delivered message again and again.
     unsaved: Vec<UnsavedStep>,
+    /// The store refusing reads: said once, not every second.
+    store_failing: crate::repeated::Repeated,
+    /// Whether this process worked the target's queue when it last asked (a shared store grants
+    /// it to one process at a time).
+    owned: Option<bool>,
 }
 
 /// A job's next step after an attempt, kept until the store takes it.
@@ -123,6 +128,8 @@ impl Worker {
             state_changed: false,
             state_saved_at: None,
             unsaved: Vec::new(),
+            store_failing: crate::repeated::Repeated::new(),
+            owned: None,
         }
     }
 
@@ -248,10 +255,23 @@ impl Worker {
             // Woken again when the target is resumed or its settings change.
             return Some(None);
         }
-        match self.store.owns_target(&self.target.name) {
-            Ok(true) => None,
+        let owned = self.store.owns_target(&self.target.name);
+        if owned.is_ok() && self.store_failing.over() {
+            tracing::info!(target_name = %self.target.name, "the store answers again; the queue is worked");
+        }
+        match owned {
+            Ok(true) => {
+                if self.owned == Some(false) {
+                    self.take_over();
+                }
+                self.owned = Some(true);
+                None
+            }
             // Another process works this target's queue; look again when it may have let go.
-            Ok(false) => Some(Some(crate::clock::now() + self.idle_poll())),
+            Ok(false) => {
+                self.owned = Some(false);
+                Some(Some(crate::clock::now() + self.idle_poll()))
+            }
             Err(error) => Some(self.store_failed(error)),
         }
     }
@@ -384,7 +404,10 @@ impl Worker {
     }
 
     fn store_failed(&self, error: StoreError) -> Option<DateTime<Utc>> {
-        tracing::error!(target_name = %self.target.name, %error, "cannot read the queue; trying again in a second");
+        if let Some(unsaid) = self.store_failing.say() {
+            tracing::error!(target_name = %self.target.name, %error, failed_meanwhile = unsaid,
+                "cannot read the queue; trying again every second");
+        }
         Some(crate::clock::now() + chrono::Duration::seconds(1))
     }
 
@@ -395,6 +418,20 @@ impl Worker {
         } else {
             self.target.limits.concurrency
         }
+    }
+
+    /// This process takes the target's queue over from another (that died or let go): what that
+    /// one knew of the target (its recent sends for the rate limit, a pause, a 410) and the
+    /// issues' order are read again from the store.
+    fn take_over(&mut self) {
+        match self.store.target_state(&self.target.name) {
+            Ok(state) => self.limiter = RateLimiter::new(self.target.limits.rate, state),
+            Err(error) => {
+                tracing::warn!(target_name = %self.target.name, %error, "cannot read the target's saved state on taking it over");
+            }
+        }
+        self.order = IssueOrder::from_queue(&self.store, &self.target.name);
+        tracing::info!(target_name = %self.target.name, "this replica works the target's queue now");
     }
 
     fn save_state_now(&mut self) {
@@ -412,9 +449,12 @@ impl Worker {
     /// attempts follow each other, and when the worker goes idle.
     fn note_state_changed(&mut self) {
         self.state_changed = true;
-        if self
-            .state_saved_at
-            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        // On a shared store every attempt is saved: a replica taking the target over must know
+        // each send of the last minute to keep the downstream's rate limit.
+        if self.store.is_shared()
+            || self
+                .state_saved_at
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
         {
             self.save_state_now();
         }

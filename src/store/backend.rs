@@ -257,6 +257,17 @@ pub trait StoreBackend: LinkStore {
     /// The longest an idle worker may sleep before it looks for jobs it was not woken for.
     fn idle_poll(&self) -> Duration;
 
+    /// Whether other processes use this store too (then a worker saves its target's state after
+    /// every attempt, for whichever process takes the target over).
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Whether the store answers now (for `/readyz`); an embedded store always does.
+    fn reachable(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Removes what can no longer matter: dedupe records older than `remember`; fold records whose
     /// window is over and whose count was reported; alerts older than `retention` that no queued
     /// job or dead letter refers to; SDK issues not seen for `retention` (seen again, such an

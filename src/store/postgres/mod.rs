@@ -902,6 +902,27 @@ impl StoreBackend for PgStore {
         IDLE_POLL
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    /// A `SELECT 1` within a second.
+    fn reachable(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let probe = async {
+                let client = self.inner.client().await?;
+                client.simple_query("SELECT 1").await?;
+                Ok::<(), StoreError>(())
+            };
+            match tokio::time::timeout(Duration::from_secs(1), probe).await {
+                Ok(answer) => answer,
+                Err(_) => Err(StoreError::Backend(
+                    "the database did not answer within a second".into(),
+                )),
+            }
+        })
+    }
+
     fn sweep(
         &self,
         now: DateTime<Utc>,
