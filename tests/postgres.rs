@@ -233,3 +233,50 @@ async fn the_robot_s_rate_limit_holds_for_the_cluster() {
     );
     assert!(by_a + by_b > 0, "{}", a.logs());
 }
+
+#[test]
+fn check_config_names_a_bad_store_url_and_never_prints_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |store: &str| {
+        let path = dir.path().join("herald.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "{}\n[store]\n{store}\n[[targets]]\nname = \"stdout\"\nkind = \"console\"\n",
+                common::server_config(&dir.path().join("data"))
+            ),
+        )
+        .unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let (ok, said) = check("url = \"mysql://root:hunter2@db/herald\"");
+    assert!(
+        !ok && said.contains("store.url") && !said.contains("hunter2"),
+        "{said}"
+    );
+    let (ok, said) = check("url = \"postgres://herald:hunter2@db/herald?sslmode=require\"");
+    assert!(
+        !ok && said.contains("store.url") && said.contains("TLS") && !said.contains("hunter2"),
+        "{said}"
+    );
+    let (ok, said) = check("url = \"postgres://herald:hunter2@db/herald\"\nlease = \"1s\"");
+    assert!(!ok && said.contains("store.lease"), "{said}");
+    let (ok, said) = check("url = \"postgres://herald:hunter2@db/herald\"");
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("url = \"***\"") && !said.contains("hunter2"),
+        "{said}"
+    );
+}

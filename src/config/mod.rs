@@ -571,11 +571,23 @@ impl Config {
             return Err(("store.sweep_every".into(), "must be more than 0".into()));
         }
         if let Some(url) = &self.store.url {
-            if url.expose().parse::<tokio_postgres::Config>().is_err() {
-                return Err((
-                    "store.url".into(),
-                    "is not a PostgreSQL URL (postgres://user:password@host:5432/herald)".into(),
-                ));
+            match url.expose().parse::<tokio_postgres::Config>() {
+                Err(_) => {
+                    return Err((
+                        "store.url".into(),
+                        "is not a PostgreSQL URL (postgres://user:password@host:5432/herald)"
+                            .into(),
+                    ))
+                }
+                Ok(parsed) if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require => {
+                    return Err((
+                        "store.url".into(),
+                        "asks for TLS (sslmode=require), which herald does not speak to PostgreSQL yet: \
+                         connect over a private network or a local TLS proxy (sslmode=disable)"
+                            .into(),
+                    ))
+                }
+                Ok(_) => {}
             }
             if self.store.pool_size == 0 {
                 return Err(("store.pool_size".into(), "must be more than 0".into()));
