@@ -82,6 +82,8 @@ async fn contract(store: Store) {
         store.insert_job(&job).unwrap();
         jobs.push(job);
     }
+    // Queued alerts and jobs may be seen only once committed (PostgreSQL writes them then).
+    store.commit().await.unwrap();
     let due = store.due_jobs("t", now, &HashSet::new(), 10).unwrap();
     let ids: Vec<u64> = due.iter().map(|(_, job)| job.id).collect();
     assert_eq!(ids, [jobs[2].id, jobs[0].id], "due ones, earliest first");

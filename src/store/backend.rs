@@ -109,8 +109,10 @@ pub struct SweepReport {
     pub issues: u64,
 }
 
-/// Everything herald keeps. Writes are durable once [`StoreBackend::commit`] returns. GitHub's
-/// links are its [`LinkStore`] part, the only part a target is given.
+/// Everything herald keeps. Writes are durable once [`StoreBackend::commit`] returns; alerts,
+/// jobs and written claims may be seen only from then on (a shared backend writes them then, for
+/// every caller at once). GitHub's links are its [`LinkStore`] part, the only part a target is
+/// given.
 pub trait StoreBackend: LinkStore {
     /// Where the store is, for logs (a path, or a database URL without its password).
     fn location(&self) -> String;

@@ -1,9 +1,14 @@
 //! The shared backend: every table herald keeps in PostgreSQL (`schema.sql`), for one herald or
 //! several replicas on one database.
 //!
-//! - Each write is its own statement, committed when it returns (`synchronous_commit` as the
-//!   server has it, `on` by default): [`StoreBackend::commit`] has nothing left to wait for, and
-//!   PostgreSQL's own group commit shares a WAL flush between concurrent callbacks.
+//! - What the intake writes (alerts, jobs, settled claims) waits in memory for
+//!   [`StoreBackend::commit`], which writes everyone's in one transaction (group commit: under
+//!   load one WAL flush answers many callbacks). Every other statement commits without waiting
+//!   for the WAL flush (`synchronous_commit = off` on herald's connections); the group's
+//!   transaction waits for it (`on`), and the WAL is flushed in order, so everything written
+//!   before a 2xx is durable when the 2xx goes out. Only a crash of the database server itself
+//!   can lose the last fraction of a second of the rest (a delivered job's removal, a reschedule):
+//!   a message sent again, as at-least-once allows.
 //! - A dedupe claim is one row that exactly one replica inserts (`ON CONFLICT`); it is written
 //!   unsettled first and settled after the alert and its jobs, so a claim found settled always has
 //!   them. An unsettled claim older than [`ABANDONED_AFTER`] was left by a replica that died
@@ -39,6 +44,8 @@ use crate::secret::Secret;
 const SCHEMA_VERSION: u32 = 1;
 /// An unsettled claim older than this was abandoned (its replica died mid-callback).
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(15);
+/// Ids a replica takes from the sequence at once.
+const ID_BLOCK: u64 = 100;
 /// How often an idle worker looks for jobs another replica queued.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -65,8 +72,39 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// Statement parameters as `execute_raw` takes them: owned by its future.
+fn params<'a>(values: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> {
+    values.to_vec()
+}
+
+/// A write that waits for the next group commit.
+enum Pending {
+    Alert {
+        id: i64,
+        received_at: DateTime<Utc>,
+        record: Vec<u8>,
+    },
+    Job {
+        id: i64,
+        target: String,
+        alert_id: i64,
+        due_at: DateTime<Utc>,
+        attempted: bool,
+        job: serde_json::Value,
+    },
+    SettledClaim {
+        hash: Vec<u8>,
+        alert_id: i64,
+    },
+}
+
 struct Inner {
     pool: deadpool_postgres::Pool,
+    pending: Mutex<Vec<Pending>>,
+    tickets_issued: std::sync::atomic::AtomicU64,
+    tickets_committed: std::sync::atomic::AtomicU64,
+    /// Held while a group commit runs; waiters are served in order.
+    committing: tokio::sync::Mutex<()>,
     /// Runs the database calls of a caller outside herald's multi-threaded runtime.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -104,6 +142,89 @@ impl Inner {
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)
     }
+
+    fn pend(&self, write: Pending) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(write);
+    }
+
+    /// Writes what waits, with everyone's that waits, in one transaction that waits for the WAL
+    /// flush; returns once a commit that began after the caller's writes is done.
+    async fn commit(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let ticket = self.tickets_issued.fetch_add(1, SeqCst) + 1;
+        let _turn = self.committing.lock().await;
+        if self.tickets_committed.load(SeqCst) >= ticket {
+            return Ok(());
+        }
+        let covered = self.tickets_issued.load(SeqCst);
+        let writes = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let result = self.write_all(&writes).await;
+        if result.is_err() {
+            // Put them back for the next commit: a failed group loses nobody's writes.
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let later = std::mem::take(&mut *pending);
+            *pending = writes;
+            pending.extend(later);
+            return result;
+        }
+        self.tickets_committed.fetch_max(covered, SeqCst);
+        Ok(())
+    }
+
+    async fn write_all(&self, writes: &[Pending]) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        // This transaction waits for the WAL flush, which covers everything written before it;
+        // txid_current() gives it a commit record even when nothing waits.
+        transaction
+            .batch_execute("SET LOCAL synchronous_commit = on; SELECT txid_current()")
+            .await?;
+        let alert = transaction
+            .prepare(
+                "INSERT INTO herald_alert (id, received_at, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+            )
+            .await?;
+        let job = transaction
+            .prepare(
+                "INSERT INTO herald_job (id, target, alert_id, due_at, attempted, job) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
+                 due_at = EXCLUDED.due_at, attempted = EXCLUDED.attempted, job = EXCLUDED.job",
+            )
+            .await?;
+        let claim = transaction
+            .prepare("UPDATE herald_claim SET settled = true WHERE hash = $1 AND alert_id = $2")
+            .await?;
+        // Sent one after the other without waiting for each answer (the client pipelines them);
+        // in order, so a claim is settled after its alert and jobs.
+        let statements = writes.iter().map(|write| match write {
+            Pending::Alert {
+                id,
+                received_at,
+                record,
+            } => transaction.execute_raw(&alert, params(&[id, received_at, record])),
+            Pending::Job {
+                id,
+                target,
+                alert_id,
+                due_at,
+                attempted,
+                job: value,
+            } => transaction.execute_raw(
+                &job,
+                params(&[id, target, alert_id, due_at, attempted, value]),
+            ),
+            Pending::SettledClaim { hash, alert_id } => {
+                transaction.execute_raw(&claim, params(&[hash, alert_id]))
+            }
+        });
+        futures_util::future::try_join_all(statements).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
 }
 
 /// The store in a PostgreSQL database, shared by every replica pointed at it.
@@ -115,6 +236,8 @@ pub struct PgStore {
     lease: Duration,
     /// When this process last renewed each target's lease it holds.
     renewed: Mutex<HashMap<String, Instant>>,
+    /// The block of ids being handed out: next, end.
+    ids: Mutex<(u64, u64)>,
 }
 
 fn json<T: Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
@@ -156,6 +279,8 @@ impl PgStore {
         let mut config = config;
         config.connect_timeout(settings.connect_timeout);
         config.application_name("herald");
+        // Only the group commit waits for the WAL flush (see the module's doc).
+        config.options("-c synchronous_commit=off");
         let manager = deadpool_postgres::Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -178,6 +303,10 @@ impl PgStore {
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         let inner = Arc::new(Inner {
             pool,
+            pending: Mutex::new(Vec::new()),
+            tickets_issued: Default::default(),
+            tickets_committed: Default::default(),
+            committing: tokio::sync::Mutex::new(()),
             runtime: Some(runtime),
         });
         let location = without_password(settings.url.expose());
@@ -193,6 +322,7 @@ impl PgStore {
             ),
             lease: settings.lease,
             renewed: Mutex::new(HashMap::new()),
+            ids: Mutex::new((0, 0)),
         })
     }
 
@@ -395,17 +525,12 @@ struct PgPendingClaim {
 }
 
 impl ClaimHandle for PgPendingClaim {
+    /// Settled by the next group commit, after the alert and jobs written before it.
     fn write(&self) -> Result<(), StoreError> {
-        self.inner.block(async {
-            let client = self.inner.client().await?;
-            client
-                .execute(
-                    "UPDATE herald_claim SET settled = true WHERE hash = $1 AND alert_id = $2",
-                    &[&self.hash, &self.alert_id],
-                )
-                .await?;
-            Ok::<(), StoreError>(())
-        })?;
+        self.inner.pend(Pending::SettledClaim {
+            hash: self.hash.clone(),
+            alert_id: self.alert_id,
+        });
         self.written
             .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
@@ -460,9 +585,18 @@ impl StoreBackend for PgStore {
         self.location.clone()
     }
 
+    /// From a block of the sequence's (it counts in steps of [`ID_BLOCK`]): one round trip in a
+    /// hundred ids. Monotonic in each process; never reused.
     fn next_id(&self) -> Result<u64, StoreError> {
-        let rows = self.query("SELECT nextval('herald_id')", &[])?;
-        Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0)) as u64)
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.0 >= ids.1 {
+            let rows = self.query("SELECT nextval('herald_id')", &[])?;
+            let start = rows.first().map_or(1, |row| row.get::<_, i64>(0)).max(1) as u64;
+            *ids = (start, start + ID_BLOCK);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
     }
 
     fn claim_dedupe_key<'a>(
@@ -532,34 +666,29 @@ impl StoreBackend for PgStore {
         routing: &Routing,
     ) -> Result<(), StoreError> {
         let header = AlertHeader::of(alert, received_at, routing);
-        let record = alert_record::encode(&header, alert.raw.get())?;
-        self.execute(
-            "INSERT INTO herald_alert (id, received_at, record) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
-            &[&(id as i64), &received_at, &record],
-        )?;
+        self.inner.pend(Pending::Alert {
+            id: id as i64,
+            received_at,
+            record: alert_record::encode(&header, alert.raw.get())?,
+        });
         Ok(())
     }
 
+    /// Written by the next group commit.
     fn insert_job(&self, job: &DeliveryJob) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO herald_job (id, target, alert_id, due_at, attempted, job) VALUES ($1, $2, $6, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at, attempted = EXCLUDED.attempted, job = EXCLUDED.job",
-            &[
-                &(job.id as i64),
-                &job.target,
-                &job.due_at,
-                &!job.attempts.is_empty(),
-                &json(job)?,
-                &(job.alert_id as i64),
-            ],
-        )?;
+        self.inner.pend(Pending::Job {
+            id: job.id as i64,
+            target: job.target.clone(),
+            alert_id: job.alert_id as i64,
+            due_at: job.due_at,
+            attempted: !job.attempts.is_empty(),
+            job: json(job)?,
+        });
         Ok(())
     }
 
-    /// Every statement was committed as it ran.
     fn commit(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(self.inner.commit())
     }
 
     fn update_fold_record(
@@ -1101,14 +1230,20 @@ impl LinkStore for PgStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let value = json(record)?;
-            let client = self.inner.client().await?;
-            client
+            let mut client = self.inner.client().await?;
+            // A link must survive a crash of the database too: this one waits for the flush.
+            let transaction = client.transaction().await?;
+            transaction
+                .batch_execute("SET LOCAL synchronous_commit = on")
+                .await?;
+            transaction
                 .execute(
                     "INSERT INTO herald_link (target, key, record) VALUES ($1, $2, $3) \
                      ON CONFLICT (target, key) DO UPDATE SET record = EXCLUDED.record",
                     &[&target, &key, &value],
                 )
                 .await?;
+            transaction.commit().await?;
             Ok(())
         })
     }

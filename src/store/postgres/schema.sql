@@ -4,7 +4,8 @@ CREATE TABLE IF NOT EXISTS herald_meta (
     key text PRIMARY KEY,
     value text NOT NULL
 );
-CREATE SEQUENCE IF NOT EXISTS herald_id;
+-- Replicas take ids in blocks of 100 (store/postgres ID_BLOCK).
+CREATE SEQUENCE IF NOT EXISTS herald_id INCREMENT BY 100;
 -- An alert as `store/alert_record.rs` encodes it: a header line, then the payload.
 CREATE TABLE IF NOT EXISTS herald_alert (
     id bigint PRIMARY KEY,
