@@ -588,15 +588,23 @@ impl StoreBackend for PgStore {
     /// From a block of the sequence's (it counts in steps of [`ID_BLOCK`]): one round trip in a
     /// hundred ids. Monotonic in each process; never reused.
     fn next_id(&self) -> Result<u64, StoreError> {
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        if ids.0 >= ids.1 {
+        loop {
+            {
+                let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+                if ids.0 < ids.1 {
+                    ids.0 += 1;
+                    return Ok(ids.0 - 1);
+                }
+            }
+            // Never across the lock: a thread waiting for the database while the runtime's
+            // others wait for the lock would leave nobody to drive the connection.
             let rows = self.query("SELECT nextval('herald_id')", &[])?;
             let start = rows.first().map_or(1, |row| row.get::<_, i64>(0)).max(1) as u64;
-            *ids = (start, start + ID_BLOCK);
+            let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+            if ids.0 >= ids.1 {
+                *ids = (start, start + ID_BLOCK);
+            } // else another thread refilled first: this block is left unused, never reused
         }
-        let id = ids.0;
-        ids.0 += 1;
-        Ok(id)
     }
 
     fn claim_dedupe_key<'a>(
