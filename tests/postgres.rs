@@ -8,6 +8,7 @@ mod common;
 use common::dingtalk::{FakeDingTalk, Reply};
 use common::postgres::PgCluster;
 use common::{fixture, Herald};
+use futures::StreamExt;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -279,4 +280,38 @@ fn check_config_names_a_bad_store_url_and_never_prints_the_password() {
         said.contains("url = \"***\"") && !said.contains("hunter2"),
         "{said}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_callbacks_at_once_are_each_stored_once() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.database("herald_load");
+    let robot = FakeDingTalk::start(None).await;
+    let a = replica(&url, &robot, "");
+    let b = replica(&url, &robot, "");
+    // 300 callbacks, 48 at a time, half of them sent to both replicas.
+    let sends = (0..300u64).map(|n| {
+        let (a, b) = (&a, &b);
+        async move {
+            let body = created(50_000 + n);
+            let first = a.post_sentry("issue", &body).await.status().as_u16();
+            let second = if n % 2 == 0 {
+                b.post_sentry("issue", &body).await.status().as_u16()
+            } else {
+                202
+            };
+            (first, second)
+        }
+    });
+    let answers: Vec<(u16, u16)> = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::stream::iter(sends).buffer_unordered(48).collect(),
+    )
+    .await
+    .expect("herald answers a load of callbacks (a deadlock once hung it)");
+    assert!(answers.iter().all(|a| *a == (202, 202)), "{answers:?}");
+    let ready = a.readiness().await;
+    assert_eq!(ready["alerts"], 300, "{ready}");
 }
