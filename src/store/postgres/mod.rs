@@ -430,6 +430,26 @@ impl PgStore {
         }
     }
 
+    /// Removes job `id` from the queue and writes what is kept of it (`keep` with `params`), in
+    /// one transaction.
+    fn remove_job_keeping(
+        &self,
+        id: i64,
+        keep: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(), StoreError> {
+        self.block(async {
+            let mut client = self.inner.client().await?;
+            let transaction = client.transaction().await?;
+            transaction
+                .execute("DELETE FROM herald_job WHERE id = $1", &[&id])
+                .await?;
+            transaction.execute(keep, params).await?;
+            transaction.commit().await?;
+            Ok(())
+        })
+    }
+
     /// Whether this process holds `target`'s lease, taking or renewing it as needed.
     fn hold_lease(&self, target: &str) -> Result<bool, StoreError> {
         let fresh = self
@@ -891,23 +911,11 @@ impl StoreBackend for PgStore {
     }
 
     fn finish_job(&self, key: &JobKey, done: &DeliveryJob) -> Result<(), StoreError> {
-        let id = job_id(key);
-        let value = json(done)?;
-        self.block(async {
-            let mut client = self.inner.client().await?;
-            let transaction = client.transaction().await?;
-            transaction
-                .execute("DELETE FROM herald_job WHERE id = $1", &[&id])
-                .await?;
-            transaction
-                .execute(
-                    "INSERT INTO herald_delivery (alert_id, job_id, job) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    &[&(done.alert_id as i64), &(done.id as i64), &value],
-                )
-                .await?;
-            transaction.commit().await?;
-            Ok(())
-        })
+        self.remove_job_keeping(
+            job_id(key),
+            "INSERT INTO herald_delivery (alert_id, job_id, job) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&(done.alert_id as i64), &(done.id as i64), &json(done)?],
+        )
     }
 
     fn reschedule_job(&self, key: &JobKey, job: &DeliveryJob) -> Result<JobKey, StoreError> {
@@ -924,24 +932,17 @@ impl StoreBackend for PgStore {
     }
 
     fn bury_job(&self, key: &JobKey, dead: &DeadLetter) -> Result<(), StoreError> {
-        let id = job_id(key);
-        let value = json(dead)?;
-        self.block(async {
-            let mut client = self.inner.client().await?;
-            let transaction = client.transaction().await?;
-            transaction
-                .execute("DELETE FROM herald_job WHERE id = $1", &[&id])
-                .await?;
-            transaction
-                .execute(
-                    "INSERT INTO herald_dead_letter (id, target, alert_id, dead) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (id) DO UPDATE SET dead = EXCLUDED.dead",
-                    &[&(dead.job.id as i64), &dead.job.target, &(dead.job.alert_id as i64), &value],
-                )
-                .await?;
-            transaction.commit().await?;
-            Ok(())
-        })
+        self.remove_job_keeping(
+            job_id(key),
+            "INSERT INTO herald_dead_letter (id, target, alert_id, dead) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET dead = EXCLUDED.dead",
+            &[
+                &(dead.job.id as i64),
+                &dead.job.target,
+                &(dead.job.alert_id as i64),
+                &json(dead)?,
+            ],
+        )
     }
 
     fn dead_letters(&self) -> Records<'_, DeadLetter> {
