@@ -221,9 +221,12 @@ impl Default for Metrics {
 
 /// Callbacks counted by source and outcome in one-minute buckets, for the last hour: what the
 /// console's overview shows (Prometheus has the totals). Kept by each process for itself.
+/// Per minute (Unix minutes), the counts by source and outcome.
+type Minutes = std::collections::VecDeque<(i64, Vec<(String, &'static str, u64)>)>;
+
 #[derive(Default)]
 pub struct RecentIntake {
-    minutes: std::sync::Mutex<std::collections::VecDeque<(i64, Vec<(String, &'static str, u64)>)>>,
+    minutes: std::sync::Mutex<Minutes>,
 }
 
 impl RecentIntake {
@@ -265,12 +268,7 @@ impl RecentIntake {
         totals
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::VecDeque<(i64, Vec<(String, &'static str, u64)>)>,
-    > {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Minutes> {
         // Plain counts; nothing that can panic runs under the lock.
         self.minutes
             .lock()

@@ -105,6 +105,7 @@ async fn stylesheet() -> Response {
 
 /// The live config and the session of a signed-in person, or the answer for anyone else: 404
 /// when the console is off, else a redirect to the sign-in form.
+#[allow(clippy::result_large_err)] // the refusal is the answer, sent as it is
 fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
@@ -121,6 +122,7 @@ fn signed_in(
 
 /// For a POST: a signed-in person, on herald's own page (the form's token, and no other site's
 /// `Origin`), else 403.
+#[allow(clippy::result_large_err)] // the refusal is the answer, sent as it is
 fn may_change(
     state: &AppState,
     headers: &HeaderMap,

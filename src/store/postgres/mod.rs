@@ -1082,22 +1082,21 @@ impl StoreBackend for PgStore {
             if !locked {
                 return Ok(SweepReport::default());
             }
-            let mut report = SweepReport::default();
-            report.dedupe_records = transaction
+            let dedupe_records = transaction
                 .execute(
                     "DELETE FROM herald_claim WHERE settled \
                      AND seen_at + GREATEST(keep_ms, $2::bigint) * interval '1 millisecond' <= $1",
                     &[&now, &remember],
                 )
                 .await?;
-            report.fold_records = transaction
+            let fold_records = transaction
                 .execute(
                     "DELETE FROM herald_fold WHERE (record->>'folded')::bigint = 0 \
                      AND (record->>'window_start')::timestamptz + $2::bigint * interval '1 millisecond' <= $1",
                     &[&now, &window],
                 )
                 .await?;
-            report.alerts = transaction
+            let alerts = transaction
                 .execute(
                     "DELETE FROM herald_alert a WHERE received_at <= $1 \
                      AND NOT EXISTS (SELECT 1 FROM herald_job j WHERE j.alert_id = a.id) \
@@ -1111,11 +1110,16 @@ impl StoreBackend for PgStore {
                     &[],
                 )
                 .await?;
-            report.issues = transaction
+            let issues = transaction
                 .execute("DELETE FROM herald_issue WHERE last_seen <= $1", &[&cutoff])
                 .await?;
             transaction.commit().await?;
-            Ok(report)
+            Ok(SweepReport {
+                dedupe_records,
+                fold_records,
+                alerts,
+                issues,
+            })
         })
     }
 

@@ -332,7 +332,10 @@ async fn per_target_counts_follow_every_change_and_survive_reopening() {
         let (key, done) = store.due_jobs("a", Utc::now(), &none, 1).unwrap().remove(0);
         store.finish_job(&key, &done).unwrap();
         store.finish_job(&key, &done).unwrap(); // already gone: counted once
-        assert_eq!(store.deliveries_of(done.alert_id).unwrap(), [done.clone()]);
+        assert_eq!(
+            store.deliveries_of(done.alert_id).unwrap(),
+            std::slice::from_ref(&done)
+        );
         let (key, job) = store.due_jobs("b", Utc::now(), &none, 1).unwrap().remove(0);
         let dead = DeadLetter {
             job,
