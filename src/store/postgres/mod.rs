@@ -183,20 +183,22 @@ impl Inner {
             .batch_execute("SET LOCAL synchronous_commit = on; SELECT txid_current()")
             .await?;
         let alert = transaction
-            .prepare(
+            .prepare_cached(
                 "INSERT INTO herald_alert (id, received_at, record) VALUES ($1, $2, $3) \
                  ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
             )
             .await?;
         let job = transaction
-            .prepare(
+            .prepare_cached(
                 "INSERT INTO herald_job (id, target, alert_id, due_at, attempted, job) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
                  due_at = EXCLUDED.due_at, attempted = EXCLUDED.attempted, job = EXCLUDED.job",
             )
             .await?;
         let claim = transaction
-            .prepare("UPDATE herald_claim SET settled = true WHERE hash = $1 AND alert_id = $2")
+            .prepare_cached(
+                "UPDATE herald_claim SET settled = true WHERE hash = $1 AND alert_id = $2",
+            )
             .await?;
         // Sent one after the other without waiting for each answer (the client pipelines them);
         // in order, so a claim is settled after its alert and jobs.
@@ -330,11 +332,12 @@ impl PgStore {
         self.inner.block(work)
     }
 
-    /// Runs one statement and returns how many rows it changed.
+    /// Runs one statement (prepared once per connection) and returns how many rows it changed.
     fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         self.block(async {
             let client = self.inner.client().await?;
-            Ok(client.execute(sql, params).await?)
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client.execute(&statement, params).await?)
         })
     }
 
@@ -345,7 +348,8 @@ impl PgStore {
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         self.block(async {
             let client = self.inner.client().await?;
-            Ok(client.query(sql, params).await?)
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client.query(&statement, params).await?)
         })
     }
 
@@ -392,7 +396,8 @@ impl PgStore {
             let done = self.block(async {
                 let mut client = self.inner.client().await?;
                 let transaction = client.transaction().await?;
-                let current = transaction.query_opt(statements.select, keys).await?;
+                let select = transaction.prepare_cached(statements.select).await?;
+                let current = transaction.query_opt(&select, keys).await?;
                 let existed = current.is_some();
                 let record = match current {
                     Some(row) => Some(from_json::<T>(row.get::<_, serde_json::Value>(0))?),
@@ -412,7 +417,8 @@ impl PgStore {
                         } else {
                             statements.insert
                         };
-                        if transaction.execute(sql, &params).await? == 0 {
+                        let write = transaction.prepare_cached(sql).await?;
+                        if transaction.execute(&write, &params).await? == 0 {
                             return Ok::<bool, StoreError>(false); // inserted by another first
                         }
                     }
@@ -642,8 +648,8 @@ impl StoreBackend for PgStore {
             let deadline = Instant::now() + ABANDONED_AFTER;
             loop {
                 let client = self.inner.client().await?;
-                let taken = client
-                    .query_opt(
+                let claim = client
+                    .prepare_cached(
                         "INSERT INTO herald_claim AS c (hash, alert_id, seen_at, keep_ms, settled) \
                          VALUES ($1, $2, $3, $4, false) \
                          ON CONFLICT (hash) DO UPDATE SET alert_id = EXCLUDED.alert_id, \
@@ -651,8 +657,10 @@ impl StoreBackend for PgStore {
                          WHERE c.seen_at + GREATEST(c.keep_ms, $4::bigint) * interval '1 millisecond' <= $3 \
                             OR (NOT c.settled AND c.seen_at + $5::bigint * interval '1 millisecond' <= $3) \
                          RETURNING alert_id",
-                        &[&hash, &id, &now, &keep, &abandoned],
                     )
+                    .await?;
+                let taken = client
+                    .query_opt(&claim, &[&hash, &id, &now, &keep, &abandoned])
                     .await?;
                 if taken.is_some() {
                     return Ok(ClaimOutcome::New(PendingClaim::new(Box::new(
