@@ -315,3 +315,86 @@ async fn many_callbacks_at_once_are_each_stored_once() {
     let ready = a.readiness().await;
     assert_eq!(ready["alerts"], 300, "{ready}");
 }
+
+/// Replicas with a GitHub target (no folding: every alert reaches it) on one database.
+fn github_replica(url: &str, github: &common::github::FakeGithub) -> Herald {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = format!(
+        "{}\n[dedupe]\nwindow = \"0s\"\n[store]\nurl = \"{url}\"\nlease = \"5s\"\n\
+         [[targets]]\nname = \"issues\"\nkind = \"github\"\nrepo = \"acme/backend\"\ntoken = \"{}\"\n\
+         api_url = \"{}\"\ntimeout = \"2s\"\nretry = [\"500ms\", \"500ms\", \"500ms\", \"500ms\"]\n",
+        common::server_config(&dir.path().join("data")),
+        common::github::TOKEN,
+        github.api_url()
+    );
+    Herald::start_with(dir, &config)
+}
+
+/// An event alert of Sentry issue 1 (event `n`), from the installation `created` comes from.
+fn event_alert(n: u64) -> Vec<u8> {
+    let mut payload: Value =
+        serde_json::from_slice(&fixture("event_alert-triggered.json")).unwrap();
+    let created: Value = serde_json::from_slice(&fixture("issue-created.json")).unwrap();
+    payload["installation"] = created["installation"].clone();
+    payload["data"]["event"]["issue_id"] = "1".into();
+    payload["data"]["event"]["event_id"] = format!("{n:032x}").into();
+    serde_json::to_vec(&payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_github_issue_when_its_alerts_reach_two_replicas_at_once_and_one_dies_mid_create() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.database("herald_github");
+    let github = common::github::FakeGithub::start().await;
+    // The first create is made, then its answer never comes back: the replica sending it is
+    // killed before it can record the link.
+    github.on_create(common::github::OnCreate::CreateThenHang(
+        Duration::from_secs(60),
+    ));
+    let mut a = github_replica(&url, &github);
+    let mut b = github_replica(&url, &github);
+    let created = created(1);
+    let alerts: Vec<Vec<u8>> = (0..4).map(event_alert).collect();
+    let mut posts = vec![
+        a.post_sentry("issue", &created),
+        b.post_sentry("issue", &created),
+    ];
+    for (n, alert) in alerts.iter().enumerate() {
+        posts.push(if n % 2 == 0 {
+            a.post_sentry("event_alert", alert)
+        } else {
+            b.post_sentry("event_alert", alert)
+        });
+    }
+    for answer in futures::future::join_all(posts).await {
+        assert_eq!(answer.status(), 202);
+    }
+    github
+        .wait_until("the first create", Duration::from_secs(15), |issues| {
+            !issues.is_empty()
+        })
+        .await;
+    // Whichever replica holds the target (its lease names its process) is killed mid-create;
+    // the other takes over.
+    let owner = cluster.sql(
+        "herald_github",
+        "SELECT owner FROM herald_target_lease WHERE name = 'issues'",
+    );
+    let survivor = if owner.contains(&format!("-{}-", a.pid())) {
+        a.kill();
+        &b
+    } else {
+        assert!(owner.contains(&format!("-{}-", b.pid())), "{owner}");
+        b.kill();
+        &a
+    };
+    survivor.wait_until_drained(Duration::from_secs(40)).await;
+    let issues = github.issues();
+    assert_eq!(
+        issues.len(),
+        1,
+        "one GitHub issue for one Sentry issue: {issues:?}"
+    );
+}
