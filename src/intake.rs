@@ -35,6 +35,18 @@ pub struct Receipt {
     pub folded: Vec<String>,
 }
 
+impl Receipt {
+    /// A callback that queued and folded nothing (a duplicate, or a quiet SDK event).
+    fn nothing(alert_id: AlertId, duplicate: bool) -> Receipt {
+        Receipt {
+            alert_id,
+            duplicate,
+            queued: vec![],
+            folded: vec![],
+        }
+    }
+}
+
 pub struct Intake {
     store: Store,
     router: Router,
@@ -109,14 +121,7 @@ impl Intake {
             .await?
         {
             ClaimOutcome::New(claim) => claim,
-            ClaimOutcome::Duplicate(original) => {
-                return Ok(Receipt {
-                    alert_id: original,
-                    duplicate: true,
-                    queued: vec![],
-                    folded: vec![],
-                })
-            }
+            ClaimOutcome::Duplicate(original) => return Ok(Receipt::nothing(original, true)),
         };
         // On any error below the claims are dropped unsettled, which releases them: a retry of
         // this callback must not be taken for a duplicate of what was not stored.
@@ -135,31 +140,18 @@ impl Intake {
             }
         }
         // An SDK event: its issue's record says what it is (new, a regression, a repeat, or
-        // quiet: counted only). Counted here, before the commit: a commit that fails then leaves the count one
+        // quiet). Counted here, before the commit: a commit that fails then leaves the count one
         // too high, never an event counted twice (its dedupe claim came first).
-        if let Some(issue_id) = sdk_issue_of(alert) {
-            let (issue, sighting) = store.update_issue(&issue_id, |current| {
-                let (issue, sighting) = SdkIssue::observe(current, &issue_id, alert, now);
-                (Some(issue.clone()), (issue, sighting))
-            })?;
-            crate::sdk::decide(alert, &issue, sighting);
-            alert.link = self
-                .issue_pages
-                .as_ref()
-                .map(|base| format!("{base}{issue_id}"));
-            if sighting == Sighting::Quiet {
-                claim.write()?;
-                store.commit().await?;
-                claim.settle();
-                return Ok(Receipt {
-                    alert_id,
-                    duplicate: false,
-                    queued: vec![],
-                    folded: vec![],
-                });
-            }
-        }
-        let receipt = self.record(alert, alert_id, now)?;
+        let quiet = match sdk_issue_of(alert) {
+            Some(issue_id) => self.sight_issue(alert, &issue_id, now)? == Sighting::Quiet,
+            None => false,
+        };
+        // A quiet event is counted in its issue only: nothing is stored or queued.
+        let receipt = if quiet {
+            Receipt::nothing(alert_id, false)
+        } else {
+            self.record(alert, alert_id, now)?
+        };
         for episode in &episodes {
             episode.write()?;
         }
@@ -179,6 +171,25 @@ impl Intake {
             .collect();
         self.wakers.wake(&woken);
         Ok(receipt)
+    }
+
+    /// Counts an SDK event in its issue and marks the alert as what it is to the issue.
+    fn sight_issue(
+        &self,
+        alert: &mut Alert,
+        issue_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Sighting, StoreError> {
+        let (issue, sighting) = self.store.update_issue(issue_id, |current| {
+            let (issue, sighting) = SdkIssue::observe(current, issue_id, alert, now);
+            (Some(issue.clone()), (issue, sighting))
+        })?;
+        crate::sdk::decide(alert, &issue, sighting);
+        alert.link = self
+            .issue_pages
+            .as_ref()
+            .map(|base| format!("{base}{issue_id}"));
+        Ok(sighting)
     }
 
     /// The writes of [`Intake::accept`] after the dedupe claim: folds, the alert, its jobs.
@@ -228,12 +239,7 @@ impl Intake {
             store.insert_alert(alert_id, now, alert, &routing)?;
         }
         let issue_key = alert.issue_key();
-        let mut receipt = Receipt {
-            alert_id,
-            duplicate: false,
-            queued: vec![],
-            folded: vec![],
-        };
+        let mut receipt = Receipt::nothing(alert_id, false);
         for (routed, plan) in plans {
             match plan {
                 Plan::Send { carried } => {

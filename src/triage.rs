@@ -83,6 +83,16 @@ pub async fn change(
     Ok(Changed { issue, told })
 }
 
+/// When a mute of `text` ("2h", "7d") from now ends.
+pub fn mute_until(text: &str) -> Result<DateTime<Utc>, String> {
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. \"2h\", \"7d\""))?;
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|duration| crate::clock::now().checked_add_signed(duration))
+        .ok_or_else(|| "the mute is too long".to_string())
+}
+
 /// The issues `project` (a name) has with status `status` (a [`crate::sdk::issue::Status`]
 /// name; `resolved` takes in every way of being resolved) as of now, most recently seen first.
 pub fn list(

@@ -23,10 +23,6 @@ fn start(robot: &FakeDingTalk, admin: bool) -> Herald {
     )
 }
 
-async fn session(herald: &Herald) -> String {
-    console::session(herald, ADMIN).await
-}
-
 #[tokio::test]
 async fn the_console_is_off_without_an_admin_token() {
     let robot = FakeDingTalk::start(None).await;
@@ -82,7 +78,7 @@ async fn sign_in_pages_replay_and_the_refusals() {
         .to_str()
         .unwrap()
         .contains("; Secure"));
-    let cookie = session(&herald).await;
+    let cookie = console::session(&herald, ADMIN).await;
 
     let created = console::one_delivered_one_dead(&herald, &robot).await;
 

@@ -63,16 +63,11 @@ fn change_of(action: &IssueAction) -> Result<Option<(String, Change)>, String> {
             Some((id.clone(), Change::Resolve(how)))
         }
         IssueAction::Mute { id, duration, .. } => {
-            let until = match duration {
-                Some(text) => {
-                    let duration = humantime::parse_duration(text.trim())
-                        .map_err(|e| format!("--for {text:?} is not a duration ({e})"))?;
-                    let duration = chrono::Duration::from_std(duration)
-                        .map_err(|_| "--for is too long".to_string())?;
-                    Some(crate::clock::now() + duration)
-                }
-                None => None,
-            };
+            let until = duration
+                .as_deref()
+                .map(triage::mute_until)
+                .transpose()
+                .map_err(|reason| format!("--for: {reason}"))?;
             Some((id.clone(), Change::Mute { until }))
         }
         IssueAction::Reopen { id, .. } => Some((id.clone(), Change::Reopen)),

@@ -131,6 +131,13 @@ fn replayed_answer(replayed: &[DeliveryJob]) -> Value {
     json!({ "replayed": replayed.iter().map(|job| job.id.to_string()).collect::<Vec<_>>() })
 }
 
+/// A target's last failed attempt: when, and what the downstream said.
+#[derive(Serialize)]
+pub(super) struct LastError {
+    pub at: DateTime<Utc>,
+    pub answer: String,
+}
+
 /// A target as the admin API and the console show it.
 #[derive(Serialize)]
 pub(super) struct TargetRow {
@@ -141,7 +148,7 @@ pub(super) struct TargetRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_success: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<Value>,
+    pub last_error: Option<LastError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_until: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,7 +175,7 @@ pub(super) fn target_rows(state: &AppState, live: &Reloadable) -> Result<Vec<Tar
             last_success: saved.last_success,
             last_error: saved
                 .last_error
-                .map(|(at, answer)| json!({"at": at, "answer": answer})),
+                .map(|(at, answer)| LastError { at, answer }),
             paused_until: saved.paused_until,
             paused_by_operator: Some(state.store.operator_paused(name)?),
             gone: Some(saved.gone_for.is_some()),

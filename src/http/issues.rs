@@ -120,16 +120,8 @@ pub async fn mute(
             return Err(ApiError::BadRequest("say for or until, not both".into()))
         }
         (Some(text), None) => Some(
-            humantime::parse_duration(text.trim())
-                .map_err(|error| {
-                    ApiError::BadRequest(format!(
-                        "for: {text:?} is not a duration ({error}); write e.g. \"2h\", \"7d\""
-                    ))
-                })
-                .map(chrono::Duration::from_std)?
-                .ok()
-                .and_then(|d| crate::clock::now().checked_add_signed(d))
-                .ok_or_else(|| ApiError::BadRequest("the mute is too long".into()))?,
+            triage::mute_until(&text)
+                .map_err(|reason| ApiError::BadRequest(format!("for: {reason}")))?,
         ),
         (None, until) => until,
     };

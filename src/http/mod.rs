@@ -52,6 +52,9 @@ pub struct Reloadable {
     pub wakers: Wakers,
     /// `server.body_memory`, shared by the requests being read.
     pub body_memory: intake::BodyMemory,
+    /// The targets as the console's playground renders for them (they never send), built once
+    /// per config; the templates' error when they do not build.
+    pub preview_targets: Result<Vec<Arc<crate::targets::Target>>, String>,
 }
 
 impl Reloadable {
@@ -60,6 +63,12 @@ impl Reloadable {
             intake: Intake::new(&config, store, wakers.clone()),
             verifier: SignatureVerifier::new(&config.sentry.client_secrets),
             body_memory: intake::BodyMemory::new(config.server.body_memory),
+            preview_targets: crate::targets::build_all(
+                &config.targets,
+                config.templates.timezone(),
+                Arc::new(crate::store::MemoryLinks::default()),
+            )
+            .map_err(|error| error.to_string()),
             wakers,
             config,
         }

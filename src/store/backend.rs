@@ -28,7 +28,7 @@ pub type Records<'a, T> = Box<dyn Iterator<Item = Result<T, StoreError>> + 'a>;
 /// How a fold record changes: given the current one, the new one (`None` removes it).
 pub type FoldUpdate<'a> = dyn FnMut(Option<FoldRecord>) -> Option<FoldRecord> + 'a;
 
-/// How an SDK issue changes: given the current one, the new one (`None` leaves it as it is).
+/// How an SDK issue changes: given the current one, the new one (`None` removes it).
 pub type IssueUpdate<'a> = dyn FnMut(Option<SdkIssue>) -> Option<SdkIssue> + 'a;
 
 #[derive(Debug, thiserror::Error)]

@@ -65,18 +65,19 @@ impl Store {
         decision.ok_or_else(|| StoreError::Backend("the fold record was never read".into()))
     }
 
-    /// Replaces SDK issue `id` with what `update` makes of it (`None`: unchanged), atomically,
-    /// and hands back what `update` decided on its last run.
+    /// Replaces SDK issue `id` with what `update` makes of it (`None`: unchanged; an issue is
+    /// only removed by the sweep), atomically, and hands back what `update` decided on its last
+    /// run.
     pub fn update_issue<T>(
         &self,
         id: &str,
         mut update: impl FnMut(Option<SdkIssue>) -> (Option<SdkIssue>, T),
     ) -> Result<T, StoreError> {
         let mut decision = None;
-        self.0.update_issue(id, &mut |issue| {
-            let (issue, decided) = update(issue);
+        self.0.update_issue(id, &mut |current| {
+            let (changed, decided) = update(current.clone());
             decision = Some(decided);
-            issue
+            changed.or(current)
         })?;
         decision.ok_or_else(|| StoreError::Backend("the issue was never read".into()))
     }

@@ -2,7 +2,7 @@
 //! user when the tests run as root: initdb refuses root), a free loopback port, stopped and
 //! removed when dropped. Debian's `postgresql` package (`./test` installs it).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 pub struct PgCluster {
@@ -182,10 +182,6 @@ impl PgCluster {
             "postgres://postgres:unused-password@127.0.0.1:{}/{name}",
             self.port
         )
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -186,15 +186,10 @@ pub async fn change(
         }
         "resolve" => Change::Resolve(Resolution::Now),
         "reopen" => Change::Reopen,
-        "mute" => {
-            let until = form
-                .duration
-                .as_deref()
-                .and_then(|text| humantime::parse_duration(text).ok())
-                .and_then(|d| chrono::Duration::from_std(d).ok())
-                .map(|d| crate::clock::now() + d);
-            Change::Mute { until }
-        }
+        "mute" => match form.duration.as_deref().map(triage::mute_until).transpose() {
+            Ok(until) => Change::Mute { until },
+            Err(reason) => return failed(&session, ApiError::BadRequest(reason)),
+        },
         _ => {
             return failed(
                 &session,

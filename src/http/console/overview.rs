@@ -66,14 +66,7 @@ pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         let last_error = row
             .last_error
             .as_ref()
-            .map(|error| {
-                let at = error["at"]
-                    .as_str()
-                    .and_then(|at| at.parse::<chrono::DateTime<chrono::Utc>>().ok())
-                    .map(time)
-                    .unwrap_or_default();
-                format!("{at}: {}", error["answer"].as_str().unwrap_or_default())
-            })
+            .map(|error| format!("{}: {}", time(error.at), error.answer))
             .unwrap_or_else(|| "—".into());
         let _ = write!(
             body,

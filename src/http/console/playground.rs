@@ -14,10 +14,9 @@ use super::session::Session;
 use super::{may_change, signed_in};
 use crate::alert::Source;
 use crate::config::Config;
-use crate::http::AppState;
+use crate::http::{AppState, Reloadable};
 use crate::render::MessageView;
 use crate::route::Mentions;
-use crate::store::MemoryLinks;
 use crate::targets::Delivery;
 
 const SOURCES: [Source; 5] = [
@@ -85,7 +84,7 @@ pub async fn render(
         Ok(allowed) => allowed,
         Err(response) => return response,
     };
-    let result = rendered(&live.config, &form);
+    let result = rendered(&live, &form);
     let body = format!("{}{result}", form_html(&live.config, &session, &form));
     layout("Playground", "/ui/playground", &session, &body).into_response()
 }
@@ -130,7 +129,8 @@ fn form_html(config: &Config, session: &Session, form: &Try) -> String {
 }
 
 /// What the payload becomes, as HTML.
-fn rendered(config: &Config, form: &Try) -> String {
+fn rendered(live: &Reloadable, form: &Try) -> String {
+    let config = &live.config;
     let problem = |text: &str| {
         format!(
             "<section aria-live=\"polite\"><p role=\"alert\" class=\"error\">{}</p></section>",
@@ -150,13 +150,9 @@ fn rendered(config: &Config, form: &Try) -> String {
         Ok(alert) => alert,
         Err(error) => return problem(&format!("herald cannot read this payload: {error}")),
     };
-    let targets = match crate::targets::build_all(
-        &config.targets,
-        config.templates.timezone(),
-        Arc::new(MemoryLinks::default()),
-    ) {
+    let targets = match &live.preview_targets {
         Ok(targets) => targets,
-        Err(error) => return problem(&error.to_string()),
+        Err(error) => return problem(error),
     };
     let Some(target) = targets.iter().find(|t| t.name == form.target) else {
         return problem("Pick a target.");

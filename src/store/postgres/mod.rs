@@ -747,7 +747,6 @@ impl StoreBackend for PgStore {
     }
 
     fn update_issue(&self, id: &str, update: &mut IssueUpdate<'_>) -> Result<(), StoreError> {
-        // `None` keeps the issue: an issue is only removed by the sweep.
         self.update_locked::<SdkIssue>(
             &RowStatements {
                 select: "SELECT issue FROM herald_issue WHERE id = $1 FOR UPDATE",
@@ -757,10 +756,7 @@ impl StoreBackend for PgStore {
                 extra: Some(|issue: &SdkIssue| issue.last_seen),
             },
             &[&id],
-            &mut |current: Option<SdkIssue>| {
-                let kept = current.clone();
-                update(current).or(kept)
-            },
+            update,
         )
     }
 

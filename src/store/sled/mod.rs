@@ -342,13 +342,7 @@ impl StoreBackend for SledStore {
     }
 
     fn update_issue(&self, id: &str, update: &mut IssueUpdate<'_>) -> Result<(), StoreError> {
-        // `None` keeps the issue: an issue is only removed by the sweep.
-        update_json(&self.issues, id.as_bytes(), &mut |current: Option<
-            SdkIssue,
-        >| {
-            let kept = current.clone();
-            update(current).or(kept)
-        })
+        update_json(&self.issues, id.as_bytes(), update)
     }
 
     fn issue(&self, id: &str) -> Result<Option<SdkIssue>, StoreError> {
