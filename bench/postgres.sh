@@ -3,7 +3,10 @@
 # each (default 10) at 32 connections into herald on sled, on PostgreSQL with one replica, and
 # with two replicas (16 connections each, both on one database). The database is a throwaway
 # cluster on loopback with the server's defaults (fsync and synchronous_commit on: every 2xx is
-# durable); the target never answers, so the intake alone is measured. Stops by itself.
+# durable); the target never answers, so the intake alone is measured. A fresh cluster first
+# creates its WAL segments (several times slower than a database that has run a while, which
+# recycles them), so 1 GB of WAL is written and checkpointed, and a warm-up load runs, before the
+# measured loads. Stops by itself.
 #
 #   bench/postgres.sh
 #   DURATION=20 bench/postgres.sh
@@ -11,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
+PG_POOL=${PG_POOL:-8} # store.pool_size of each replica (herald's default)
 SECRET=bench-secret
 POOL_SIZE=${POOL_SIZE:-$((DURATION * 20000))}
 . bench/common.sh
@@ -39,6 +43,12 @@ pg_port=$(free_port)
 "${as_postgres[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w -t 30 \
   -o "-c listen_addresses=127.0.0.1 -c port=$pg_port -c unix_socket_directories=$work/pg -c max_connections=100" start >/dev/null
 "$pgbin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qAt -c "CREATE DATABASE herald" postgres
+echo "warming the database up: 1 GB of WAL, then a checkpoint (its segments are recycled from then on)..." >&2
+"$pgbin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qAt postgres >/dev/null <<'SQL'
+CREATE TABLE warm AS SELECT g, repeat('x', 600) AS filler FROM generate_series(1, 1400000) g;
+DROP TABLE warm;
+CHECKPOINT;
+SQL
 
 python3 bench/make_callbacks.py tests/fixtures/sentry/issue-created.json "$SECRET" "$work/pool" "$POOL_SIZE" 4
 silent_port=$(free_port)
@@ -84,15 +94,17 @@ r_sled=$(load "$sled" 32 "$work/pool")
 pkill -9 -f "$work/sled.toml" || true
 echo "running PostgreSQL, one replica..." >&2
 one=$(start_herald one "url = \"postgres://postgres@127.0.0.1:$pg_port/herald\"
-pool_size = 16")
+pool_size = $PG_POOL")
+echo "warming the database up (${WARMUP:-5}s)..." >&2
+DURATION=${WARMUP:-5} load "$one" 32 "$work/second" >/dev/null
 r_one=$(load "$one" 32 "$work/pool")
 pkill -9 -f "$work/one.toml" || true
 echo "running PostgreSQL, two replicas..." >&2
 "$pgbin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qAt -c "DROP DATABASE herald" -c "CREATE DATABASE herald" postgres
 a=$(start_herald a "url = \"postgres://postgres@127.0.0.1:$pg_port/herald\"
-pool_size = 16")
+pool_size = $PG_POOL")
 b=$(start_herald b "url = \"postgres://postgres@127.0.0.1:$pg_port/herald\"
-pool_size = 16")
+pool_size = $PG_POOL")
 load "$a" 16 "$work/pool" > "$work/a.result" &
 load_a=$!
 r_b=$(load "$b" 16 "$work/second")
@@ -107,7 +119,7 @@ printf '  %-34s %8s/s   p99 %7s ms\n' "PostgreSQL, 1 replica, 32 conns" "$(field
 two=$(( $(field "$r_a" rate) + $(field "$r_b" rate) ))
 p99=$(python3 -c "print(max($(field "$r_a" p99_ms), $(field "$r_b" p99_ms)))")
 printf '  %-34s %8s/s   p99 %7s ms\n' "PostgreSQL, 2 replicas, 16 each" "$two" "$p99"
-echo "  database connections held by the two replicas: $connections (store.pool_size = 16 each)"
+echo "  database connections held by the two replicas: $connections (store.pool_size = $PG_POOL each)"
 for r in "$r_sled" "$r_one" "$r_a" "$r_b"; do
   [ "$(field "$r" errors_status)" = 0 ] || echo "  note: $(field "$r" errors_status) non-2xx answers in one run" >&2
 done

@@ -7,6 +7,7 @@ mod common;
 use chrono::{Duration as Span, Utc};
 use herald::alert::Alert;
 use herald::job::{DeadLetter, DeliveryJob, FailureReason};
+use herald::sdk::issue::{SdkIssue, Status};
 use herald::store::{ClaimOutcome, FoldRecord, LinkRecord, Routing, Store, TargetState};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,6 +18,26 @@ fn alert(issue: u32) -> Alert {
         r#"{{"action":"created","data":{{"issue":{{"id":"{issue}","title":"boom {issue}"}}}}}}"#
     );
     herald::sentry::parse_integration_payload("issue", body.as_bytes()).unwrap()
+}
+
+fn sdk_issue(id: &str, now: chrono::DateTime<Utc>) -> SdkIssue {
+    SdkIssue {
+        id: id.into(),
+        project_id: 1,
+        project: "shop".into(),
+        group: "h1:race".into(),
+        title: "KeyError".into(),
+        culprit: None,
+        level: None,
+        environment: None,
+        first_seen: now,
+        last_seen: now,
+        count: 0,
+        releases: vec![],
+        status: Status::Open,
+        regressions: 0,
+        resolutions: 0,
+    }
 }
 
 async fn contract(store: Store) {
@@ -152,6 +173,74 @@ async fn contract(store: Store) {
             (record, gone)
         })
         .unwrap());
+
+    // Racing callers: of identical claims exactly one is new, distinct ones are all new; fold
+    // records and issues updated from several threads at once lose no update.
+    let racing: Vec<_> = (0..16)
+        .map(|n| {
+            let store = store.clone();
+            let key = if n % 2 == 0 {
+                "race".to_string()
+            } else {
+                format!("race-{n}")
+            };
+            tokio::spawn(async move {
+                let id = store.next_id().unwrap();
+                match store.claim_dedupe_key(&key, id, now, hour).await.unwrap() {
+                    ClaimOutcome::New(claim) => {
+                        claim.write().unwrap();
+                        store.commit().await.unwrap();
+                        claim.settle();
+                        (key, true)
+                    }
+                    ClaimOutcome::Duplicate(_) => (key, false),
+                }
+            })
+        })
+        .collect();
+    let mut new_claims = std::collections::BTreeMap::new();
+    for race in racing {
+        let (key, new) = race.await.unwrap();
+        *new_claims.entry(key).or_insert(0) += u32::from(new);
+    }
+    assert_eq!(new_claims.len(), 9);
+    assert!(new_claims.values().all(|&n| n == 1), "{new_claims:?}");
+    let updaters: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    store
+                        .update_fold("t", "i/race", |record| {
+                            let mut record = record.unwrap_or(FoldRecord {
+                                window_start: now,
+                                folded: 0,
+                            });
+                            record.folded += 1;
+                            (Some(record), ())
+                        })
+                        .unwrap();
+                    store
+                        .update_issue("race", |issue| {
+                            let mut issue = issue.unwrap_or_else(|| sdk_issue("race", now));
+                            issue.count += 1;
+                            (Some(issue), ())
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for updater in updaters {
+        updater.join().unwrap();
+    }
+    let folded = store
+        .update_fold("t", "i/race", |record| {
+            (record.clone(), record.map(|r| r.folded))
+        })
+        .unwrap();
+    assert_eq!(folded, Some(80));
+    assert_eq!(store.issue("race").unwrap().map(|i| i.count), Some(80));
 
     // Links, pauses and target state.
     store

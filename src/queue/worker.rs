@@ -41,7 +41,17 @@ pub(super) struct Worker {
     store_failing: crate::repeated::Repeated,
     /// Whether this process worked the target's queue when it last asked (a shared store grants
     /// it to one process at a time).
-    owned: Option<bool>,
+    owned: Option<Ownership>,
+}
+
+/// Who works a target's queue, as this worker last heard from the store.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ownership {
+    Here,
+    /// Another process, until at least `until` (when this worker asks again).
+    Elsewhere {
+        until: DateTime<Utc>,
+    },
 }
 
 /// A job's next step after an attempt, kept until the store takes it.
@@ -246,6 +256,13 @@ impl Worker {
             // Nothing sent could be recorded: herald restarts once the store can write again.
             return Some(Some(crate::clock::now() + to_chrono(UNSAVED_RETRY)));
         }
+        if let Some(Ownership::Elsewhere { until }) = self.owned {
+            // Another process works the queue: new jobs (every callback wakes this worker) do not
+            // make it ask the store again before its next look.
+            if crate::clock::now() < until {
+                return Some(Some(until));
+            }
+        }
         if self.stopped_as_gone()
             || self
                 .store
@@ -261,16 +278,17 @@ impl Worker {
         }
         match owned {
             Ok(true) => {
-                if self.owned == Some(false) {
+                if matches!(self.owned, Some(Ownership::Elsewhere { .. })) {
                     self.take_over();
                 }
-                self.owned = Some(true);
+                self.owned = Some(Ownership::Here);
                 None
             }
             // Another process works this target's queue; look again when it may have let go.
             Ok(false) => {
-                self.owned = Some(false);
-                Some(Some(crate::clock::now() + self.idle_poll()))
+                let until = crate::clock::now() + self.idle_poll();
+                self.owned = Some(Ownership::Elsewhere { until });
+                Some(Some(until))
             }
             Err(error) => Some(self.store_failed(error)),
         }

@@ -16,7 +16,12 @@
 //! - A target's queue is worked by one replica at a time: it holds the target's lease row,
 //!   renewed while it lives; when a replica dies, another takes the target once the lease
 //!   (`store.lease`) is over, and sends what was in flight again (at least once).
-//! - Read-modify-writes (fold counts, SDK issues, fold summaries) lock their row.
+//! - Read-modify-writes on the intake's path (fold counts, SDK issues) are compare-and-set
+//!   writes that name the value they replace, run again when another replica wrote first; a
+//!   fold summary locks its row.
+//! - The intake's statements are shared by concurrent callbacks: one statement claims a batch of
+//!   dedupe keys, and the group commit writes every alert, job and settled claim of its group
+//!   with one statement per kind of row (arrays, `unnest`).
 //!
 //! The trait is synchronous where sled is; here those calls wait for the database on the
 //! caller's thread (`block_in_place` on herald's runtime), or on the store's own runtime.
@@ -46,6 +51,8 @@ const SCHEMA_VERSION: u32 = 1;
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(15);
 /// Ids a replica takes from the sequence at once.
 const ID_BLOCK: u64 = 100;
+/// Blocks of ids a replica takes in one round trip.
+const BLOCKS_AT_ONCE: usize = 10;
 /// How often an idle worker looks for jobs another replica queued.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -77,6 +84,40 @@ fn params<'a>(values: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> 
     values.to_vec()
 }
 
+/// The blocks of ids being handed out, in the order the sequence gave them.
+#[derive(Default)]
+struct IdBlocks {
+    next: u64,
+    end: u64,
+    /// Where each later block starts.
+    later: std::collections::VecDeque<u64>,
+}
+
+impl IdBlocks {
+    fn take(&mut self) -> Option<u64> {
+        if self.next == self.end {
+            let start = self.later.pop_front()?;
+            (self.next, self.end) = (start, start + ID_BLOCK);
+        }
+        self.next += 1;
+        Some(self.next - 1)
+    }
+
+    fn refill_if_empty(&mut self, starts: impl Iterator<Item = u64>) {
+        if self.next == self.end && self.later.is_empty() {
+            self.later.extend(starts);
+        }
+    }
+}
+
+/// A claim waiting for its batch.
+struct ClaimRequest {
+    hash: Vec<u8>,
+    alert_id: i64,
+    now: DateTime<Utc>,
+    keep: i64,
+}
+
 /// A write that waits for the next group commit.
 enum Pending {
     Alert {
@@ -101,6 +142,15 @@ enum Pending {
 struct Inner {
     pool: deadpool_postgres::Pool,
     pending: Mutex<Vec<Pending>>,
+    /// Claims waiting for the next batch: one statement claims everyone's.
+    claims: Mutex<
+        Vec<(
+            ClaimRequest,
+            tokio::sync::oneshot::Sender<Result<bool, String>>,
+        )>,
+    >,
+    /// Held while a batch of claims runs.
+    claiming: tokio::sync::Mutex<()>,
     tickets_issued: std::sync::atomic::AtomicU64,
     tickets_committed: std::sync::atomic::AtomicU64,
     /// Held while a group commit runs; waiters are served in order.
@@ -174,58 +224,234 @@ impl Inner {
         Ok(())
     }
 
+    /// Whether this replica took the claim (new, expired, or abandoned unsettled). Claims that
+    /// arrive while a batch runs wait for it and go together in the next: one statement for
+    /// everyone's, as the group commit does for their writes.
+    async fn claim(&self, request: ClaimRequest) -> Result<bool, StoreError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((request, answer));
+        let mut answered = answered;
+        let _turn = self.claiming.lock().await;
+        // Answered by the batch that ran while this one waited, or in the batch it runs now.
+        let mut answer = answered.try_recv();
+        if answer.is_err() {
+            let batch = std::mem::take(&mut *self.claims.lock().unwrap_or_else(|p| p.into_inner()));
+            self.claim_batch(batch).await;
+            answer = answered.try_recv();
+        }
+        match answer {
+            Ok(answer) => answer.map_err(|e| StoreError::Backend(e.into())),
+            // The caller that ran its batch was cancelled before answering.
+            Err(_) => Err(StoreError::Backend(
+                "a batch of claims was abandoned".into(),
+            )),
+        }
+    }
+
+    /// Inserts a batch of claims in one statement, in the order of their hashes (two replicas'
+    /// batches never wait for each other in a circle), and answers each.
+    async fn claim_batch(
+        &self,
+        mut batch: Vec<(
+            ClaimRequest,
+            tokio::sync::oneshot::Sender<Result<bool, String>>,
+        )>,
+    ) {
+        batch.sort_by(|a, b| a.0.hash.cmp(&b.0.hash));
+        // The same key twice in one batch: the first is tried, the second told it was not taken
+        // (and waits for the first as a duplicate does).
+        let mut tried = Vec::with_capacity(batch.len());
+        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (request, answer) in batch {
+            if columns.0.last() == Some(&request.hash) {
+                let _ = answer.send(Ok(false));
+                continue;
+            }
+            columns.0.push(request.hash);
+            columns.1.push(request.alert_id);
+            columns.2.push(request.now);
+            columns.3.push(request.keep);
+            tried.push(answer);
+        }
+        let abandoned = millis(ABANDONED_AFTER);
+        let result = async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO herald_claim AS c (hash, alert_id, seen_at, keep_ms, settled) \
+                     SELECT hash, alert_id, seen_at, keep_ms, false \
+                     FROM unnest($1::bytea[], $2::bigint[], $3::timestamptz[], $4::bigint[]) \
+                       AS u (hash, alert_id, seen_at, keep_ms) ORDER BY hash \
+                     ON CONFLICT (hash) DO UPDATE SET alert_id = EXCLUDED.alert_id, \
+                       seen_at = EXCLUDED.seen_at, keep_ms = EXCLUDED.keep_ms, settled = false \
+                     WHERE c.seen_at + GREATEST(c.keep_ms, EXCLUDED.keep_ms) * interval '1 millisecond' <= EXCLUDED.seen_at \
+                        OR (NOT c.settled AND c.seen_at + $5::bigint * interval '1 millisecond' <= EXCLUDED.seen_at) \
+                     RETURNING hash",
+                )
+                .await?;
+            let rows = client
+                .query(
+                    &statement,
+                    &[&columns.0, &columns.1, &columns.2, &columns.3, &abandoned],
+                )
+                .await?;
+            Ok::<HashSet<Vec<u8>>, StoreError>(rows.into_iter().map(|row| row.get(0)).collect())
+        }
+        .await;
+        for (hash, answer) in columns.0.iter().zip(tried) {
+            let _ = answer.send(match &result {
+                Ok(taken) => Ok(taken.contains(hash)),
+                Err(error) => Err(error.to_string()),
+            });
+        }
+    }
+
     async fn write_all(&self, writes: &[Pending]) -> Result<(), StoreError> {
+        let group = Group::of(writes);
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
-        // This transaction waits for the WAL flush, which covers everything written before it;
-        // txid_current() gives it a commit record even when nothing waits.
-        transaction
-            .batch_execute("SET LOCAL synchronous_commit = on; SELECT txid_current()")
-            .await?;
-        let alert = transaction
+        let alerts = transaction
             .prepare_cached(
-                "INSERT INTO herald_alert (id, received_at, record) VALUES ($1, $2, $3) \
+                "INSERT INTO herald_alert (id, received_at, record) \
+                 SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::bytea[]) \
                  ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
             )
             .await?;
-        let job = transaction
+        let jobs = transaction
             .prepare_cached(
                 "INSERT INTO herald_job (id, target, alert_id, due_at, attempted, job) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
-                 due_at = EXCLUDED.due_at, attempted = EXCLUDED.attempted, job = EXCLUDED.job",
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], \
+                   $5::boolean[], $6::jsonb[]) \
+                 ON CONFLICT (id) DO UPDATE SET due_at = EXCLUDED.due_at, \
+                   attempted = EXCLUDED.attempted, job = EXCLUDED.job",
             )
             .await?;
-        let claim = transaction
+        let claims = transaction
             .prepare_cached(
-                "UPDATE herald_claim SET settled = true WHERE hash = $1 AND alert_id = $2",
+                "UPDATE herald_claim c SET settled = true \
+                 FROM unnest($1::bytea[], $2::bigint[]) AS s (hash, alert_id) \
+                 WHERE c.hash = s.hash AND c.alert_id = s.alert_id",
             )
             .await?;
-        // Sent one after the other without waiting for each answer (the client pipelines them);
-        // in order, so a claim is settled after its alert and jobs.
-        let statements = writes.iter().map(|write| match write {
-            Pending::Alert {
-                id,
-                received_at,
-                record,
-            } => transaction.execute_raw(&alert, params(&[id, received_at, record])),
-            Pending::Job {
-                id,
-                target,
-                alert_id,
-                due_at,
-                attempted,
-                job: value,
-            } => transaction.execute_raw(
-                &job,
-                params(&[id, target, alert_id, due_at, attempted, value]),
-            ),
-            Pending::SettledClaim { hash, alert_id } => {
-                transaction.execute_raw(&claim, params(&[hash, alert_id]))
-            }
-        });
-        futures_util::future::try_join_all(statements).await?;
+        // This transaction waits for the WAL flush, which covers everything written before it;
+        // txid_current() gives it a commit record even when nothing waits. One statement per
+        // kind of row, whatever the group's size, sent without waiting for each answer.
+        let wait_for_flush =
+            transaction.batch_execute("SET LOCAL synchronous_commit = on; SELECT txid_current()");
+        let a = &group.alerts;
+        let j = &group.jobs;
+        let c = &group.claims;
+        let write_alerts =
+            transaction.execute_raw(&alerts, params(&[&a.id, &a.received_at, &a.record]));
+        let write_jobs = transaction.execute_raw(
+            &jobs,
+            params(&[
+                &j.id,
+                &j.target,
+                &j.alert_id,
+                &j.due_at,
+                &j.attempted,
+                &j.job,
+            ]),
+        );
+        let settle_claims = transaction.execute_raw(&claims, params(&[&c.hash, &c.alert_id]));
+        futures_util::future::try_join4(wait_for_flush, write_alerts, write_jobs, settle_claims)
+            .await?;
         transaction.commit().await?;
         Ok(())
+    }
+}
+
+/// A group commit's writes as one array per column, for one statement per kind of row. A row
+/// written twice in one group keeps its last write, as one statement after another would.
+#[derive(Default)]
+struct Group {
+    alerts: AlertColumns,
+    jobs: JobColumns,
+    claims: ClaimColumns,
+}
+
+#[derive(Default)]
+struct AlertColumns {
+    id: Vec<i64>,
+    received_at: Vec<DateTime<Utc>>,
+    record: Vec<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct JobColumns {
+    id: Vec<i64>,
+    target: Vec<String>,
+    alert_id: Vec<i64>,
+    due_at: Vec<DateTime<Utc>>,
+    attempted: Vec<bool>,
+    job: Vec<serde_json::Value>,
+}
+
+#[derive(Default)]
+struct ClaimColumns {
+    hash: Vec<Vec<u8>>,
+    alert_id: Vec<i64>,
+}
+
+impl Group {
+    fn of(writes: &[Pending]) -> Group {
+        let mut group = Group::default();
+        let mut alert_at = HashMap::new();
+        let mut job_at = HashMap::new();
+        for write in writes {
+            match write {
+                Pending::Alert {
+                    id,
+                    received_at,
+                    record,
+                } => {
+                    let a = &mut group.alerts;
+                    if let Some(&at) = alert_at.get(id) {
+                        a.received_at[at] = *received_at;
+                        a.record[at] = record.clone();
+                        continue;
+                    }
+                    alert_at.insert(*id, a.id.len());
+                    a.id.push(*id);
+                    a.received_at.push(*received_at);
+                    a.record.push(record.clone());
+                }
+                Pending::Job {
+                    id,
+                    target,
+                    alert_id,
+                    due_at,
+                    attempted,
+                    job,
+                } => {
+                    let j = &mut group.jobs;
+                    if let Some(&at) = job_at.get(id) {
+                        j.target[at] = target.clone();
+                        j.alert_id[at] = *alert_id;
+                        j.due_at[at] = *due_at;
+                        j.attempted[at] = *attempted;
+                        j.job[at] = job.clone();
+                        continue;
+                    }
+                    job_at.insert(*id, j.id.len());
+                    j.id.push(*id);
+                    j.target.push(target.clone());
+                    j.alert_id.push(*alert_id);
+                    j.due_at.push(*due_at);
+                    j.attempted.push(*attempted);
+                    j.job.push(job.clone());
+                }
+                Pending::SettledClaim { hash, alert_id } => {
+                    group.claims.hash.push(hash.clone());
+                    group.claims.alert_id.push(*alert_id);
+                }
+            }
+        }
+        group
     }
 }
 
@@ -238,8 +464,7 @@ pub struct PgStore {
     lease: Duration,
     /// When this process last renewed each target's lease it holds.
     renewed: Mutex<HashMap<String, Instant>>,
-    /// The block of ids being handed out: next, end.
-    ids: Mutex<(u64, u64)>,
+    ids: Mutex<IdBlocks>,
 }
 
 fn json<T: Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
@@ -306,6 +531,8 @@ impl PgStore {
         let inner = Arc::new(Inner {
             pool,
             pending: Mutex::new(Vec::new()),
+            claims: Mutex::new(Vec::new()),
+            claiming: tokio::sync::Mutex::new(()),
             tickets_issued: Default::default(),
             tickets_committed: Default::default(),
             committing: tokio::sync::Mutex::new(()),
@@ -324,7 +551,7 @@ impl PgStore {
             ),
             lease: settings.lease,
             renewed: Mutex::new(HashMap::new()),
-            ids: Mutex::new((0, 0)),
+            ids: Mutex::new(IdBlocks::default()),
         })
     }
 
@@ -383,9 +610,11 @@ impl PgStore {
             .collect())
     }
 
-    /// Replaces the JSON `column` of the row `select` finds (locked), or inserts one, with what
-    /// `update` makes of it (`None` deletes); runs `update` again when another replica inserted
-    /// the row first.
+    /// Replaces the JSON value of the row `select` finds, or inserts one, with what `update` makes
+    /// of it (`None` deletes), as a compare-and-set: the write names the value it was computed
+    /// from, and when another replica changed the row meanwhile, `update` runs again on what it
+    /// wrote. Without a transaction, a read that changes nothing is one statement and a change
+    /// two (a locked read-modify-write is four round trips on every callback of an issue).
     fn update_locked<T: Serialize + DeserializeOwned>(
         &self,
         statements: &RowStatements<'_, T>,
@@ -394,41 +623,45 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         loop {
             let done = self.block(async {
-                let mut client = self.inner.client().await?;
-                let transaction = client.transaction().await?;
-                let select = transaction.prepare_cached(statements.select).await?;
-                let current = transaction.query_opt(&select, keys).await?;
-                let existed = current.is_some();
-                let record = match current {
-                    Some(row) => Some(from_json::<T>(row.get::<_, serde_json::Value>(0))?),
+                let client = self.inner.client().await?;
+                let select = client.prepare_cached(statements.select).await?;
+                let current: Option<serde_json::Value> =
+                    client.query_opt(&select, keys).await?.map(|row| row.get(0));
+                let record = current.clone().map(from_json::<T>).transpose()?;
+                let new = match update(record) {
+                    Some(new) => Some((json(&new)?, new)),
                     None => None,
                 };
-                match update(record) {
-                    Some(new) => {
-                        let value = json(&new)?;
-                        let mut params: Vec<&(dyn ToSql + Sync)> = keys.to_vec();
-                        params.push(&value);
-                        let extra = statements.extra.map(|derive| derive(&new));
-                        if let Some(extra) = &extra {
-                            params.push(extra);
-                        }
-                        let sql = if existed {
-                            statements.update
-                        } else {
-                            statements.insert
-                        };
-                        let write = transaction.prepare_cached(sql).await?;
-                        if transaction.execute(&write, &params).await? == 0 {
-                            return Ok::<bool, StoreError>(false); // inserted by another first
-                        }
+                let mut params: Vec<&(dyn ToSql + Sync)> = keys.to_vec();
+                let (sql, extra) = match (&current, &new) {
+                    (None, None) => return Ok(true),
+                    (Some(old), Some((value, _))) if old == value => return Ok(true),
+                    (None, Some((value, new))) => {
+                        params.push(value);
+                        (
+                            statements.insert,
+                            statements.extra.map(|derive| derive(new)),
+                        )
                     }
-                    None if existed => {
-                        transaction.execute(statements.delete, keys).await?;
+                    (Some(old), Some((value, new))) => {
+                        params.push(value);
+                        params.push(old);
+                        (
+                            statements.update,
+                            statements.extra.map(|derive| derive(new)),
+                        )
                     }
-                    None => return Ok(true),
+                    (Some(old), None) => {
+                        params.push(old);
+                        (statements.delete, None)
+                    }
+                };
+                if let Some(extra) = &extra {
+                    params.push(extra);
                 }
-                transaction.commit().await?;
-                Ok(true)
+                let write = client.prepare_cached(sql).await?;
+                // Nothing changed: another replica wrote the row first.
+                Ok::<bool, StoreError>(client.execute(&write, &params).await? > 0)
             })?;
             if done {
                 return Ok(());
@@ -487,8 +720,9 @@ impl PgStore {
     }
 }
 
-/// The statements [`PgStore::update_locked`] runs on one kind of row; the keys come first, the
-/// JSON value after them (and `extra`'s value last).
+/// The statements [`PgStore::update_locked`] runs on one kind of row. The keys come first; then
+/// `insert` takes the new value, `update` the new value and the one it replaces, `delete` the
+/// one it removes (a write that finds another value changes nothing); `extra`'s value comes last.
 struct RowStatements<'a, T> {
     select: &'a str,
     insert: &'a str,
@@ -611,25 +845,26 @@ impl StoreBackend for PgStore {
         self.location.clone()
     }
 
-    /// From a block of the sequence's (it counts in steps of [`ID_BLOCK`]): one round trip in a
-    /// hundred ids. Monotonic in each process; never reused.
+    /// From blocks of the sequence's (it counts in steps of [`ID_BLOCK`]), taken
+    /// [`BLOCKS_AT_ONCE`] at a time: one round trip in a thousand ids. Monotonic in each process;
+    /// never reused.
     fn next_id(&self) -> Result<u64, StoreError> {
         loop {
-            {
-                let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-                if ids.0 < ids.1 {
-                    ids.0 += 1;
-                    return Ok(ids.0 - 1);
-                }
+            if let Some(id) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Ok(id);
             }
             // Never across the lock: a thread waiting for the database while the runtime's
             // others wait for the lock would leave nobody to drive the connection.
-            let rows = self.query("SELECT nextval('herald_id')", &[])?;
-            let start = rows.first().map_or(1, |row| row.get::<_, i64>(0)).max(1) as u64;
-            let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-            if ids.0 >= ids.1 {
-                *ids = (start, start + ID_BLOCK);
-            } // else another thread refilled first: this block is left unused, never reused
+            let rows = self.query(
+                "SELECT nextval('herald_id') FROM generate_series(1, $1::int)",
+                &[&(BLOCKS_AT_ONCE as i32)],
+            )?;
+            let starts = rows.iter().map(|row| row.get::<_, i64>(0).max(1) as u64);
+            // When another thread refilled first, these blocks are left unused, never reused.
+            self.ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .refill_if_empty(starts);
         }
     }
 
@@ -644,25 +879,18 @@ impl StoreBackend for PgStore {
             let hash = claim_hash(key);
             let id = alert_id as i64;
             let keep = millis(remember);
-            let abandoned = millis(ABANDONED_AFTER);
             let deadline = Instant::now() + ABANDONED_AFTER;
             loop {
-                let client = self.inner.client().await?;
-                let claim = client
-                    .prepare_cached(
-                        "INSERT INTO herald_claim AS c (hash, alert_id, seen_at, keep_ms, settled) \
-                         VALUES ($1, $2, $3, $4, false) \
-                         ON CONFLICT (hash) DO UPDATE SET alert_id = EXCLUDED.alert_id, \
-                           seen_at = EXCLUDED.seen_at, keep_ms = EXCLUDED.keep_ms, settled = false \
-                         WHERE c.seen_at + GREATEST(c.keep_ms, $4::bigint) * interval '1 millisecond' <= $3 \
-                            OR (NOT c.settled AND c.seen_at + $5::bigint * interval '1 millisecond' <= $3) \
-                         RETURNING alert_id",
-                    )
+                let taken = self
+                    .inner
+                    .claim(ClaimRequest {
+                        hash: hash.clone(),
+                        alert_id: id,
+                        now,
+                        keep,
+                    })
                     .await?;
-                let taken = client
-                    .query_opt(&claim, &[&hash, &id, &now, &keep, &abandoned])
-                    .await?;
-                if taken.is_some() {
+                if taken {
                     return Ok(ClaimOutcome::New(PendingClaim::new(Box::new(
                         PgPendingClaim {
                             inner: self.inner.clone(),
@@ -672,6 +900,7 @@ impl StoreBackend for PgStore {
                         },
                     ))));
                 }
+                let client = self.inner.client().await?;
                 let first = client
                     .query_opt(
                         "SELECT alert_id, settled FROM herald_claim WHERE hash = $1",
@@ -735,10 +964,10 @@ impl StoreBackend for PgStore {
     ) -> Result<(), StoreError> {
         self.update_locked::<FoldRecord>(
             &RowStatements {
-                select: "SELECT record FROM herald_fold WHERE target = $1 AND fold_key = $2 FOR UPDATE",
+                select: "SELECT record FROM herald_fold WHERE target = $1 AND fold_key = $2",
                 insert: "INSERT INTO herald_fold (target, fold_key, record) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                update: "UPDATE herald_fold SET record = $3 WHERE target = $1 AND fold_key = $2",
-                delete: "DELETE FROM herald_fold WHERE target = $1 AND fold_key = $2",
+                update: "UPDATE herald_fold SET record = $3 WHERE target = $1 AND fold_key = $2 AND record = $4",
+                delete: "DELETE FROM herald_fold WHERE target = $1 AND fold_key = $2 AND record = $3",
                 extra: None,
             },
             &[&target, &fold_key],
@@ -749,10 +978,10 @@ impl StoreBackend for PgStore {
     fn update_issue(&self, id: &str, update: &mut IssueUpdate<'_>) -> Result<(), StoreError> {
         self.update_locked::<SdkIssue>(
             &RowStatements {
-                select: "SELECT issue FROM herald_issue WHERE id = $1 FOR UPDATE",
+                select: "SELECT issue FROM herald_issue WHERE id = $1",
                 insert: "INSERT INTO herald_issue (id, issue, last_seen) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                update: "UPDATE herald_issue SET issue = $2, last_seen = $3 WHERE id = $1",
-                delete: "DELETE FROM herald_issue WHERE id = $1",
+                update: "UPDATE herald_issue SET issue = $2, last_seen = $4 WHERE id = $1 AND issue = $3",
+                delete: "DELETE FROM herald_issue WHERE id = $1 AND issue = $2",
                 extra: Some(|issue: &SdkIssue| issue.last_seen),
             },
             &[&id],
