@@ -398,3 +398,59 @@ async fn one_github_issue_when_its_alerts_reach_two_replicas_at_once_and_one_die
         "one GitHub issue for one Sentry issue: {issues:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_of_schema_1_is_migrated_and_its_counts_kept_from_then_on() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.database("herald_schema_1");
+    // What herald of schema 1 left: three alerts, two jobs of a target since removed from the
+    // config, one dead letter.
+    cluster.sql(
+        "herald_schema_1",
+        &format!(
+            "{}\nINSERT INTO herald_meta VALUES ('schema', '1');\n\
+             INSERT INTO herald_alert SELECT g, now(), '\\x00' FROM generate_series(900000001, 900000003) g;\n\
+             INSERT INTO herald_job SELECT g, 'retired', 900000001, now(), false, '{{}}' FROM generate_series(900000001, 900000002) g;\n\
+             INSERT INTO herald_dead_letter VALUES (900000009, 'retired', 900000001, '{{}}');",
+            include_str!("../src/store/postgres/schema.sql")
+        ),
+    );
+    let robot = FakeDingTalk::start(None).await;
+    let herald = replica(&url, &robot, "");
+    let counts = |ready: &Value| {
+        (
+            ready["alerts"].as_u64(),
+            ready["queued_jobs"].as_u64(),
+            ready["dead_letters"].as_u64(),
+        )
+    };
+    assert_eq!(
+        counts(&herald.readiness().await),
+        (Some(3), Some(2), Some(1))
+    );
+    let answer = herald.post_sentry("issue", &created(4242)).await;
+    assert_eq!(answer.status(), 202);
+    robot.wait_for(1, Duration::from_secs(20)).await;
+    // The new alert counted; its job, once delivered, no longer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = herald.readiness().await;
+        if counts(&ready) == (Some(4), Some(2), Some(1)) {
+            assert_eq!(ready["status"], "ready");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cluster
+            .sql(
+                "herald_schema_1",
+                "SELECT value FROM herald_meta WHERE key = 'schema'"
+            )
+            .trim(),
+        "2"
+    );
+}

@@ -45,8 +45,9 @@ use crate::job::{AlertId, DeadLetter, DeliveryJob, Folded, JobId};
 use crate::sdk::issue::SdkIssue;
 use crate::secret::Secret;
 
-/// The tables above. A database written by a newer herald is refused.
-const SCHEMA_VERSION: u32 = 1;
+/// The tables of `schema.sql` (1) and the counts of `counts.sql` (2). A database written by a
+/// newer herald is refused.
+const SCHEMA_VERSION: u32 = 2;
 /// An unsettled claim older than this was abandoned (its replica died mid-callback).
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(15);
 /// Ids a replica takes from the sequence at once.
@@ -762,11 +763,17 @@ async fn migrate(inner: &Inner, location: &str) -> Result<(), StoreError> {
                 known: SCHEMA_VERSION,
             })
         }
-        Some(_) => {}
-        None => {
+        Some(SCHEMA_VERSION) => {}
+        // A new database, or one of schema 1 (whose replicas may go on writing while they are
+        // replaced: the counts are kept by triggers, theirs included).
+        _ => {
+            transaction
+                .batch_execute(include_str!("counts.sql"))
+                .await?;
             transaction
                 .execute(
-                    "INSERT INTO herald_meta (key, value) VALUES ('schema', $1)",
+                    "INSERT INTO herald_meta (key, value) VALUES ('schema', $1) \
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                     &[&SCHEMA_VERSION.to_string()],
                 )
                 .await?;
@@ -1357,23 +1364,29 @@ impl StoreBackend for PgStore {
     }
 
     fn alert_count(&self) -> u64 {
-        self.count("SELECT count(*) FROM herald_alert")
+        self.count("SELECT COALESCE(sum(n), 0)::bigint FROM herald_count WHERE what = 'alerts'")
     }
 
     fn queued_job_count(&self) -> u64 {
-        self.count("SELECT count(*) FROM herald_job")
+        self.count("SELECT COALESCE(sum(n), 0)::bigint FROM herald_count WHERE what = 'queued'")
     }
 
     fn dead_letter_count(&self) -> u64 {
-        self.count("SELECT count(*) FROM herald_dead_letter")
+        self.count("SELECT COALESCE(sum(n), 0)::bigint FROM herald_count WHERE what = 'dead'")
     }
 
     fn queued_jobs_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        self.counts_per_target("SELECT target, count(*) FROM herald_job GROUP BY target")
+        self.counts_per_target(
+            "SELECT target, sum(n)::bigint FROM herald_count WHERE what = 'queued' \
+             GROUP BY target HAVING sum(n) > 0",
+        )
     }
 
     fn dead_letters_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        self.counts_per_target("SELECT target, count(*) FROM herald_dead_letter GROUP BY target")
+        self.counts_per_target(
+            "SELECT target, sum(n)::bigint FROM herald_count WHERE what = 'dead' \
+             GROUP BY target HAVING sum(n) > 0",
+        )
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
