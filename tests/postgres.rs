@@ -454,3 +454,111 @@ async fn a_database_of_schema_1_is_migrated_and_its_counts_kept_from_then_on() {
         "2"
     );
 }
+
+/// Callbacks to two replicas from several clients while the database stops for two seconds and
+/// comes back: each is answered 2xx or 503 (nothing else), every one answered 2xx is delivered,
+/// both replicas say the outage once and take callbacks again by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_under_load_lose_nothing_when_the_database_stops_and_starts() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.database("herald_outage_load");
+    let sink = common::downstream::FakeDownstream::start(200, "ok").await;
+    let replicas: Vec<Arc<Herald>> = (0..2)
+        .map(|_| {
+            let dir = Arc::new(tempfile::tempdir().unwrap());
+            let config = format!(
+                "{}\n[store]\nurl = \"{url}\"\nlease = \"5s\"\nconnect_timeout = \"1s\"\n\
+                 [[targets]]\nname = \"audit\"\nkind = \"webhook\"\nurl = \"{}\"\nretry = [\"1s\"]\n",
+                common::server_config(&dir.path().join("data")),
+                sink.url("/hook"),
+            );
+            Arc::new(Herald::start_with(dir, &config))
+        })
+        .collect();
+    let next_id = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let (replicas, next_id, stop) = (replicas.clone(), next_id.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let id = next_id.fetch_add(1, Ordering::SeqCst);
+                    let herald = &replicas[(id % 2) as usize];
+                    let status = herald.post_sentry("issue", &created(id)).await.status();
+                    answers.push((id, status.as_u16()));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.stop_server();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restarted_after = next_id.load(Ordering::SeqCst);
+    cluster.start_server();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.extend(client.await.unwrap());
+    }
+    let accepted: Vec<u64> = answers
+        .iter()
+        .filter(|(_, status)| *status == 202)
+        .map(|(id, _)| *id)
+        .collect();
+    let refused = answers.iter().filter(|(_, status)| *status == 503).count();
+    assert!(
+        answers
+            .iter()
+            .all(|(_, status)| [202, 503].contains(status)),
+        "{answers:?}"
+    );
+    assert!(refused > 0, "the outage was seen: {answers:?}");
+    for side in 0..2 {
+        assert!(
+            accepted
+                .iter()
+                .any(|id| *id > restarted_after && id % 2 == side),
+            "replica {side} takes callbacks again: {answers:?}"
+        );
+        let logs = replicas[side as usize].logs();
+        assert_eq!(
+            logs.matches("callbacks are answered 503").count(),
+            1,
+            "said once: {logs}"
+        );
+    }
+    // Every callback answered 2xx reaches the sink (at least once).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let bodies: Vec<String> = sink
+            .received()
+            .iter()
+            .map(|request| String::from_utf8_lossy(&request.body).into_owned())
+            .collect();
+        let missing: Vec<u64> = accepted
+            .iter()
+            .copied()
+            .filter(|id| {
+                let title = format!("KeyError: order {id}\"");
+                !bodies.iter().any(|body| body.contains(&title))
+            })
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} accepted callbacks not delivered: {missing:?}",
+            missing.len(),
+            accepted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
