@@ -562,3 +562,51 @@ async fn two_replicas_under_load_lose_nothing_when_the_database_stops_and_starts
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Fifty alerts of one Sentry issue, sent ten at a time to two replicas: one message, then one
+/// count at the end of the fold window, whichever replica took each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_repeats_split_over_two_replicas_are_one_message_and_a_count() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let url = cluster.database("herald_fold");
+    let robot = FakeDingTalk::start(None).await;
+    let window = "[dedupe]\nwindow = \"3s\"\n";
+    let a = replica(&url, &robot, window);
+    let b = replica(&url, &robot, window);
+    let receipts: Vec<Value> = futures::stream::iter(0..50u64)
+        .map(|n| {
+            let herald = if n % 2 == 0 { &a } else { &b };
+            async move {
+                let answer = herald.post_sentry("event_alert", &event_alert(n)).await;
+                assert_eq!(answer.status(), 202);
+                answer.json::<Value>().await.unwrap()
+            }
+        })
+        .buffer_unordered(10)
+        .collect()
+        .await;
+    let sent = receipts
+        .iter()
+        .filter(|r| r["targets"] == serde_json::json!(["oncall"]))
+        .count();
+    let folded = receipts
+        .iter()
+        .filter(|r| r["folded"] == serde_json::json!(["oncall"]))
+        .count();
+    assert_eq!((sent, folded), (1, 49), "sent now, folded");
+    robot.wait_for(2, Duration::from_secs(40)).await;
+    let summary = robot
+        .texts()
+        .into_iter()
+        .find(|text| text.contains("more in the last"))
+        .unwrap_or_default();
+    assert!(
+        summary.contains("×49 more in the last"),
+        "{:?}",
+        robot.texts()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(robot.received().len(), 2, "{:?}", robot.texts());
+}
