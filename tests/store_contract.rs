@@ -40,6 +40,20 @@ fn sdk_issue(id: &str, now: chrono::DateTime<Utc>) -> SdkIssue {
     }
 }
 
+/// Counts one more repeat in target `t`'s fold record `key`.
+fn fold_one_more(store: &Store, key: &str, now: chrono::DateTime<Utc>) {
+    store
+        .update_fold("t", key, |record| {
+            let mut record = record.unwrap_or(FoldRecord {
+                window_start: now,
+                folded: 0,
+            });
+            record.folded += 1;
+            (Some(record), ())
+        })
+        .unwrap();
+}
+
 async fn contract(store: Store) {
     // Backends keep times to the millisecond (sled) or microsecond (PostgreSQL).
     let now = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
@@ -152,16 +166,7 @@ async fn contract(store: Store) {
 
     // Fold records and issues change atomically; `None` removes a fold record.
     for _ in 0..3 {
-        store
-            .update_fold("t", "i/1", |record| {
-                let mut record = record.unwrap_or(FoldRecord {
-                    window_start: now,
-                    folded: 0,
-                });
-                record.folded += 1;
-                (Some(record), ())
-            })
-            .unwrap();
+        fold_one_more(&store, "i/1", now);
     }
     let folded = store
         .update_fold("t", "i/1", |record| (None, record.map(|r| r.folded)))
@@ -210,16 +215,7 @@ async fn contract(store: Store) {
             let store = store.clone();
             std::thread::spawn(move || {
                 for _ in 0..10 {
-                    store
-                        .update_fold("t", "i/race", |record| {
-                            let mut record = record.unwrap_or(FoldRecord {
-                                window_start: now,
-                                folded: 0,
-                            });
-                            record.folded += 1;
-                            (Some(record), ())
-                        })
-                        .unwrap();
+                    fold_one_more(&store, "i/race", now);
                     store
                         .update_issue("race", |issue| {
                             let mut issue = issue.unwrap_or_else(|| sdk_issue("race", now));

@@ -400,23 +400,24 @@ struct ClaimColumns {
 
 impl Group {
     fn of(writes: &[Pending]) -> Group {
+        let mut last_write = HashMap::new();
+        for (at, write) in writes.iter().enumerate() {
+            match write {
+                Pending::Alert { id, .. } => last_write.insert(("alert", *id), at),
+                Pending::Job { id, .. } => last_write.insert(("job", *id), at),
+                Pending::SettledClaim { .. } => None,
+            };
+        }
+        let is_last = |kind: &'static str, id: &i64, at: usize| last_write[&(kind, *id)] == at;
         let mut group = Group::default();
-        let mut alert_at = HashMap::new();
-        let mut job_at = HashMap::new();
-        for write in writes {
+        for (at, write) in writes.iter().enumerate() {
             match write {
                 Pending::Alert {
                     id,
                     received_at,
                     record,
-                } => {
+                } if is_last("alert", id, at) => {
                     let a = &mut group.alerts;
-                    if let Some(&at) = alert_at.get(id) {
-                        a.received_at[at] = *received_at;
-                        a.record[at] = record.clone();
-                        continue;
-                    }
-                    alert_at.insert(*id, a.id.len());
                     a.id.push(*id);
                     a.received_at.push(*received_at);
                     a.record.push(record.clone());
@@ -428,17 +429,8 @@ impl Group {
                     due_at,
                     attempted,
                     job,
-                } => {
+                } if is_last("job", id, at) => {
                     let j = &mut group.jobs;
-                    if let Some(&at) = job_at.get(id) {
-                        j.target[at] = target.clone();
-                        j.alert_id[at] = *alert_id;
-                        j.due_at[at] = *due_at;
-                        j.attempted[at] = *attempted;
-                        j.job[at] = job.clone();
-                        continue;
-                    }
-                    job_at.insert(*id, j.id.len());
                     j.id.push(*id);
                     j.target.push(target.clone());
                     j.alert_id.push(*alert_id);
@@ -450,6 +442,8 @@ impl Group {
                     group.claims.hash.push(hash.clone());
                     group.claims.alert_id.push(*alert_id);
                 }
+                // Written again later in the group.
+                Pending::Alert { .. } | Pending::Job { .. } => {}
             }
         }
         group
