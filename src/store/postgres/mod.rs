@@ -111,6 +111,9 @@ impl IdBlocks {
     }
 }
 
+/// Where a claim's batch says whether this replica took it (or why the batch failed).
+type ClaimAnswer = tokio::sync::oneshot::Sender<Result<bool, String>>;
+
 /// A claim waiting for its batch.
 struct ClaimRequest {
     hash: Vec<u8>,
@@ -144,12 +147,7 @@ struct Inner {
     pool: deadpool_postgres::Pool,
     pending: Mutex<Vec<Pending>>,
     /// Claims waiting for the next batch: one statement claims everyone's.
-    claims: Mutex<
-        Vec<(
-            ClaimRequest,
-            tokio::sync::oneshot::Sender<Result<bool, String>>,
-        )>,
-    >,
+    claims: Mutex<Vec<(ClaimRequest, ClaimAnswer)>>,
     /// Held while a batch of claims runs.
     claiming: tokio::sync::Mutex<()>,
     tickets_issued: std::sync::atomic::AtomicU64,
@@ -254,13 +252,7 @@ impl Inner {
 
     /// Inserts a batch of claims in one statement, in the order of their hashes (two replicas'
     /// batches never wait for each other in a circle), and answers each.
-    async fn claim_batch(
-        &self,
-        mut batch: Vec<(
-            ClaimRequest,
-            tokio::sync::oneshot::Sender<Result<bool, String>>,
-        )>,
-    ) {
+    async fn claim_batch(&self, mut batch: Vec<(ClaimRequest, ClaimAnswer)>) {
         batch.sort_by(|a, b| a.0.hash.cmp(&b.0.hash));
         // The same key twice in one batch: the first is tried, the second told it was not taken
         // (and waits for the first as a duplicate does).
