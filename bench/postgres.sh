@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Intake on PostgreSQL beside sled, in one run: distinct signed callbacks for DURATION seconds
 # each (default 10) at 32 connections into herald on sled, on PostgreSQL with one replica, and
-# with two replicas (16 connections each, both on one database). The database is a throwaway
+# with two replicas (16 load connections each, both on one database); each replica's pool holds
+# PG_POOL database connections (herald's default store.pool_size, 8). The database is a throwaway
 # cluster on loopback with the server's defaults (fsync and synchronous_commit on: every 2xx is
 # durable); the target never answers, so the intake alone is measured. A fresh cluster first
 # creates its WAL segments (several times slower than a database that has run a while, which
@@ -10,6 +11,7 @@
 #
 #   bench/postgres.sh
 #   DURATION=20 bench/postgres.sh
+#   PG_POOL=16 bench/postgres.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

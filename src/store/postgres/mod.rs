@@ -227,12 +227,11 @@ impl Inner {
     /// arrive while a batch runs wait for it and go together in the next: one statement for
     /// everyone's, as the group commit does for their writes.
     async fn claim(&self, request: ClaimRequest) -> Result<bool, StoreError> {
-        let (answer, answered) = tokio::sync::oneshot::channel();
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
         self.claims
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((request, answer));
-        let mut answered = answered;
         let _turn = self.claiming.lock().await;
         // Answered by the batch that ran while this one waited, or in the batch it runs now.
         let mut answer = answered.try_recv();
@@ -257,16 +256,17 @@ impl Inner {
         // The same key twice in one batch: the first is tried, the second told it was not taken
         // (and waits for the first as a duplicate does).
         let mut tried = Vec::with_capacity(batch.len());
-        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut hashes, mut alert_ids, mut seen_at, mut keep_ms) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (request, answer) in batch {
-            if columns.0.last() == Some(&request.hash) {
+            if hashes.last() == Some(&request.hash) {
                 let _ = answer.send(Ok(false));
                 continue;
             }
-            columns.0.push(request.hash);
-            columns.1.push(request.alert_id);
-            columns.2.push(request.now);
-            columns.3.push(request.keep);
+            hashes.push(request.hash);
+            alert_ids.push(request.alert_id);
+            seen_at.push(request.now);
+            keep_ms.push(request.keep);
             tried.push(answer);
         }
         let abandoned = millis(ABANDONED_AFTER);
@@ -288,13 +288,13 @@ impl Inner {
             let rows = client
                 .query(
                     &statement,
-                    &[&columns.0, &columns.1, &columns.2, &columns.3, &abandoned],
+                    &[&hashes, &alert_ids, &seen_at, &keep_ms, &abandoned],
                 )
                 .await?;
             Ok::<HashSet<Vec<u8>>, StoreError>(rows.into_iter().map(|row| row.get(0)).collect())
         }
         .await;
-        for (hash, answer) in columns.0.iter().zip(tried) {
+        for (hash, answer) in hashes.iter().zip(tried) {
             let _ = answer.send(match &result {
                 Ok(taken) => Ok(taken.contains(hash)),
                 Err(error) => Err(error.to_string()),
@@ -581,17 +581,26 @@ impl PgStore {
         }
     }
 
-    fn count(&self, sql: &str) -> u64 {
-        self.query(sql, &[])
-            .ok()
-            .and_then(|rows| rows.first().map(|row| row.get::<_, i64>(0)))
-            .unwrap_or(0)
-            .max(0) as u64
+    /// What `herald_count` (`counts.sql`) holds of `what` ('alerts', 'queued', 'dead'): the sum
+    /// of its shards.
+    fn kept_count(&self, what: &str) -> u64 {
+        self.query(
+            "SELECT COALESCE(sum(n), 0)::bigint FROM herald_count WHERE what = $1",
+            &[&what],
+        )
+        .ok()
+        .and_then(|rows| rows.first().map(|row| row.get::<_, i64>(0)))
+        .unwrap_or(0)
+        .max(0) as u64
     }
 
-    fn counts_per_target(&self, sql: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+    fn kept_counts_per_target(&self, what: &str) -> Result<BTreeMap<String, u64>, StoreError> {
         Ok(self
-            .query(sql, &[])?
+            .query(
+                "SELECT target, sum(n)::bigint FROM herald_count WHERE what = $1 \
+                 GROUP BY target HAVING sum(n) > 0",
+                &[&what],
+            )?
             .into_iter()
             .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1).max(0) as u64))
             .collect())
@@ -602,7 +611,7 @@ impl PgStore {
     /// from, and when another replica changed the row meanwhile, `update` runs again on what it
     /// wrote. Without a transaction, a read that changes nothing is one statement and a change
     /// two (a locked read-modify-write is four round trips on every callback of an issue).
-    fn update_locked<T: Serialize + DeserializeOwned>(
+    fn compare_and_set<T: Serialize + DeserializeOwned>(
         &self,
         statements: &RowStatements<'_, T>,
         keys: &[&(dyn ToSql + Sync)],
@@ -707,7 +716,7 @@ impl PgStore {
     }
 }
 
-/// The statements [`PgStore::update_locked`] runs on one kind of row. The keys come first; then
+/// The statements [`PgStore::compare_and_set`] runs on one kind of row. The keys come first; then
 /// `insert` takes the new value, `update` the new value and the one it replaces, `delete` the
 /// one it removes (a write that finds another value changes nothing); `extra`'s value comes last.
 struct RowStatements<'a, T> {
@@ -955,7 +964,7 @@ impl StoreBackend for PgStore {
         fold_key: &str,
         update: &mut FoldUpdate<'_>,
     ) -> Result<(), StoreError> {
-        self.update_locked::<FoldRecord>(
+        self.compare_and_set::<FoldRecord>(
             &RowStatements {
                 select: "SELECT record FROM herald_fold WHERE target = $1 AND fold_key = $2",
                 insert: "INSERT INTO herald_fold (target, fold_key, record) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -969,7 +978,7 @@ impl StoreBackend for PgStore {
     }
 
     fn update_issue(&self, id: &str, update: &mut IssueUpdate<'_>) -> Result<(), StoreError> {
-        self.update_locked::<SdkIssue>(
+        self.compare_and_set::<SdkIssue>(
             &RowStatements {
                 select: "SELECT issue FROM herald_issue WHERE id = $1",
                 insert: "INSERT INTO herald_issue (id, issue, last_seen) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -1350,29 +1359,23 @@ impl StoreBackend for PgStore {
     }
 
     fn alert_count(&self) -> u64 {
-        self.count("SELECT COALESCE(sum(n), 0)::bigint FROM herald_count WHERE what = 'alerts'")
+        self.kept_count("alerts")
     }
 
     fn queued_job_count(&self) -> u64 {
-        self.count("SELECT COALESCE(sum(n), 0)::bigint FROM herald_count WHERE what = 'queued'")
+        self.kept_count("queued")
     }
 
     fn dead_letter_count(&self) -> u64 {
-        self.count("SELECT COALESCE(sum(n), 0)::bigint FROM herald_count WHERE what = 'dead'")
+        self.kept_count("dead")
     }
 
     fn queued_jobs_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        self.counts_per_target(
-            "SELECT target, sum(n)::bigint FROM herald_count WHERE what = 'queued' \
-             GROUP BY target HAVING sum(n) > 0",
-        )
+        self.kept_counts_per_target("queued")
     }
 
     fn dead_letters_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        self.counts_per_target(
-            "SELECT target, sum(n)::bigint FROM herald_count WHERE what = 'dead' \
-             GROUP BY target HAVING sum(n) > 0",
-        )
+        self.kept_counts_per_target("dead")
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
