@@ -1,29 +1,51 @@
-//! Dedupe claims of the sled backend: looked up in memory ([`ClaimIndex`], rebuilt from the
-//! `claims` tree on open) and written in time order at the end of `claims`. A write into the
-//! middle of a large tree for every callback was the intake's largest single cost; time order
-//! also lets a sweep stop at the first claim still remembered.
+//! Dedupe claims of the sled backend. A claim remembered for a day or less (every callback's) is
+//! written to the spool, which finds it again from then on. A claim kept longer (a group's
+//! episodes, kept for `store.retention`) is written in time order at the end of the `claims` tree
+//! and kept in memory ([`ClaimIndex`], rebuilt from the tree on open): they are few, and a spool
+//! segment is not held for days for their sake. Claims whose callback is still on its way to disk
+//! are in the index too, whatever their kind: a duplicate waits for them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::keys::{claim_key, parse_claim, DedupeClaim};
+use super::spool::Spool;
 use crate::job::AlertId;
 use crate::store::{ClaimHandle, StoreError};
+
+/// Claims kept longer than this are written to the `claims` tree rather than the spool.
+const SPOOLED_AT_MOST_MS: u64 = 24 * 3600 * 1000;
+
+impl DedupeClaim {
+    fn spooled(&self) -> bool {
+        self.keep_ms <= SPOOLED_AT_MOST_MS
+    }
+}
 
 /// A claim taken in the index whose callback is not on disk yet. Dropped unsettled (the callback
 /// failed, or its request went away), it is released: a retry of the callback must not be taken
 /// for a duplicate of what was not stored.
 pub(super) struct SledPendingClaim {
     pub claims: sled::Tree,
+    pub spool: Arc<Spool>,
     pub index: Arc<ClaimIndex>,
     pub claim: DedupeClaim,
     pub settled: bool,
+    /// Whether the claim went to the spool (which then needs to hear it is released).
+    pub spooled: AtomicBool,
 }
 
 impl ClaimHandle for SledPendingClaim {
     fn write(&self) -> Result<(), StoreError> {
-        self.claims
-            .insert(claim_key(&self.claim), &self.claim.value())?;
+        if self.claim.spooled() {
+            self.spool.append_claim(&self.claim)?;
+            self.spooled.store(true, Ordering::Relaxed);
+        } else {
+            self.claims
+                .insert(claim_key(&self.claim), &self.claim.value())?;
+        }
         Ok(())
     }
 
@@ -38,18 +60,29 @@ impl Drop for SledPendingClaim {
         if self.settled {
             return;
         }
-        self.index.release(&self.claim);
-        if let Err(error) = self.claims.remove(claim_key(&self.claim)) {
+        // The spool first: once the index lets go, a lookup must not find the claim there.
+        let released = if self.spooled.load(Ordering::Relaxed) {
+            self.spool.append_release(&self.claim.hash)
+        } else if self.claim.spooled() {
+            Ok(())
+        } else {
+            self.claims
+                .remove(claim_key(&self.claim))
+                .map(|_| ())
+                .map_err(StoreError::from)
+        };
+        if let Err(error) = released {
             tracing::error!(%error, "cannot remove the dedupe claim of a callback that failed");
         }
+        self.index.release(&self.claim);
     }
 }
 
 /// The longest a duplicate waits for its original to reach the disk.
 pub(super) const PENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Every dedupe claim of the store, in memory: the newest per key, and whether its callback is
-/// still on its way to disk. Entries older than `remember` are dropped by each sweep.
+/// The dedupe claims kept in memory: those kept long (the newest per key), and those whose
+/// callback is still on its way to disk. Entries older than `remember` are dropped by each sweep.
 pub(super) struct ClaimIndex {
     claims: std::sync::Mutex<HashMap<[u8; 16], IndexedClaim>>,
     /// Woken whenever a pending claim settles or is released.
@@ -66,6 +99,7 @@ struct IndexedClaim {
 
 impl ClaimIndex {
     pub(super) fn load(claims: &sled::Tree) -> Result<ClaimIndex, StoreError> {
+        // Older herald wrote every claim here; they are loaded alike and forgotten by the sweep.
         let mut index = HashMap::new();
         // In time order: a key claimed again after `remember` ends up with its newest claim.
         for entry in claims.iter() {
@@ -87,8 +121,7 @@ impl ClaimIndex {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes `claim`'s key, or returns the alert that holds it (once that alert is on disk).
-    /// Claims `claim`'s key: `Ok(None)` when this caller is the first (its claim is pending until
+    /// Claims `claim`'s key (looked up here, then in `spool`): `Ok(None)` when this caller is the first (its claim is pending until
     /// settled), `Ok(Some(first))` for a duplicate. A duplicate of a callback still on its way to
     /// disk waits for it, at most [`PENDING_WAIT`]: an original whose commit hangs (a dying disk)
     /// must not hold every copy of it, and their connections, forever.
@@ -96,6 +129,7 @@ impl ClaimIndex {
         &self,
         claim: DedupeClaim,
         remember: std::time::Duration,
+        spool: &Spool,
     ) -> Result<Option<AlertId>, StoreError> {
         let remember_ms = remember.as_millis() as u64;
         let deadline = tokio::time::Instant::now() + PENDING_WAIT;
@@ -104,7 +138,15 @@ impl ClaimIndex {
             let changed = self.changed.notified();
             {
                 let mut claims = self.lock();
-                match claims.get(&claim.hash) {
+                // Looked up in the spool under the lock: a claim settles (leaves the index) only
+                // once the spool has it, so one of the two always sees it.
+                let spooled = match claims.get(&claim.hash) {
+                    Some(_) => None,
+                    None => spool
+                        .claim(&claim.hash)?
+                        .map(|found| IndexedClaim::settled(&found)),
+                };
+                match claims.get(&claim.hash).or(spooled.as_ref()) {
                     Some(first) if first.seen_ms + remember_ms > claim.seen_ms => {
                         if !first.pending {
                             return Ok(Some(first.alert_id));
@@ -132,10 +174,20 @@ impl ClaimIndex {
         }
     }
 
+    /// The claim's callback is on disk: a spooled claim leaves the index (the spool has it), a
+    /// long-kept one stays, settled.
     fn settle(&self, claim: &DedupeClaim) {
-        if let Some(entry) = self.lock().get_mut(&claim.hash) {
-            if entry.alert_id == claim.alert_id {
-                entry.pending = false;
+        {
+            let mut claims = self.lock();
+            if claims
+                .get(&claim.hash)
+                .is_some_and(|entry| entry.alert_id == claim.alert_id)
+            {
+                if claim.spooled() {
+                    claims.remove(&claim.hash);
+                } else if let Some(entry) = claims.get_mut(&claim.hash) {
+                    entry.pending = false;
+                }
             }
         }
         self.changed.notify_waiters();

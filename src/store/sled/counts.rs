@@ -19,14 +19,19 @@ struct Counts {
 }
 
 impl QueueCounts {
-    /// Counted once, on open, from the keys alone.
+    /// Counted once, on open, from the keys alone, with what the spool holds queued.
     pub(super) fn load(
         jobs: &sled::Tree,
         dead_letters: &sled::Tree,
+        spooled: BTreeMap<String, u64>,
     ) -> Result<QueueCounts, StoreError> {
+        let mut queued = count_per_target(jobs)?;
+        for (target, count) in spooled {
+            *queued.entry(target).or_default() += count;
+        }
         Ok(QueueCounts {
             counts: Mutex::new(Counts {
-                queued: count_per_target(jobs)?,
+                queued,
                 dead: count_per_target(dead_letters)?,
             }),
         })

@@ -1,10 +1,12 @@
-//! Group commit over sled's flush: concurrent callers share one fsync.
+//! Group commit over the spool's sync and sled's flush: concurrent callers share one of each.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
+use super::spool::Spool;
 use crate::store::StoreError;
 
-/// Group commit over sled's flush.
+/// Group commit over the spool's sync and sled's flush.
 ///
 /// Each caller takes a ticket after its writes, then waits its turn for the flush lock. Whoever
 /// holds the lock flushes on behalf of every ticket issued before the flush began; callers whose
@@ -12,6 +14,7 @@ use crate::store::StoreError;
 /// answers a whole batch of callbacks, and with one caller it costs nothing extra.
 pub(super) struct GroupCommit {
     db: sled::Db,
+    spool: Arc<Spool>,
     tickets_issued: AtomicU64,
     tickets_flushed: AtomicU64,
     pub flushes: AtomicU64,
@@ -22,9 +25,10 @@ pub(super) struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub(super) fn new(db: sled::Db) -> Self {
+    pub(super) fn new(db: sled::Db, spool: Arc<Spool>) -> Self {
         GroupCommit {
             db,
+            spool,
             tickets_issued: AtomicU64::new(0),
             tickets_flushed: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
@@ -41,6 +45,8 @@ impl GroupCommit {
         }
         self.gather().await;
         let covered = self.tickets_issued.load(Ordering::SeqCst);
+        // The spool can fail and recover (a full disk that empties); sled cannot (below).
+        self.spool.sync().await?;
         if let Err(error) = self.db.flush_async().await {
             self.failed.store(true, Ordering::SeqCst);
             return Err(error.into());

@@ -7,7 +7,7 @@ use crate::job::{AlertId, DeliveryJob, JobId};
 use crate::store::StoreError;
 
 /// A dedupe key claimed for an alert, and when: what a `claims` entry holds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct DedupeClaim {
     /// Hashed: a dedupe key can be long (installation, resource, ids, a rule's name) and there is
     /// one claim per callback; 16 bytes of SHA-256 keep them small.
@@ -50,12 +50,12 @@ pub(super) fn dead_letter_key(target: &str, job: JobId) -> Vec<u8> {
     key
 }
 
-/// A delivered job's key in `deliveries`: its alert, then its id (an alert's deliveries are one
-/// prefix, removed with the alert).
-pub(super) fn delivery_key(alert: AlertId, job: JobId) -> [u8; 16] {
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&alert.to_be_bytes());
-    key[8..].copy_from_slice(&job.to_be_bytes());
+/// What ends a target's spool cursor key in `targets`.
+pub(super) const SPOOL_CURSOR_SUFFIX: &[u8] = b"\0spool";
+
+pub(super) fn spool_cursor_key(target: &str) -> Vec<u8> {
+    let mut key = target.as_bytes().to_vec();
+    key.extend_from_slice(SPOOL_CURSOR_SUFFIX);
     key
 }
 

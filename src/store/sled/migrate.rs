@@ -2,6 +2,7 @@
 //! Each is idempotent: interrupted by a crash, it runs again on the next start.
 
 use super::keys::{be_u64, claim_key, DedupeClaim};
+use super::spool::Spool;
 use crate::store::alert_record::{self, AlertHeader};
 use crate::store::{StoreError, StoredAlert};
 
@@ -64,5 +65,45 @@ pub(super) fn dedupe_to_claims(db: &sled::Db) -> Result<(), StoreError> {
     }
     db.drop_tree("dedupe")?;
     tracing::info!(claims = migrated, "dedupe claims migrated to schema 3");
+    Ok(())
+}
+
+/// Schema 3 kept alerts and the record of each delivery in sled (`alerts`, `deliveries`): copies
+/// them into the spool, makes it durable, then drops both trees. Interrupted, it is run again and
+/// skips the alerts the spool already holds (a delivery may then be listed twice).
+pub(super) fn alerts_and_deliveries_to_spool(
+    db: &sled::Db,
+    spool: &Spool,
+) -> Result<(), StoreError> {
+    let alerts = db.open_tree("alerts")?;
+    let deliveries = db.open_tree("deliveries")?;
+    let (mut moved_alerts, mut moved_deliveries) = (0u64, 0u64);
+    for entry in alerts.iter() {
+        let (key, record) = entry?;
+        let Some(id) = be_u64(&key, 0) else { continue };
+        if !spool.has_alert(id) {
+            let received_ms = alert_record::split(&record).map_or(0, |(header, _)| {
+                header.received_at.timestamp_millis().max(0) as u64
+            });
+            spool.append_alert(id, received_ms, &record)?;
+            moved_alerts += 1;
+        }
+    }
+    for entry in deliveries.iter() {
+        let (key, json) = entry?;
+        let Some(id) = be_u64(&key, 0) else { continue };
+        spool.append_delivery_json(id, &json)?;
+        moved_deliveries += 1;
+    }
+    spool.sync_now()?;
+    db.drop_tree("alerts")?;
+    db.drop_tree("deliveries")?;
+    if moved_alerts + moved_deliveries > 0 {
+        tracing::info!(
+            alerts = moved_alerts,
+            deliveries = moved_deliveries,
+            "alerts and deliveries moved to the spool (schema 4)"
+        );
+    }
     Ok(())
 }

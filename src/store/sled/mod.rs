@@ -1,34 +1,37 @@
-//! The embedded backend: every sled tree herald keeps, and its key layout, in one place.
+//! The embedded backend: every sled tree herald keeps, and its key layout, in one place; and the
+//! spool beside it (`spool/`), where what comes in by the million is appended: alerts, the jobs
+//! queued for them as they arrive, every callback's dedupe claim, the record of each delivery.
 //!
 //! | tree     | key                                              | value                   |
 //! |----------|--------------------------------------------------|-------------------------|
 //! | `meta`   | `b"schema"`                                      | schema version, u32 BE  |
-//! | `alerts` | alert id, u64 BE                                 | `AlertHeader` as JSON, `\n`, the raw payload verbatim |
-//! | `jobs`   | target name, `0x00`, due time in ms u64 BE, job id u64 BE | [`DeliveryJob`] as JSON |
+//! | `jobs`   | target name, `0x00`, due time in ms u64 BE, job id u64 BE | [`DeliveryJob`] as JSON: jobs due later (a fold's summary, a retry) |
 //! | `dead_letters` | target name, `0x00`, job id u64 BE        | [`DeadLetter`] as JSON  |
 //! | `targets` | target name                                     | [`TargetState`] as JSON |
 //! | `targets` | target name, `0x00`, `b"paused"`                | present while an operator paused it |
-//! | `claims` | claimed at ms u64 BE, first 16 bytes of SHA-256 of a dedupe key | alert id u64 BE, how long it is kept in ms u64 BE (older stores: the id alone) |
+//! | `targets` | target name, `0x00`, `b"spool"`                 | how far its queue in the spool is worked ([`spool::Cursor`]) |
+//! | `claims` | claimed at ms u64 BE, first 16 bytes of SHA-256 of a dedupe key | alert id u64 BE, how long it is kept in ms u64 BE: claims kept longer than a day (`claims.rs`) |
 //! | `folds`  | target name, `0x00`, fold key (installation/issue) | [`FoldRecord`] as JSON |
 //! | `links`  | target name, `0x00`, repo/installation/issue     | [`LinkRecord`] as JSON  |
 //! | `issues` | SDK issue id (`7-h1-…`)                          | [`SdkIssue`] as JSON    |
-//! | `deliveries` | alert id u64 BE, job id u64 BE               | the delivered [`DeliveryJob`] as JSON, attempts included |
 //!
-//! Alerts are stored as `store/alert_record.rs` says; dedupe claims as `claims.rs` says.
+//! Alerts are stored as `store/alert_record.rs` says; dedupe claims as `claims.rs` says. A job
+//! queued due now goes to the spool, and leaves it when it is done (delivered, retried later:
+//! then it moves to `jobs`, or buried); its place in the queue is all that stays in memory.
 //!
 //! Integers are big-endian so that key order is numeric order: a prefix scan of `jobs` over one
 //! target yields its jobs by due time. Target names cannot contain `0x00` (config validation).
 //!
-//! Durability: sled makes writes durable only on flush. The intake writes its fold records, the
-//! alert, its jobs and, last, its dedupe claim, then calls [`StoreBackend::commit`], which returns after a
-//! flush that began after those writes. sled recovers a prefix of its log, so a claim found after a
-//! crash always has its alert and jobs. Concurrent callers share one flush (group commit), so the cost of an fsync is
-//! paid once per batch, not once per callback.
+//! Durability: the intake writes its fold records (sled), the alert, its jobs and, last, its dedupe
+//! claim (the spool, in that order), then calls [`StoreBackend::commit`], which returns after the
+//! spool's `fdatasync` and a sled flush that began after those writes. The spool is read up to its
+//! first torn record, so a claim found after a crash always has its alert and jobs. Concurrent
+//! callers share one commit (group commit): an fsync is paid once per batch, not per callback.
 
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +50,7 @@ mod counts;
 mod group_commit;
 mod keys;
 mod migrate;
+mod spool;
 mod sweep;
 #[cfg(test)]
 mod tests;
@@ -55,15 +59,16 @@ use claims::{ClaimIndex, SledPendingClaim};
 use counts::QueueCounts;
 use group_commit::GroupCommit;
 use keys::{
-    dead_letter_key, dedupe_hash, delivery_key, fold_tree_key, job_key, operator_pause_key,
-    parse_job_key, target_of_key, target_prefix, DedupeClaim,
+    dead_letter_key, dedupe_hash, fold_tree_key, job_key, operator_pause_key, parse_job_key,
+    spool_cursor_key, target_of_key, target_prefix, DedupeClaim, SPOOL_CURSOR_SUFFIX,
 };
+use spool::{Cursor, Spool};
 
 const SCHEMA_KEY: &[u8] = b"schema";
 /// In `meta`: the latest time herald's clock handed out, in milliseconds, big-endian.
 const CLOCK_KEY: &[u8] = b"clock";
 /// The layout above. Older stores are migrated on open (`migrate`); a newer one is refused.
-const SCHEMA_VERSION: u32 = 3;
+const SCHEMA_VERSION: u32 = 4;
 /// Upper bound of sled's page cache. sled's default (1 GiB) would let an idle herald grow far
 /// past what a sidecar should use; alerts are written once and read once, so a small cache loses little.
 const CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
@@ -79,7 +84,6 @@ pub struct SledStore {
     path: PathBuf,
     db: sled::Db,
     meta: sled::Tree,
-    alerts: sled::Tree,
     jobs: sled::Tree,
     dead_letters: sled::Tree,
     targets: sled::Tree,
@@ -88,9 +92,8 @@ pub struct SledStore {
     folds: sled::Tree,
     links: sled::Tree,
     issues: sled::Tree,
-    deliveries: sled::Tree,
+    spool: Arc<Spool>,
     commits: GroupCommit,
-    alert_count: AtomicU64,
     counts: QueueCounts,
     /// The data folder as it was opened (device and inode).
     identity: Option<(u64, u64)>,
@@ -128,48 +131,46 @@ impl SledStore {
             other => other?,
         };
         let meta = db.open_tree("meta")?;
-        let alerts = db.open_tree("alerts")?;
-        match meta.get(SCHEMA_KEY)? {
-            None => {
-                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-            }
-            Some(found) => {
-                let found = u32::from_be_bytes(found.as_ref().try_into().unwrap_or([0xff; 4]));
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        location: dir.display().to_string(),
-                        found,
-                        known: SCHEMA_VERSION,
-                    });
-                }
-                if found < SCHEMA_VERSION {
-                    if found < 2 {
-                        migrate::alerts_from_schema_1(&db, &alerts)?;
-                    }
-                    migrate::dedupe_to_claims(&db)?;
-                    meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-                    db.flush()?;
-                }
-            }
+        let found = match meta.get(SCHEMA_KEY)? {
+            None => SCHEMA_VERSION,
+            Some(found) => u32::from_be_bytes(found.as_ref().try_into().unwrap_or([0xff; 4])),
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                location: dir.display().to_string(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if found < 2 {
+            migrate::alerts_from_schema_1(&db, &db.open_tree("alerts")?)?;
+        }
+        if found < 3 {
+            migrate::dedupe_to_claims(&db)?;
+        }
+        let targets = db.open_tree("targets")?;
+        let spool = Arc::new(Spool::open(&dir.join("spool"), &spool_cursors(&targets)?)?);
+        if found < 4 {
+            migrate::alerts_and_deliveries_to_spool(&db, &spool)?;
+        }
+        if found != SCHEMA_VERSION || meta.get(SCHEMA_KEY)?.is_none() {
+            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            db.flush()?;
         }
         let jobs = db.open_tree("jobs")?;
         let dead_letters = db.open_tree("dead_letters")?;
-        let targets = db.open_tree("targets")?;
         let claims = db.open_tree("claims")?;
         let claim_index = Arc::new(ClaimIndex::load(&claims)?);
         let folds = db.open_tree("folds")?;
         let links = db.open_tree("links")?;
         let issues = db.open_tree("issues")?;
-        let deliveries = db.open_tree("deliveries")?;
-        let alert_count = alerts.len() as u64;
-        let counts = QueueCounts::load(&jobs, &dead_letters)?;
+        let counts = QueueCounts::load(&jobs, &dead_letters, spool.queued_per_target())?;
         Ok(SledStore {
             identity: folder_identity(dir),
             path: dir.to_path_buf(),
-            commits: GroupCommit::new(db.clone()),
+            commits: GroupCommit::new(db.clone(), spool.clone()),
             db,
             meta,
-            alerts,
             jobs,
             dead_letters,
             targets,
@@ -178,8 +179,7 @@ impl SledStore {
             folds,
             links,
             issues,
-            deliveries,
-            alert_count: AtomicU64::new(alert_count),
+            spool,
             counts,
         })
     }
@@ -190,12 +190,60 @@ impl SledStore {
     }
 }
 
-fn decode_alert_entry(
-    entry: sled::Result<(sled::IVec, sled::IVec)>,
-) -> Result<StoredAlert, StoreError> {
-    let (key, record) = entry?;
-    let id = <[u8; 8]>::try_from(key.as_ref()).map_or(0, u64::from_be_bytes);
-    alert_record::decode(id, &record)
+/// How far each target's queue in the spool was worked, as saved in `targets`.
+fn spool_cursors(targets: &sled::Tree) -> Result<HashMap<String, Cursor>, StoreError> {
+    let mut cursors = HashMap::new();
+    for entry in targets.iter() {
+        let (key, value) = entry?;
+        if key.ends_with(SPOOL_CURSOR_SUFFIX) {
+            cursors.insert(target_of_key(&key), Cursor::decode(&value));
+        }
+    }
+    Ok(cursors)
+}
+
+/// A job's key when it is queued in the spool: `0xff` (never the first byte of a UTF-8 target
+/// name, which starts a `jobs` key), its place, its target.
+fn spool_job_key(at: spool::Position, target: &str) -> JobKey {
+    let mut key = Vec::with_capacity(9 + target.len());
+    key.push(0xff);
+    key.extend_from_slice(&at.to_be_bytes());
+    key.extend_from_slice(target.as_bytes());
+    JobKey::from_bytes(key)
+}
+
+/// The place and target of a job queued in the spool, if `key` is one.
+fn parse_spool_job_key(key: &JobKey) -> Option<(spool::Position, String)> {
+    let bytes = key.as_bytes();
+    if bytes.first() != Some(&0xff) {
+        return None;
+    }
+    let at = keys::be_u64(bytes, 1)?;
+    Some((at, String::from_utf8_lossy(&bytes[9..]).into_owned()))
+}
+
+/// Whether a job goes to the spool: one due when it is queued, never attempted, and not a fold's
+/// summary (which is resolved in place, in `jobs`).
+fn spooled(job: &DeliveryJob) -> bool {
+    job.attempts.is_empty() && job.summary_of.is_none() && job.due_at <= crate::clock::now()
+}
+
+impl SledStore {
+    /// Takes a job off its target's queue in the spool and saves how far the queue is worked
+    /// (flushed with sled's next flush: a crash before it sends the job again).
+    fn take_from_spool(&self, at: spool::Position, target: &str) -> Result<bool, StoreError> {
+        let Some(cursor) = self.spool.take(target, at) else {
+            return Ok(false);
+        };
+        self.targets
+            .insert(spool_cursor_key(target), cursor.encode())?;
+        Ok(true)
+    }
+
+    fn decode_spooled_alert(&self, at: spool::Position) -> Result<StoredAlert, StoreError> {
+        let (id, record) = self.spool.alert_at(at)?;
+        alert_record::decode(id, &record)
+    }
 }
 
 /// Replaces the JSON record at `key` in `tree` with what `update` makes of it (`None` removes
@@ -270,18 +318,21 @@ impl StoreBackend for SledStore {
         routing: &Routing,
     ) -> Result<(), StoreError> {
         let header = AlertHeader::of(alert, received_at, routing);
-        let previous = self.alerts.insert(
-            id.to_be_bytes(),
-            alert_record::encode(&header, alert.raw.get())?,
-        )?;
-        if previous.is_none() {
-            self.alert_count.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+        let received_ms = received_at.timestamp_millis().max(0) as u64;
+        self.spool.append_alert(
+            id,
+            received_ms,
+            &alert_record::encode(&header, alert.raw.get())?,
+        )
     }
 
     /// Queues a job (durable after the next [`StoreBackend::commit`]).
     fn insert_job(&self, job: &DeliveryJob) -> Result<(), StoreError> {
+        if spooled(job) {
+            self.spool.append_job(job)?;
+            self.counts.queued(&job.target);
+            return Ok(());
+        }
         if self
             .jobs
             .insert(job_key(job), serde_json::to_vec(job)?)?
@@ -298,11 +349,14 @@ impl StoreBackend for SledStore {
     }
 
     /// sled keeps the error of a failed flush and refuses every write after it, even once the
-    /// disk has room again: only opening the folder again recovers (from what is on disk). And a
+    /// disk has room again: only opening the folder again recovers (from what is on disk). A
+    /// failed write to the spool is treated alike. And a
     /// data folder removed or replaced while herald runs takes every write since with it (sled
     /// writes on into files no longer in it, and another herald could open the path).
     fn needs_reopening(&self) -> bool {
-        self.commits.failed.load(Ordering::SeqCst) || folder_identity(&self.path) != self.identity
+        self.commits.failed.load(Ordering::SeqCst)
+            || self.spool.failed()
+            || folder_identity(&self.path) != self.identity
     }
 
     /// Claimed in memory first (the index), written by the caller at the end of `claims`.
@@ -320,15 +374,19 @@ impl StoreBackend for SledStore {
                 seen_ms: now.timestamp_millis().max(0) as u64,
                 keep_ms: remember.as_millis() as u64,
             };
-            Ok(match self.claim_index.claim(claim, remember).await? {
-                Some(first) => ClaimOutcome::Duplicate(first),
-                None => ClaimOutcome::New(PendingClaim::new(Box::new(SledPendingClaim {
-                    claims: self.claims.clone(),
-                    index: self.claim_index.clone(),
-                    claim,
-                    settled: false,
-                }))),
-            })
+            Ok(
+                match self.claim_index.claim(claim, remember, &self.spool).await? {
+                    Some(first) => ClaimOutcome::Duplicate(first),
+                    None => ClaimOutcome::New(PendingClaim::new(Box::new(SledPendingClaim {
+                        claims: self.claims.clone(),
+                        spool: self.spool.clone(),
+                        index: self.claim_index.clone(),
+                        claim,
+                        settled: false,
+                        spooled: AtomicBool::new(false),
+                    }))),
+                },
+            )
         })
     }
 
@@ -371,6 +429,11 @@ impl StoreBackend for SledStore {
         fold_key: &str,
     ) -> Result<Option<DeliveryJob>, StoreError> {
         use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        if parse_spool_job_key(key).is_some() {
+            return Err(StoreError::Backend(
+                "a fold's summary is never queued in the spool".into(),
+            ));
+        }
         let fold_key = fold_tree_key(&job.target, fold_key);
         let abort = |e: serde_json::Error| ConflictableTransactionError::Abort(e);
         let result = (&self.jobs, &self.folds).transaction(|(jobs, folds)| {
@@ -417,7 +480,7 @@ impl StoreBackend for SledStore {
 
     /// An alert, normalized again from its payload.
     fn alert(&self, id: AlertId) -> Result<Option<StoredAlert>, StoreError> {
-        match self.alerts.get(id.to_be_bytes())? {
+        match self.spool.alert(id)? {
             Some(record) => Ok(Some(alert_record::decode(id, &record)?)),
             None => Ok(None),
         }
@@ -425,28 +488,42 @@ impl StoreBackend for SledStore {
 
     /// Every stored alert, oldest first.
     fn alerts(&self) -> Records<'_, StoredAlert> {
-        Box::new(self.alerts.iter().map(decode_alert_entry))
+        let places = self.spool.alert_places(false, None);
+        Box::new(
+            places
+                .into_iter()
+                .map(|(_, at)| self.decode_spooled_alert(at)),
+        )
     }
 
     fn alerts_newest_first(&self, before: Option<AlertId>) -> Records<'_, StoredAlert> {
-        let end = before.unwrap_or(u64::MAX).to_be_bytes();
-        Box::new(self.alerts.range(..end).rev().map(decode_alert_entry))
+        let places = self.spool.alert_places(true, before);
+        Box::new(
+            places
+                .into_iter()
+                .map(|(_, at)| self.decode_spooled_alert(at)),
+        )
     }
 
     fn deliveries_of(&self, id: AlertId) -> Result<Vec<DeliveryJob>, StoreError> {
-        self.deliveries
-            .scan_prefix(id.to_be_bytes())
-            .values()
-            .map(|value| Ok(serde_json::from_slice(&value?)?))
-            .collect()
+        let mut delivered = self
+            .spool
+            .deliveries_of(id)?
+            .iter()
+            .map(|json| Ok(serde_json::from_slice(json)?))
+            .collect::<Result<Vec<DeliveryJob>, StoreError>>()?;
+        delivered.sort_by_key(|job| job.id);
+        Ok(delivered)
     }
 
-    /// Every queued job, grouped by target and ordered by due time within a target.
+    /// Every queued job: those due later by target and due time, then those in the spool.
     fn queued_jobs(&self) -> Records<'_, DeliveryJob> {
+        let spooled = self.spool.queued_positions(None);
         Box::new(
             self.jobs
                 .iter()
-                .map(|entry| Ok(serde_json::from_slice(&entry?.1)?)),
+                .map(|entry| Ok(serde_json::from_slice(&entry?.1)?))
+                .chain(spooled.into_iter().map(|at| self.spool.job_at(at))),
         )
     }
 
@@ -479,6 +556,14 @@ impl StoreBackend for SledStore {
                 ));
             }
         }
+        for (at, job) in self.spool.head(target, limit, &|id| skip.contains(&id))? {
+            if job.due_at <= now {
+                due.push((spool_job_key(at, target), job));
+            }
+        }
+        // Both parts are in due order; together too (a stable sort keeps the spool's order).
+        due.sort_by_key(|(_, job)| job.due_at);
+        due.truncate(limit);
         Ok(due)
     }
 
@@ -508,33 +593,47 @@ impl StoreBackend for SledStore {
         target: &str,
         skip: &HashSet<JobId>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let spooled = self
+            .spool
+            .head(target, 1, &|id| skip.contains(&id))?
+            .pop()
+            .map(|(_, job)| job.due_at);
         for entry in self.jobs.scan_prefix(target_prefix(target)).keys() {
             let key = entry?;
             if let Some((due_ms, id)) = parse_job_key(&key, target.len()) {
                 if !skip.contains(&id) {
-                    return Ok(DateTime::from_timestamp_millis(due_ms as i64));
+                    let due = DateTime::from_timestamp_millis(due_ms as i64);
+                    return Ok(due.into_iter().chain(spooled).min());
                 }
             }
         }
-        Ok(None)
+        Ok(spooled)
     }
 
     /// Removes a delivered job. Not flushed at once: if a crash loses the removal, the job is sent
     /// again, which at-least-once delivery allows (and DingTalk's `msgUuid` makes harmless).
     fn finish_job(&self, key: &JobKey, done: &DeliveryJob) -> Result<(), StoreError> {
-        if self.jobs.remove(key.as_bytes())?.is_some() {
-            self.counts.unqueued(&target_of_key(key.as_bytes()));
+        let taken = match parse_spool_job_key(key) {
+            Some((at, target)) => self.take_from_spool(at, &target)?,
+            None => self.jobs.remove(key.as_bytes())?.is_some(),
+        };
+        if !taken {
+            return Ok(()); // finished before (its delivery is recorded)
         }
-        self.deliveries.insert(
-            delivery_key(done.alert_id, done.id),
-            serde_json::to_vec(done)?,
-        )?;
-        Ok(())
+        self.counts.unqueued(&done.target);
+        self.spool.append_delivery(done)
     }
 
     /// Moves a job to its new due time, with its attempts recorded, in one atomic batch.
+    /// A job in the spool moves to `jobs` (then leaves the spool's queue).
     fn reschedule_job(&self, key: &JobKey, job: &DeliveryJob) -> Result<JobKey, StoreError> {
         let new_key = job_key(job);
+        if let Some((at, target)) = parse_spool_job_key(key) {
+            self.jobs
+                .insert(new_key.as_slice(), serde_json::to_vec(job)?)?;
+            self.take_from_spool(at, &target)?;
+            return Ok(JobKey::from_bytes(new_key));
+        }
         let mut batch = sled::Batch::default();
         batch.remove(key.as_bytes());
         batch.insert(new_key.clone(), serde_json::to_vec(job)?);
@@ -548,6 +647,12 @@ impl StoreBackend for SledStore {
         use std::convert::Infallible;
         let value = serde_json::to_vec(dead)?;
         let id = dead_letter_key(&dead.job.target, dead.job.id);
+        if let Some((at, target)) = parse_spool_job_key(key) {
+            self.dead_letters.insert(id, value)?;
+            let removed = self.take_from_spool(at, &target)?;
+            self.counts.buried(&dead.job.target, removed);
+            return Ok(());
+        }
         let removed = (&self.jobs, &self.dead_letters)
             .transaction(|(jobs, dead_letters)| {
                 let removed = jobs.remove(key.as_bytes())?;
@@ -652,16 +757,16 @@ impl StoreBackend for SledStore {
     }
 
     fn alert_count(&self) -> u64 {
-        self.alert_count.load(Ordering::Relaxed)
+        self.spool.alert_count()
     }
 
     fn queued_job_count(&self) -> u64 {
         self.counts.queued_total()
     }
 
-    /// Bytes the store takes on disk, as sled counts them.
+    /// Bytes the store takes on disk: sled's count and the spool's segments.
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db.size_on_disk()? + self.spool.size_on_disk())
     }
 
     fn latest_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -3,17 +3,16 @@
 use crate::sdk::issue::SdkIssue;
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::keys::parse_claim;
 use super::SledStore;
-use crate::store::alert_record;
+use crate::job::DeliveryJob;
 use crate::store::{FoldRecord, StoreBackend, StoreError, SweepReport};
 
-/// See [`StoreBackend::sweep`]. Claims are in time order, so the expired ones are in the prefix
-/// older than `remember` (with the few kept longer, a group's episodes); folds and alerts are
-/// scanned.
+/// See [`StoreBackend::sweep`]. Claims in `claims` are in time order, so the expired ones are in
+/// the prefix older than `remember`; folds are scanned; the spool drops whole segments (an alert
+/// goes with the first segment to hold nothing needed after `retention`, with its deliveries).
 pub(super) fn sweep(
     store: &SledStore,
     now: DateTime<Utc>,
@@ -48,32 +47,22 @@ pub(super) fn sweep(
             report.fold_records += 1;
         }
     }
+    // Alerts that jobs due later or dead letters still need (jobs in the spool keep their own
+    // segments, and their alerts', from going).
     let mut referenced = HashSet::new();
-    for job in store.queued_jobs() {
-        referenced.insert(job?.alert_id);
+    for entry in store.jobs.iter().values() {
+        referenced.insert(serde_json::from_slice::<DeliveryJob>(&entry?)?.alert_id);
     }
     for dead in store.dead_letters() {
         referenced.insert(dead?.job.alert_id);
     }
     let cutoff = now - chrono::Duration::from_std(retention).unwrap_or_default();
-    for entry in store.alerts.iter() {
-        let (key, value) = entry?;
-        let Ok(id_bytes) = <[u8; 8]>::try_from(key.as_ref()) else {
-            continue;
-        };
-        if referenced.contains(&u64::from_be_bytes(id_bytes)) {
-            continue;
-        }
-        let old =
-            alert_record::split(&value).is_none_or(|(header, _)| header.received_at <= cutoff);
-        if old && store.alerts.remove(&key)?.is_some() {
-            store.alert_count.fetch_sub(1, Ordering::Relaxed);
-            report.alerts += 1;
-            for delivery in store.deliveries.scan_prefix(&key).keys() {
-                store.deliveries.remove(delivery?)?;
-            }
-        }
-    }
+    let kept_after_ms = cutoff.timestamp_millis().max(0) as u64;
+    let swept = store
+        .spool
+        .sweep(now_ms, kept_after_ms, &|id| referenced.contains(&id))?;
+    report.dedupe_records += swept.claims;
+    report.alerts = swept.alerts;
     for entry in store.issues.iter() {
         let (key, value) = entry?;
         let forgotten = serde_json::from_slice::<SdkIssue>(&value)

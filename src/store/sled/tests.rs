@@ -209,8 +209,17 @@ async fn sweep_removes_what_can_no_longer_matter() {
     let now = Utc::now();
     let hour = std::time::Duration::from_secs(3600);
     let old = now - chrono::Duration::hours(2);
-    // An old alert no job refers to; an old alert with a queued job; a fresh alert.
-    for (id, received_at) in [(1, old), (2, old), (3, now)] {
+    // The spool removes whole segments. An old alert no job refers to, and an old dedupe claim:
+    // the sweep seals their segment and, nothing in it being needed, removes it.
+    store
+        .insert_alert(1, old, &sample_alert(1), &Default::default())
+        .unwrap();
+    assert_eq!(claim(&store, "old", 1, old).await, None);
+    let report = store.sweep(now, hour, hour, hour).unwrap();
+    assert_eq!((report.dedupe_records, report.alerts), (1, 1));
+    assert!(store.alert(1).unwrap().is_none());
+    // An old alert with a queued job, a fresh alert, a fresh claim: their segment stays.
+    for (id, received_at) in [(2, old), (3, now)] {
         store
             .insert_alert(
                 id,
@@ -223,8 +232,6 @@ async fn sweep_removes_what_can_no_longer_matter() {
     store
         .insert_job(&DeliveryJob::new(10, 2, "t", now))
         .unwrap();
-    // An old dedupe claim and a fresh one.
-    assert_eq!(claim(&store, "old", 1, old).await, None);
     assert_eq!(claim(&store, "fresh", 3, now).await, None);
     assert_eq!(claim(&store, "fresh", 4, now).await, Some(3));
     // A finished fold window, and one still counting.
@@ -243,22 +250,29 @@ async fn sweep_removes_what_can_no_longer_matter() {
     assert_eq!(
         report,
         SweepReport {
-            dedupe_records: 1,
+            dedupe_records: 0,
             fold_records: 1,
-            alerts: 1,
+            alerts: 0,
             issues: 0
         }
     );
-    assert!(store.alert(1).unwrap().is_none());
     assert!(
         store.alert(2).unwrap().is_some(),
         "a queued job still needs it"
     );
     assert!(store.alert(3).unwrap().is_some(), "within retention");
     assert_eq!(store.alert_count(), 2);
-    // The old key can be claimed afresh; the fresh one is still a duplicate.
+    // Once the job is done and the retention is over, the segment goes.
+    let none = HashSet::new();
+    let (key, job) = store.due_jobs("t", now, &none, 1).unwrap().remove(0);
+    store.finish_job(&key, &job).unwrap();
+    let later = now + chrono::Duration::hours(2);
+    let report = store.sweep(later, hour, hour, hour).unwrap();
+    assert_eq!((report.dedupe_records, report.alerts), (1, 2));
+    assert_eq!(store.alert_count(), 0);
+    // The old key can be claimed afresh; the fresh one too, once forgotten.
     assert_eq!(claim(&store, "old", 5, now).await, None);
-    assert_eq!(claim(&store, "fresh", 6, now).await, Some(3));
+    assert_eq!(claim(&store, "fresh", 6, later).await, None);
     let counting = store
         .update_fold("t", "counting", |r| (r.clone(), r.map(|r| r.folded)))
         .unwrap();

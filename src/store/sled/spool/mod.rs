@@ -1,0 +1,1061 @@
+//! The spool: where the embedded backend keeps what comes in by the million (alerts, the jobs
+//! queued for them, dedupe claims, the record of each delivery), appended to segment files beside
+//! sled's folder instead of written into sled's trees.
+//!
+//! Why not sled: sled 0.34 keeps memory for every page it has touched whatever its cache is set
+//! to (a million queued jobs took 60–100 MiB, a million alerts more), and reads its whole page
+//! table on open (seconds for a big store). The spool keeps in memory only small fixed-size
+//! entries: 8 bytes per queued job (its place), 8 per dedupe claim still remembered (32 bits of
+//! its hash and its place), 16 per alert kept (id, place, when it was received) and 12 per
+//! delivery recorded. Everything else is read from the files when it is needed.
+//!
+//! Writing: records are framed into a buffer and written to the segment being filled at every
+//! [`Spool::sync`] (the group commit), which then makes them durable with one `fdatasync`. A
+//! segment is sealed when it reaches [`SEGMENT_BYTES`] or [`SEGMENT_RECORDS`]; once it is on disk
+//! its index file is written beside it, so that opening reads indexes, not payloads. Segments go
+//! as a whole, when nothing in them matters any more (`sweep`); an alert past the retention in a
+//! segment that must stay is forgotten on its own (a record says so).
+//!
+//! What a record holds, and the index file: `format.rs`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::keys::DedupeClaim;
+use crate::job::{AlertId, DeliveryJob, JobId};
+use crate::store::StoreError;
+
+mod format;
+
+use format::{Entry, FRAME_HEADER};
+
+/// A segment is sealed once it holds this many bytes…
+const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// …or this many records (which bounds the claims kept in a map while their segment is written).
+const SEGMENT_RECORDS: u32 = 1 << 16;
+
+/// Where a record is: its segment in the high 32 bits, its offset in the low 32.
+pub(super) type Position = u64;
+
+fn position(segment: u32, offset: u32) -> Position {
+    (u64::from(segment) << 32) | u64::from(offset)
+}
+
+fn segment_of(position: Position) -> u32 {
+    (position >> 32) as u32
+}
+
+/// How far a target's queue in the spool has been worked: every job before `first_live` is
+/// done, and so are the ones in `done_ahead` (finished while an earlier one was still out).
+/// Saved by the store (in sled) as the queue moves; lost progress means jobs sent again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Cursor {
+    pub first_live: Position,
+    pub done_ahead: Vec<Position>,
+}
+
+impl Cursor {
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(8 * (1 + self.done_ahead.len()));
+        bytes.extend_from_slice(&self.first_live.to_be_bytes());
+        for done in &self.done_ahead {
+            bytes.extend_from_slice(&done.to_be_bytes());
+        }
+        bytes
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Cursor {
+        let mut numbers = bytes
+            .chunks_exact(8)
+            .map(|chunk| u64::from_be_bytes(chunk.try_into().unwrap_or_default()));
+        Cursor {
+            first_live: numbers.next().unwrap_or(0),
+            done_ahead: numbers.collect(),
+        }
+    }
+}
+
+pub(super) struct Spool {
+    dir: PathBuf,
+    writer: Mutex<Writer>,
+    state: RwLock<State>,
+    alert_count: AtomicU64,
+    /// A write or sync failed (a full disk): the store is opened again (`needs_reopening`),
+    /// which reads the segments back as they are on disk.
+    failed: AtomicBool,
+}
+
+/// The segment being filled, and what is buffered for it.
+struct Writer {
+    segment: u32,
+    file: Arc<File>,
+    /// Bytes in the file.
+    length: u64,
+    records: u32,
+    buffer: Vec<u8>,
+    /// Entries of the buffered records, by offset in the segment, and when each was received
+    /// (ms: an alert's reception, a delivery's record; 0 for the rest).
+    buffered: Vec<(u32, Entry, u64)>,
+    /// Every entry written to the segment: its index file once sealed.
+    written: Vec<(u32, Entry)>,
+    /// Segments sealed since the last sync: made durable, then given their index file.
+    sealed: Vec<(u32, Arc<File>, Vec<u8>)>,
+    /// Whether anything was written since the last `fdatasync`.
+    unsynced: bool,
+}
+
+#[derive(Default)]
+struct State {
+    segments: BTreeMap<u32, Segment>,
+    queues: BTreeMap<String, Queue>,
+}
+
+/// What is kept in memory of one segment.
+struct Segment {
+    file: Arc<File>,
+    alerts: IdIndex,
+    deliveries: IdIndex,
+    claims: Claims,
+    /// When its last remembered claim is forgotten (ms): its claim table can go then.
+    claims_until_ms: u64,
+    /// The newest alert's reception or delivery's record in it (ms): it is kept for the
+    /// retention after that (from the file's time, once reopened).
+    newest_ms: u64,
+    /// Jobs of the segment still queued: it stays while there are any.
+    live_jobs: u32,
+    /// When each alert of `alerts` was received (seconds), in the same order.
+    alerts_received_s: Vec<u32>,
+    /// Segments holding alerts this one's records forgot: it stays while they do (or the alerts
+    /// would come back on the next start).
+    forgets_in: BTreeSet<u32>,
+}
+
+/// Ids (alert ids) of a segment's records and their offsets, sorted by id.
+#[derive(Default)]
+struct IdIndex {
+    ids: Vec<u64>,
+    offsets: Vec<u32>,
+}
+
+impl IdIndex {
+    /// Ids arrive nearly in order (taken just before they are written), so this inserts near the end.
+    /// Returns where it went.
+    fn insert(&mut self, id: u64, offset: u32) -> usize {
+        let at = self.ids.partition_point(|&other| other <= id);
+        self.ids.insert(at, id);
+        self.offsets.insert(at, offset);
+        at
+    }
+
+    /// Returns where it was.
+    fn remove(&mut self, id: u64) -> Option<usize> {
+        let at = self.ids.binary_search(&id).ok()?;
+        self.ids.remove(at);
+        self.offsets.remove(at);
+        Some(at)
+    }
+
+    fn offsets_of(&self, id: u64) -> impl Iterator<Item = u32> + '_ {
+        let start = self.ids.partition_point(|&other| other < id);
+        let end = self.ids.partition_point(|&other| other <= id);
+        self.offsets[start..end].iter().copied()
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn shrink(&mut self) {
+        self.ids.shrink_to_fit();
+        self.offsets.shrink_to_fit();
+    }
+}
+
+/// The dedupe claims of a segment: by hash while it is written, then a sorted table of
+/// (32 bits of the hash, offset) whose candidates are checked against the record on disk.
+enum Claims {
+    Open(HashMap<[u8; 16], (DedupeClaim, u32)>),
+    Sealed(Vec<u64>),
+}
+
+impl Default for Claims {
+    fn default() -> Claims {
+        Claims::Open(HashMap::new())
+    }
+}
+
+/// A target's queued jobs in the spool, in the order they were written.
+#[derive(Default)]
+struct Queue {
+    positions: VecDeque<Position>,
+    done_ahead: BTreeSet<Position>,
+    /// Where the queue was last worked to (kept when it is empty).
+    first_live: Position,
+}
+
+impl Queue {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            first_live: self.positions.front().copied().unwrap_or(self.first_live),
+            done_ahead: self.done_ahead.iter().copied().collect(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.positions.len() - self.done_ahead.len()
+    }
+}
+
+fn io_error(error: std::io::Error) -> StoreError {
+    StoreError::Backend(Box::new(error))
+}
+
+fn now_ms() -> u64 {
+    chrono::Utc::now().timestamp_millis().max(0) as u64
+}
+
+fn segment_path(dir: &Path, segment: u32) -> PathBuf {
+    dir.join(format!("{segment:08}.seg"))
+}
+
+fn index_path(dir: &Path, segment: u32) -> PathBuf {
+    dir.join(format!("{segment:08}.index"))
+}
+
+fn open_file(path: &Path) -> Result<File, StoreError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error)
+}
+
+/// Writes a sealed segment's index file (through a temporary file: a torn one is never read).
+fn write_index(dir: &Path, segment: u32, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = dir.join(format!("{segment:08}.index.tmp"));
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, index_path(dir, segment))
+}
+
+impl Spool {
+    /// Opens the spool in `dir` (created if missing). `cursors` says how far each target's
+    /// queue was worked; a job before its target's cursor, or done ahead of it, is not queued.
+    pub(super) fn open(dir: &Path, cursors: &HashMap<String, Cursor>) -> Result<Spool, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io_error)?;
+        let mut numbers = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io_error)? {
+            let name = entry.map_err(io_error)?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(number) = name
+                .strip_suffix(".seg")
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                numbers.push(number);
+            }
+        }
+        numbers.sort_unstable();
+        let mut state = State::default();
+        let done: HashMap<&str, (Position, BTreeSet<Position>)> = cursors
+            .iter()
+            .map(|(target, cursor)| {
+                let ahead = cursor.done_ahead.iter().copied().collect();
+                (target.as_str(), (cursor.first_live, ahead))
+            })
+            .collect();
+        let mut alert_count: u64 = 0;
+        for &number in &numbers {
+            let file = open_file(&segment_path(dir, number))?;
+            let file_length = file.metadata().map_err(io_error)?.len();
+            let indexed = std::fs::read(index_path(dir, number))
+                .ok()
+                .and_then(|bytes| format::decode_index(&bytes))
+                .filter(|(_, length)| *length == file_length);
+            let entries = match indexed {
+                Some((entries, _)) => entries,
+                None => {
+                    let (entries, end) = format::scan(&file).map_err(io_error)?;
+                    if end < file_length {
+                        tracing::warn!(
+                            segment = %segment_path(dir, number).display(),
+                            kept = end,
+                            cut = file_length - end,
+                            "the spool's segment ends in a torn or damaged record; what follows it is dropped"
+                        );
+                        file.set_len(end).map_err(io_error)?;
+                    }
+                    file.sync_all().map_err(io_error)?;
+                    write_index(dir, number, &format::encode_index(&entries, end))
+                        .map_err(io_error)?;
+                    entries
+                }
+            };
+            let modified = file
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .ok()
+                .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |since| since.as_millis() as u64);
+            let mut segment = Segment::new(Arc::new(file), modified);
+            for (offset, entry) in entries {
+                let at = position(number, offset);
+                if let Entry::Job { target, .. } = &entry {
+                    let worked = done.get(target.as_str());
+                    let is_done = worked
+                        .is_some_and(|(first_live, ahead)| at < *first_live || ahead.contains(&at));
+                    if is_done {
+                        continue;
+                    }
+                }
+                match entry {
+                    Entry::Release(hash) => {
+                        let earlier = state.segments.values_mut();
+                        release_claim(earlier.chain(std::iter::once(&mut segment)), &hash);
+                    }
+                    Entry::Forget(id) => {
+                        if segment.forget_alert(id) {
+                            alert_count -= 1;
+                        } else if let Some(holder) = forget_alert(&mut state.segments, id) {
+                            segment.forgets_in.insert(holder);
+                            alert_count -= 1;
+                        }
+                    }
+                    entry => {
+                        if let Entry::Alert { .. } = entry {
+                            alert_count += 1;
+                        }
+                        segment.add(&mut state.queues, at, entry)
+                    }
+                }
+            }
+            segment.seal();
+            state.segments.insert(number, segment);
+        }
+        for (target, queue) in state.queues.iter_mut() {
+            if let Some((first_live, _)) = done.get(target.as_str()) {
+                queue.first_live = *first_live;
+            }
+        }
+        let next = numbers.last().map_or(1, |last| last + 1);
+        let file = Arc::new(open_file(&segment_path(dir, next))?);
+        state.segments.insert(next, Segment::new(file.clone(), 0));
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+            writer: Mutex::new(Writer {
+                segment: next,
+                file,
+                length: 0,
+                records: 0,
+                buffer: Vec::new(),
+                buffered: Vec::new(),
+                written: Vec::new(),
+                sealed: Vec::new(),
+                unsynced: false,
+            }),
+            state: RwLock::new(state),
+            alert_count: AtomicU64::new(alert_count),
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // The writer's fields are consistent between statements; a panic cannot leave them torn.
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Buffers an alert record (durable after the next [`Spool::sync`]).
+    pub(super) fn append_alert(
+        &self,
+        id: AlertId,
+        received_ms: u64,
+        record: &[u8],
+    ) -> Result<(), StoreError> {
+        let body = format::alert_body(id, received_ms, record);
+        self.append(&body, Entry::Alert { id, received_ms }, received_ms, false)
+    }
+
+    /// Buffers a queued job (durable after the next [`Spool::sync`]).
+    pub(super) fn append_job(&self, job: &DeliveryJob) -> Result<(), StoreError> {
+        let entry = Entry::Job {
+            target: job.target.clone(),
+            id: job.id,
+        };
+        self.append(&format::job_body(format::JOB, job)?, entry, 0, false)
+    }
+
+    /// Buffers a dedupe claim (durable after the next [`Spool::sync`]).
+    pub(super) fn append_claim(&self, claim: &DedupeClaim) -> Result<(), StoreError> {
+        self.append(&format::claim_body(claim), Entry::Claim(*claim), 0, false)
+    }
+
+    /// Writes that a claim's callback was not stored: the claim no longer counts.
+    pub(super) fn append_release(&self, hash: &[u8; 16]) -> Result<(), StoreError> {
+        self.append(&format::release_body(hash), Entry::Release(*hash), 0, true)
+    }
+
+    /// Writes the record of a delivery (not synced: a lost one is only missing from the history).
+    pub(super) fn append_delivery(&self, done: &DeliveryJob) -> Result<(), StoreError> {
+        let body = format::job_body(format::DELIVERY, done)?;
+        self.append(&body, Entry::Delivery(done.alert_id), now_ms(), true)
+    }
+
+    /// Buffers the record of a delivery as an older store kept it (its JSON), for alert `id`.
+    pub(super) fn append_delivery_json(&self, id: AlertId, json: &[u8]) -> Result<(), StoreError> {
+        let mut body = Vec::with_capacity(1 + json.len());
+        body.push(format::DELIVERY);
+        body.extend_from_slice(json);
+        self.append(&body, Entry::Delivery(id), now_ms(), false)
+    }
+
+    /// Whether alert `id` is in the spool.
+    pub(super) fn has_alert(&self, id: AlertId) -> bool {
+        let state = self.read_state();
+        let found = state
+            .segments
+            .values()
+            .any(|segment| segment.alerts.offsets_of(id).next().is_some());
+        found
+    }
+
+    fn append(
+        &self,
+        body: &[u8],
+        entry: Entry,
+        received_ms: u64,
+        write_now: bool,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.writer();
+        let framed = (FRAME_HEADER + body.len()) as u64;
+        let filled = writer.length + writer.buffer.len() as u64;
+        if writer.records >= SEGMENT_RECORDS || (filled > 0 && filled + framed > SEGMENT_BYTES) {
+            self.seal(&mut writer)?;
+        }
+        let offset = (writer.length + writer.buffer.len() as u64) as u32;
+        format::frame(&mut writer.buffer, body);
+        writer.buffered.push((offset, entry, received_ms));
+        writer.records += 1;
+        if write_now {
+            self.write_buffer(&mut writer)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer to the segment and makes its records visible. On failure the segment is
+    /// cut back to what it held, and the buffered records are dropped (their callbacks fail).
+    fn write_buffer(&self, writer: &mut Writer) -> Result<(), StoreError> {
+        if writer.buffer.is_empty() {
+            return Ok(());
+        }
+        let buffered = std::mem::take(&mut writer.buffered);
+        if let Err(error) = writer.file.write_all_at(&writer.buffer, writer.length) {
+            self.failed.store(true, Ordering::SeqCst);
+            writer.buffer.clear();
+            writer.records -= buffered.len() as u32;
+            let _ = writer.file.set_len(writer.length);
+            return Err(io_error(error));
+        }
+        writer.length += writer.buffer.len() as u64;
+        writer.buffer.clear();
+        writer.unsynced = true;
+        let mut state = self.write_state();
+        let segment_number = writer.segment;
+        let State { segments, queues } = &mut *state;
+        for (offset, entry, received_ms) in buffered {
+            let at = position(segment_number, offset);
+            writer.written.push((offset, entry.clone()));
+            match &entry {
+                Entry::Release(hash) => {
+                    release_claim(segments.values_mut(), hash);
+                    continue;
+                }
+                Entry::Forget(id) => {
+                    if let Some(holder) = forget_alert(segments, *id) {
+                        self.alert_count.fetch_sub(1, Ordering::Relaxed);
+                        if let Some(segment) = segments.get_mut(&segment_number) {
+                            segment.forgets_in.insert(holder);
+                        }
+                    }
+                    continue;
+                }
+                Entry::Alert { .. } => {
+                    self.alert_count.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+            if let Some(segment) = segments.get_mut(&segment_number) {
+                segment.newest_ms = segment.newest_ms.max(received_ms);
+                segment.add(queues, at, entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the segment being filled and starts the next one.
+    fn seal(&self, writer: &mut Writer) -> Result<(), StoreError> {
+        self.write_buffer(writer)?;
+        let next = writer.segment + 1;
+        let file = Arc::new(open_file(&segment_path(&self.dir, next))?);
+        let index = format::encode_index(&std::mem::take(&mut writer.written), writer.length);
+        let sealed_file = std::mem::replace(&mut writer.file, file.clone());
+        writer.sealed.push((writer.segment, sealed_file, index));
+        let mut state = self.write_state();
+        if let Some(segment) = state.segments.get_mut(&writer.segment) {
+            segment.seal();
+        }
+        state.segments.insert(next, Segment::new(file, 0));
+        writer.segment = next;
+        writer.length = 0;
+        writer.records = 0;
+        writer.unsynced = true;
+        Ok(())
+    }
+
+    /// Writes what is buffered and makes every record written so far durable. Sealed segments
+    /// get their index file once they are on disk.
+    pub(super) async fn sync(&self) -> Result<(), StoreError> {
+        let Some(unsynced) = self.take_unsynced()? else {
+            return Ok(());
+        };
+        let dir = self.dir.clone();
+        let synced = tokio::task::spawn_blocking(move || unsynced.make_durable(&dir))
+            .await
+            .map_err(|error| StoreError::Backend(Box::new(error)))?;
+        self.synced(synced)
+    }
+
+    /// [`Spool::sync`] for a caller outside the runtime (opening the store).
+    pub(super) fn sync_now(&self) -> Result<(), StoreError> {
+        match self.take_unsynced()? {
+            Some(unsynced) => self.synced(unsynced.make_durable(&self.dir)),
+            None => Ok(()),
+        }
+    }
+
+    fn take_unsynced(&self) -> Result<Option<Unsynced>, StoreError> {
+        let mut writer = self.writer();
+        self.write_buffer(&mut writer)?;
+        if !writer.unsynced {
+            return Ok(None);
+        }
+        writer.unsynced = false;
+        Ok(Some(Unsynced {
+            file: writer.file.clone(),
+            sealed: std::mem::take(&mut writer.sealed),
+        }))
+    }
+
+    fn synced(&self, outcome: std::io::Result<()>) -> Result<(), StoreError> {
+        if let Err(error) = outcome {
+            // Nothing written since the last good sync can be taken as durable.
+            self.failed.store(true, Ordering::SeqCst);
+            self.writer().unsynced = true;
+            return Err(io_error(error));
+        }
+        Ok(())
+    }
+
+    /// Whether a write or a sync failed since the spool was opened.
+    pub(super) fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of the spool's segments.
+    pub(super) fn size_on_disk(&self) -> u64 {
+        self.read_state()
+            .segments
+            .values()
+            .filter_map(|segment| segment.file.metadata().ok())
+            .map(|meta| meta.len())
+            .sum()
+    }
+
+    /// The body of the record at `at`.
+    fn read(&self, file: &File, at: Position) -> Result<Vec<u8>, StoreError> {
+        let offset = u64::from(at as u32);
+        // Most records (a job, an alert) fit in one read.
+        let mut bytes = vec![0u8; 4096];
+        let read = read_at_most(file, &mut bytes, offset)?;
+        bytes.truncate(read);
+        let header: [u8; FRAME_HEADER] = bytes
+            .get(..FRAME_HEADER)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| damaged(at))?;
+        let (length, crc) = format::frame_header(&header).ok_or_else(|| damaged(at))?;
+        if bytes.len() < FRAME_HEADER + length {
+            bytes.resize(FRAME_HEADER + length, 0);
+            let more = read_at_most(file, &mut bytes[read..], offset + read as u64)?;
+            if read + more < FRAME_HEADER + length {
+                return Err(damaged(at));
+            }
+        }
+        let body = bytes[FRAME_HEADER..FRAME_HEADER + length].to_vec();
+        if crc32fast::hash(&body) != crc {
+            return Err(damaged(at));
+        }
+        Ok(body)
+    }
+
+    fn read_in(&self, state: &State, at: Position) -> Result<Vec<u8>, StoreError> {
+        let segment = state
+            .segments
+            .get(&segment_of(at))
+            .ok_or_else(|| damaged(at))?;
+        self.read(&segment.file, at)
+    }
+
+    /// The alert record of `id` (without its id), if the spool holds it.
+    pub(super) fn alert(&self, id: AlertId) -> Result<Option<Vec<u8>>, StoreError> {
+        let state = self.read_state();
+        for (number, segment) in state.segments.iter().rev() {
+            let Some(offset) = segment.alerts.offsets_of(id).next() else {
+                continue;
+            };
+            let body = self.read(&segment.file, position(*number, offset))?;
+            return Ok(body.get(format::ALERT_RECORD_AT..).map(<[u8]>::to_vec));
+        }
+        Ok(None)
+    }
+
+    /// Alert ids with their places, oldest first, or newest first (and below `before`).
+    pub(super) fn alert_places(
+        &self,
+        newest_first: bool,
+        before: Option<AlertId>,
+    ) -> Vec<(AlertId, Position)> {
+        let state = self.read_state();
+        let mut places = Vec::new();
+        for (number, segment) in &state.segments {
+            for (id, offset) in segment.alerts.ids.iter().zip(&segment.alerts.offsets) {
+                if before.is_none_or(|before| *id < before) {
+                    places.push((*id, position(*number, *offset)));
+                }
+            }
+        }
+        places.sort_unstable();
+        if newest_first {
+            places.reverse();
+        }
+        places
+    }
+
+    /// The alert record at `at` (as [`Spool::alert_places`] gave it).
+    pub(super) fn alert_at(&self, at: Position) -> Result<(AlertId, Vec<u8>), StoreError> {
+        let body = self.read_in(&self.read_state(), at)?;
+        let id = format::u64_at(&body, 1).ok_or_else(|| damaged(at))?;
+        let record = body
+            .get(format::ALERT_RECORD_AT..)
+            .ok_or_else(|| damaged(at))?;
+        Ok((id, record.to_vec()))
+    }
+
+    pub(super) fn alert_count(&self) -> u64 {
+        self.alert_count.load(Ordering::Relaxed)
+    }
+
+    /// The delivery records of alert `id`, as JSON.
+    pub(super) fn deliveries_of(&self, id: AlertId) -> Result<Vec<Vec<u8>>, StoreError> {
+        let state = self.read_state();
+        let mut found = Vec::new();
+        for (number, segment) in &state.segments {
+            for offset in segment.deliveries.offsets_of(id) {
+                found.push(self.read(&segment.file, position(*number, offset))?[1..].to_vec());
+            }
+        }
+        Ok(found)
+    }
+
+    /// The newest claim of `hash` in the spool.
+    pub(super) fn claim(&self, hash: &[u8; 16]) -> Result<Option<DedupeClaim>, StoreError> {
+        let state = self.read_state();
+        let fingerprint = format::fingerprint(hash);
+        for (number, segment) in state.segments.iter().rev() {
+            match &segment.claims {
+                Claims::Open(claims) => {
+                    if let Some((claim, _)) = claims.get(hash) {
+                        return Ok(Some(*claim));
+                    }
+                }
+                Claims::Sealed(table) => {
+                    for offset in sealed_candidates(table, fingerprint).rev() {
+                        let body = self.read(&segment.file, position(*number, offset))?;
+                        if let Some(claim) =
+                            format::parse_claim_body(&body).filter(|c| c.hash == *hash)
+                        {
+                            return Ok(Some(claim));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Up to `limit` queued jobs of `target` whose ids are not in `skip`, oldest first.
+    pub(super) fn head(
+        &self,
+        target: &str,
+        limit: usize,
+        skip: &dyn Fn(JobId) -> bool,
+    ) -> Result<Vec<(Position, DeliveryJob)>, StoreError> {
+        let state = self.read_state();
+        let Some(queue) = state.queues.get(target) else {
+            return Ok(Vec::new());
+        };
+        let mut head = Vec::new();
+        for &at in &queue.positions {
+            if head.len() >= limit {
+                break;
+            }
+            if queue.done_ahead.contains(&at) {
+                continue;
+            }
+            let job: DeliveryJob = serde_json::from_slice(&self.read_in(&state, at)?[1..])?;
+            if !skip(job.id) {
+                head.push((at, job));
+            }
+        }
+        Ok(head)
+    }
+
+    /// Every queued job of `target`, oldest first (read one by one).
+    pub(super) fn queued_positions(&self, target: Option<&str>) -> Vec<Position> {
+        let state = self.read_state();
+        let mut positions = Vec::new();
+        for (name, queue) in &state.queues {
+            if target.is_some_and(|target| target != name) {
+                continue;
+            }
+            positions.extend(
+                queue
+                    .positions
+                    .iter()
+                    .filter(|at| !queue.done_ahead.contains(at)),
+            );
+        }
+        positions
+    }
+
+    /// The queued job at `at`.
+    pub(super) fn job_at(&self, at: Position) -> Result<DeliveryJob, StoreError> {
+        let body = self.read_in(&self.read_state(), at)?;
+        Ok(serde_json::from_slice(&body[1..])?)
+    }
+
+    /// Takes the job at `at` off `target`'s queue; returns the cursor to save, or `None` when it
+    /// was not queued (any more).
+    pub(super) fn take(&self, target: &str, at: Position) -> Option<Cursor> {
+        let mut state = self.write_state();
+        let State { segments, queues } = &mut *state;
+        let queue = queues.get_mut(target)?;
+        if queue.positions.front() == Some(&at) {
+            queue.positions.pop_front();
+            while let Some(front) = queue.positions.front().copied() {
+                if !queue.done_ahead.remove(&front) {
+                    break;
+                }
+                queue.positions.pop_front();
+                forget_job(segments, front);
+            }
+        } else if queue.positions.binary_search(&at).is_err() || !queue.done_ahead.insert(at) {
+            return None;
+        }
+        forget_job(segments, at);
+        queue.first_live = queue.first_live.max(at + 1);
+        if queue.positions.capacity() > 4 * queue.positions.len() + 1024 {
+            queue.positions.shrink_to_fit();
+        }
+        Some(queue.cursor())
+    }
+
+    /// Queued jobs per target.
+    pub(super) fn queued_per_target(&self) -> BTreeMap<String, u64> {
+        self.read_state()
+            .queues
+            .iter()
+            .filter(|(_, queue)| queue.len() > 0)
+            .map(|(target, queue)| (target.clone(), queue.len() as u64))
+            .collect()
+    }
+
+    /// Seals the segment being filled (so that what it holds can go too), drops the claim tables
+    /// of segments whose claims are all forgotten at `now_ms`, and removes the segments that hold
+    /// nothing needed: no queued job (nor one in the next segment, which may need an alert of
+    /// this one), no claim remembered, nothing received after `kept_after_ms`, no alert for which
+    /// `alert_needed` says so (a job due later or a dead letter refers to it), and no alert it
+    /// forgot still in another segment. In a segment that stays, the alerts past the retention
+    /// are forgotten one by one.
+    pub(super) fn sweep(
+        &self,
+        now_ms: u64,
+        kept_after_ms: u64,
+        alert_needed: &dyn Fn(AlertId) -> bool,
+    ) -> Result<SpoolSweep, StoreError> {
+        let active = {
+            let mut writer = self.writer();
+            if writer.records > 0 {
+                self.seal(&mut writer)?;
+            }
+            writer.segment
+        };
+        self.sync_now()?;
+        let mut removed = Vec::new();
+        let mut forgotten = Vec::new();
+        let mut swept = SpoolSweep::default();
+        {
+            let mut state = self.write_state();
+            let jobs_follow: BTreeSet<u32> = state
+                .segments
+                .iter()
+                .filter(|(_, segment)| segment.live_jobs > 0)
+                .map(|(number, _)| number.saturating_sub(1))
+                .collect();
+            let present: BTreeSet<u32> = state.segments.keys().copied().collect();
+            let kept_after_s = (kept_after_ms / 1000).min(u64::from(u32::MAX)) as u32;
+            for (number, segment) in state.segments.iter_mut() {
+                if *number == active {
+                    continue;
+                }
+                let claims_forgotten = segment.claims_until_ms <= now_ms;
+                if claims_forgotten {
+                    if let Claims::Sealed(table) = &segment.claims {
+                        swept.claims += table.len() as u64;
+                    }
+                    segment.claims = Claims::Sealed(Vec::new());
+                }
+                let jobs_done = segment.live_jobs == 0 && !jobs_follow.contains(number);
+                if !jobs_done {
+                    continue;
+                }
+                let past: Vec<AlertId> = segment
+                    .alerts
+                    .ids
+                    .iter()
+                    .zip(&segment.alerts_received_s)
+                    .filter(|(id, received_s)| **received_s <= kept_after_s && !alert_needed(**id))
+                    .map(|(id, _)| *id)
+                    .collect();
+                let removable = claims_forgotten
+                    && segment.newest_ms <= kept_after_ms
+                    && past.len() == segment.alerts.len()
+                    && segment.forgets_in.is_disjoint(&present);
+                if removable {
+                    removed.push(*number);
+                } else {
+                    forgotten.extend(past);
+                }
+            }
+            for number in &removed {
+                if let Some(segment) = state.segments.remove(number) {
+                    swept.alerts += segment.alerts.len() as u64;
+                }
+            }
+        }
+        self.alert_count.fetch_sub(swept.alerts, Ordering::Relaxed);
+        // Alerts past the retention in segments that stay: forgotten one by one, for good (a
+        // record says so; writing it takes them off the count).
+        for id in forgotten {
+            self.append(&format::forget_body(id), Entry::Forget(id), 0, true)?;
+            swept.alerts += 1;
+        }
+        for number in removed {
+            for path in [
+                segment_path(&self.dir, number),
+                index_path(&self.dir, number),
+            ] {
+                if let Err(error) = std::fs::remove_file(&path) {
+                    if error.kind() != std::io::ErrorKind::NotFound {
+                        return Err(io_error(error));
+                    }
+                }
+            }
+        }
+        Ok(swept)
+    }
+}
+
+/// What a sweep of the spool forgot and removed.
+#[derive(Debug, Default)]
+pub(super) struct SpoolSweep {
+    pub claims: u64,
+    pub alerts: u64,
+}
+
+/// What a sync makes durable: the segment being filled, and those sealed since the last sync.
+struct Unsynced {
+    file: Arc<File>,
+    sealed: Vec<(u32, Arc<File>, Vec<u8>)>,
+}
+
+impl Unsynced {
+    fn make_durable(self, dir: &Path) -> std::io::Result<()> {
+        for (_, sealed_file, _) in &self.sealed {
+            sealed_file.sync_data()?;
+        }
+        self.file.sync_data()?;
+        for (number, _, index) in &self.sealed {
+            if let Err(error) = write_index(dir, *number, index) {
+                // Only a cost at the next start, which rebuilds it from the segment.
+                tracing::warn!(%error, segment = number, "cannot write a spool index file");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_at_most(file: &File, buffer: &mut [u8], offset: u64) -> Result<usize, StoreError> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read_at(&mut buffer[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(io_error(error)),
+        }
+    }
+    Ok(filled)
+}
+
+fn damaged(at: Position) -> StoreError {
+    StoreError::Backend(
+        format!(
+            "the spool's record at segment {} offset {} is missing or damaged",
+            segment_of(at),
+            at as u32
+        )
+        .into(),
+    )
+}
+
+/// The offsets in a sealed claim table whose fingerprint is `fingerprint`.
+fn sealed_candidates(table: &[u64], fingerprint: u32) -> impl DoubleEndedIterator<Item = u32> + '_ {
+    let start = table.partition_point(|&entry| ((entry >> 32) as u32) < fingerprint);
+    let end = table.partition_point(|&entry| ((entry >> 32) as u32) <= fingerprint);
+    table[start..end].iter().map(|&entry| entry as u32)
+}
+
+/// Forgets alert `id` in whichever segment holds it; returns that segment.
+fn forget_alert(segments: &mut BTreeMap<u32, Segment>, id: AlertId) -> Option<u32> {
+    segments
+        .iter_mut()
+        .rev()
+        .find_map(|(number, segment)| segment.forget_alert(id).then_some(*number))
+}
+
+/// A job is done: its segment has one fewer queued.
+fn forget_job(segments: &mut BTreeMap<u32, Segment>, at: Position) {
+    if let Some(segment) = segments.get_mut(&segment_of(at)) {
+        segment.live_jobs = segment.live_jobs.saturating_sub(1);
+    }
+}
+
+/// A claim's callback was not stored: its claim no longer counts, wherever it was written.
+fn release_claim<'a>(segments: impl Iterator<Item = &'a mut Segment>, hash: &[u8; 16]) {
+    for segment in segments {
+        match &mut segment.claims {
+            Claims::Open(claims) => {
+                claims.remove(hash);
+            }
+            Claims::Sealed(_) => segment.drop_sealed_claim(hash),
+        }
+    }
+}
+
+impl Segment {
+    fn new(file: Arc<File>, newest_ms: u64) -> Segment {
+        Segment {
+            file,
+            alerts: IdIndex::default(),
+            deliveries: IdIndex::default(),
+            claims: Claims::default(),
+            claims_until_ms: 0,
+            newest_ms,
+            live_jobs: 0,
+            alerts_received_s: Vec::new(),
+            forgets_in: BTreeSet::new(),
+        }
+    }
+
+    fn add(&mut self, queues: &mut BTreeMap<String, Queue>, at: Position, entry: Entry) {
+        let offset = at as u32;
+        match entry {
+            Entry::Alert { id, received_ms } => {
+                let at = self.alerts.insert(id, offset);
+                let received_s = (received_ms / 1000).min(u64::from(u32::MAX)) as u32;
+                self.alerts_received_s.insert(at, received_s);
+            }
+            Entry::Delivery(id) => {
+                self.deliveries.insert(id, offset);
+            }
+            Entry::Job { target, .. } => {
+                self.live_jobs += 1;
+                queues.entry(target).or_default().positions.push_back(at);
+            }
+            Entry::Claim(claim) => {
+                self.claims_until_ms = self
+                    .claims_until_ms
+                    .max(claim.seen_ms.saturating_add(claim.keep_ms));
+                if let Claims::Open(claims) = &mut self.claims {
+                    claims.insert(claim.hash, (claim, offset));
+                }
+            }
+            Entry::Release(_) | Entry::Forget(_) => {}
+        }
+    }
+
+    /// Forgets alert `id` if this segment holds it.
+    fn forget_alert(&mut self, id: AlertId) -> bool {
+        match self.alerts.remove(id) {
+            Some(at) => {
+                self.alerts_received_s.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The segment is complete: its claims become a sorted table.
+    fn seal(&mut self) {
+        if let Claims::Open(claims) = &self.claims {
+            let mut table: Vec<u64> = claims
+                .iter()
+                .map(|(hash, (_, offset))| {
+                    (u64::from(format::fingerprint(hash)) << 32) | u64::from(*offset)
+                })
+                .collect();
+            table.sort_unstable();
+            self.claims = Claims::Sealed(table);
+        }
+        self.alerts.shrink();
+        self.alerts_received_s.shrink_to_fit();
+        self.deliveries.shrink();
+    }
+
+    /// Removes the entries of `hash`'s fingerprint from a sealed table. A fingerprint shared by
+    /// another claim takes that one too: it is then forgotten early, which costs at most one
+    /// duplicate message (never a lost alert).
+    fn drop_sealed_claim(&mut self, hash: &[u8; 16]) {
+        if let Claims::Sealed(table) = &mut self.claims {
+            let fingerprint = format::fingerprint(hash);
+            table.retain(|entry| (entry >> 32) as u32 != fingerprint);
+        }
+    }
+}
