@@ -486,23 +486,23 @@ impl StoreBackend for SledStore {
         }
     }
 
-    /// Every stored alert, oldest first.
+    /// Every stored alert, oldest first (looked up one by one: reading a few costs a few).
     fn alerts(&self) -> Records<'_, StoredAlert> {
-        let places = self.spool.alert_places(false, None);
-        Box::new(
-            places
-                .into_iter()
-                .map(|(_, at)| self.decode_spooled_alert(at)),
-        )
+        let mut last = None;
+        Box::new(std::iter::from_fn(move || {
+            let (id, at) = self.spool.alert_after(last)?;
+            last = Some(id);
+            Some(self.decode_spooled_alert(at))
+        }))
     }
 
     fn alerts_newest_first(&self, before: Option<AlertId>) -> Records<'_, StoredAlert> {
-        let places = self.spool.alert_places(true, before);
-        Box::new(
-            places
-                .into_iter()
-                .map(|(_, at)| self.decode_spooled_alert(at)),
-        )
+        let mut last = before;
+        Box::new(std::iter::from_fn(move || {
+            let (id, at) = self.spool.alert_before(last)?;
+            last = Some(id);
+            Some(self.decode_spooled_alert(at))
+        }))
     }
 
     fn deliveries_of(&self, id: AlertId) -> Result<Vec<DeliveryJob>, StoreError> {

@@ -30,6 +30,8 @@ use crate::job::{AlertId, DeliveryJob, JobId};
 use crate::store::StoreError;
 
 mod format;
+#[cfg(test)]
+mod tests;
 
 use format::{Entry, FRAME_HEADER};
 
@@ -129,9 +131,9 @@ struct Segment {
     live_jobs: u32,
     /// When each alert of `alerts` was received (seconds), in the same order.
     alerts_received_s: Vec<u32>,
-    /// Segments holding alerts this one's records forgot: it stays while they do (or the alerts
-    /// would come back on the next start).
-    forgets_in: BTreeSet<u32>,
+    /// Segments holding records that this one's records undo (a forgotten alert, a released
+    /// claim): it stays while they do, or what they hold would come back on the next start.
+    undoes_in: BTreeSet<u32>,
 }
 
 /// Ids (alert ids) of a segment's records and their offsets, sorted by id.
@@ -301,7 +303,9 @@ impl Spool {
                 .ok()
                 .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |since| since.as_millis() as u64);
-            let mut segment = Segment::new(Arc::new(file), modified);
+            state
+                .segments
+                .insert(number, Segment::new(Arc::new(file), modified));
             for (offset, entry) in entries {
                 let at = position(number, offset);
                 if let Entry::Job { target, .. } = &entry {
@@ -312,36 +316,30 @@ impl Spool {
                         continue;
                     }
                 }
-                match entry {
-                    Entry::Release(hash) => {
-                        let earlier = state.segments.values_mut();
-                        release_claim(earlier.chain(std::iter::once(&mut segment)), &hash);
-                    }
-                    Entry::Forget(id) => {
-                        if segment.forget_alert(id) {
-                            alert_count -= 1;
-                        } else if let Some(holder) = forget_alert(&mut state.segments, id) {
-                            segment.forgets_in.insert(holder);
-                            alert_count -= 1;
-                        }
-                    }
-                    entry => {
-                        if let Entry::Alert { .. } = entry {
-                            alert_count += 1;
-                        }
-                        segment.add(&mut state.queues, at, entry)
-                    }
-                }
+                alert_count =
+                    alert_count.saturating_add_signed(state.apply(number, offset, entry, 0));
             }
-            segment.seal();
-            state.segments.insert(number, segment);
+            if let Some(segment) = state.segments.get_mut(&number) {
+                segment.seal();
+            }
         }
         for (target, queue) in state.queues.iter_mut() {
             if let Some((first_live, _)) = done.get(target.as_str()) {
                 queue.first_live = *first_live;
             }
         }
-        let next = numbers.last().map_or(1, |last| last + 1);
+        // Past every place a cursor names too: were every segment gone, new jobs must still come
+        // after what the cursors say is done.
+        let cursors_reach = cursors
+            .values()
+            .flat_map(|cursor| std::iter::once(&cursor.first_live).chain(&cursor.done_ahead))
+            .map(|at| segment_of(*at));
+        let next = numbers
+            .iter()
+            .copied()
+            .chain(cursors_reach)
+            .max()
+            .map_or(1, |last| last + 1);
         let file = Arc::new(open_file(&segment_path(dir, next))?);
         state.segments.insert(next, Segment::new(file.clone(), 0));
         Ok(Spool {
@@ -478,32 +476,14 @@ impl Spool {
         writer.unsynced = true;
         let mut state = self.write_state();
         let segment_number = writer.segment;
-        let State { segments, queues } = &mut *state;
         for (offset, entry, received_ms) in buffered {
-            let at = position(segment_number, offset);
             writer.written.push((offset, entry.clone()));
-            match &entry {
-                Entry::Release(hash) => {
-                    release_claim(segments.values_mut(), hash);
-                    continue;
-                }
-                Entry::Forget(id) => {
-                    if let Some(holder) = forget_alert(segments, *id) {
-                        self.alert_count.fetch_sub(1, Ordering::Relaxed);
-                        if let Some(segment) = segments.get_mut(&segment_number) {
-                            segment.forgets_in.insert(holder);
-                        }
-                    }
-                    continue;
-                }
-                Entry::Alert { .. } => {
-                    self.alert_count.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {}
-            }
-            if let Some(segment) = segments.get_mut(&segment_number) {
-                segment.newest_ms = segment.newest_ms.max(received_ms);
-                segment.add(queues, at, entry);
+            let change = state.apply(segment_number, offset, entry, received_ms);
+            if change > 0 {
+                self.alert_count.fetch_add(change as u64, Ordering::Relaxed);
+            } else {
+                self.alert_count
+                    .fetch_sub(change.unsigned_abs(), Ordering::Relaxed);
             }
         }
         Ok(())
@@ -635,29 +615,40 @@ impl Spool {
         Ok(None)
     }
 
-    /// Alert ids with their places, oldest first, or newest first (and below `before`).
-    pub(super) fn alert_places(
-        &self,
-        newest_first: bool,
-        before: Option<AlertId>,
-    ) -> Vec<(AlertId, Position)> {
+    /// The alert with the smallest id above `after` (any, when `None`), and its place: alerts
+    /// one by one, oldest first, without a list of them all.
+    pub(super) fn alert_after(&self, after: Option<AlertId>) -> Option<(AlertId, Position)> {
         let state = self.read_state();
-        let mut places = Vec::new();
+        let mut next: Option<(AlertId, Position)> = None;
         for (number, segment) in &state.segments {
-            for (id, offset) in segment.alerts.ids.iter().zip(&segment.alerts.offsets) {
-                if before.is_none_or(|before| *id < before) {
-                    places.push((*id, position(*number, *offset)));
+            let ids = &segment.alerts.ids;
+            let at = after.map_or(0, |after| ids.partition_point(|&id| id <= after));
+            if let Some(&id) = ids.get(at) {
+                if next.is_none_or(|(best, _)| id < best) {
+                    next = Some((id, position(*number, segment.alerts.offsets[at])));
                 }
             }
         }
-        places.sort_unstable();
-        if newest_first {
-            places.reverse();
-        }
-        places
+        next
     }
 
-    /// The alert record at `at` (as [`Spool::alert_places`] gave it).
+    /// The alert with the largest id below `before` (any, when `None`), and its place.
+    pub(super) fn alert_before(&self, before: Option<AlertId>) -> Option<(AlertId, Position)> {
+        let state = self.read_state();
+        let mut next: Option<(AlertId, Position)> = None;
+        for (number, segment) in &state.segments {
+            let ids = &segment.alerts.ids;
+            let end = before.map_or(ids.len(), |before| ids.partition_point(|&id| id < before));
+            if let Some(at) = end.checked_sub(1) {
+                if next.is_none_or(|(best, _)| ids[at] > best) {
+                    next = Some((ids[at], position(*number, segment.alerts.offsets[at])));
+                }
+            }
+        }
+        next
+    }
+
+    /// The alert record at `at` (as [`Spool::alert_after`] gave it).
     pub(super) fn alert_at(&self, at: Position) -> Result<(AlertId, Vec<u8>), StoreError> {
         let body = self.read_in(&self.read_state(), at)?;
         let id = format::u64_at(&body, 1).ok_or_else(|| damaged(at))?;
@@ -856,7 +847,7 @@ impl Spool {
                 let removable = claims_forgotten
                     && segment.newest_ms <= kept_after_ms
                     && past.len() == segment.alerts.len()
-                    && segment.forgets_in.is_disjoint(&present);
+                    && segment.undoes_in.is_disjoint(&present);
                 if removable {
                     removed.push(*number);
                 } else {
@@ -952,14 +943,6 @@ fn sealed_candidates(table: &[u64], fingerprint: u32) -> impl DoubleEndedIterato
     table[start..end].iter().map(|&entry| entry as u32)
 }
 
-/// Forgets alert `id` in whichever segment holds it; returns that segment.
-fn forget_alert(segments: &mut BTreeMap<u32, Segment>, id: AlertId) -> Option<u32> {
-    segments
-        .iter_mut()
-        .rev()
-        .find_map(|(number, segment)| segment.forget_alert(id).then_some(*number))
-}
-
 /// A job is done: its segment has one fewer queued.
 fn forget_job(segments: &mut BTreeMap<u32, Segment>, at: Position) {
     if let Some(segment) = segments.get_mut(&segment_of(at)) {
@@ -967,15 +950,40 @@ fn forget_job(segments: &mut BTreeMap<u32, Segment>, at: Position) {
     }
 }
 
-/// A claim's callback was not stored: its claim no longer counts, wherever it was written.
-fn release_claim<'a>(segments: impl Iterator<Item = &'a mut Segment>, hash: &[u8; 16]) {
-    for segment in segments {
-        match &mut segment.claims {
-            Claims::Open(claims) => {
-                claims.remove(hash);
+impl State {
+    /// Takes the entry of a record at `offset` in segment `number` into what is kept in memory;
+    /// returns how the count of alerts changes.
+    fn apply(&mut self, number: u32, offset: u32, entry: Entry, received_ms: u64) -> i64 {
+        let (undone, change): (Vec<u32>, i64) = match entry {
+            // A claim's callback was not stored: its claim no longer counts, wherever it is.
+            Entry::Release(hash) => {
+                let segments = self.segments.iter_mut();
+                let holders = segments.filter_map(|(holder, segment)| {
+                    segment.release_claim(&hash).then_some(*holder)
+                });
+                (holders.collect(), 0)
             }
-            Claims::Sealed(_) => segment.drop_sealed_claim(hash),
+            Entry::Forget(id) => {
+                let mut segments = self.segments.iter_mut().rev();
+                let holder = segments
+                    .find_map(|(holder, segment)| segment.forget_alert(id).then_some(*holder));
+                (holder.into_iter().collect(), -i64::from(holder.is_some()))
+            }
+            entry => {
+                let change = i64::from(matches!(entry, Entry::Alert { .. }));
+                if let Some(segment) = self.segments.get_mut(&number) {
+                    segment.newest_ms = segment.newest_ms.max(received_ms);
+                    segment.add(&mut self.queues, position(number, offset), entry);
+                }
+                (Vec::new(), change)
+            }
+        };
+        if let Some(segment) = self.segments.get_mut(&number) {
+            segment
+                .undoes_in
+                .extend(undone.into_iter().filter(|holder| *holder != number));
         }
+        change
     }
 }
 
@@ -990,7 +998,7 @@ impl Segment {
             newest_ms,
             live_jobs: 0,
             alerts_received_s: Vec::new(),
-            forgets_in: BTreeSet::new(),
+            undoes_in: BTreeSet::new(),
         }
     }
 
@@ -1049,13 +1057,18 @@ impl Segment {
         self.deliveries.shrink();
     }
 
-    /// Removes the entries of `hash`'s fingerprint from a sealed table. A fingerprint shared by
-    /// another claim takes that one too: it is then forgotten early, which costs at most one
-    /// duplicate message (never a lost alert).
-    fn drop_sealed_claim(&mut self, hash: &[u8; 16]) {
-        if let Claims::Sealed(table) = &mut self.claims {
-            let fingerprint = format::fingerprint(hash);
-            table.retain(|entry| (entry >> 32) as u32 != fingerprint);
+    /// Takes the claims of `hash` out of this segment; whether it held any. In a sealed table, a
+    /// claim whose fingerprint is the same goes too: it is then forgotten early, which costs at
+    /// most one duplicate message (never a lost alert).
+    fn release_claim(&mut self, hash: &[u8; 16]) -> bool {
+        match &mut self.claims {
+            Claims::Open(claims) => claims.remove(hash).is_some(),
+            Claims::Sealed(table) => {
+                let fingerprint = format::fingerprint(hash);
+                let before = table.len();
+                table.retain(|entry| (entry >> 32) as u32 != fingerprint);
+                table.len() != before
+            }
         }
     }
 }

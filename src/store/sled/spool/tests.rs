@@ -1,0 +1,171 @@
+//! The spool on its own: what it finds again after sealing, reopening, a torn write.
+
+use super::*;
+use chrono::Utc;
+
+fn claim(key: u8, alert_id: AlertId, seen_ms: u64) -> DedupeClaim {
+    DedupeClaim {
+        hash: [key; 16],
+        alert_id,
+        seen_ms,
+        keep_ms: 3_600_000,
+    }
+}
+
+fn job(id: JobId, alert_id: AlertId, target: &str) -> DeliveryJob {
+    DeliveryJob::new(id, alert_id, target, Utc::now())
+}
+
+/// Every cursor saved as the queue moved, as the store keeps them.
+#[derive(Default)]
+struct Cursors(HashMap<String, Cursor>);
+
+impl Cursors {
+    fn take(&mut self, spool: &Spool, target: &str, at: Position) {
+        let cursor = spool.take(target, at).expect("queued");
+        self.0.insert(target.to_string(), cursor);
+    }
+}
+
+fn queued_ids(spool: &Spool, target: &str) -> Vec<JobId> {
+    let head = spool.head(target, 100, &|_| false).unwrap();
+    head.into_iter().map(|(_, job)| job.id).collect()
+}
+
+#[test]
+fn what_was_synced_is_found_again_after_sealing_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cursors = Cursors::default();
+    {
+        let spool = Spool::open(dir.path(), &cursors.0).unwrap();
+        spool.append_alert(1, 1_000, b"first alert").unwrap();
+        spool.append_claim(&claim(1, 1, 5)).unwrap();
+        for id in 10..14 {
+            spool.append_job(&job(id, 1, "ops")).unwrap();
+        }
+        spool.sync_now().unwrap();
+        // Sealed by a sweep that removes nothing (the jobs are queued).
+        spool.sweep(10, 0, &|_| true).unwrap();
+        spool.append_alert(2, 2_000, b"second alert").unwrap();
+        spool.append_claim(&claim(2, 2, 6)).unwrap();
+        spool.sync_now().unwrap();
+        assert_eq!(
+            spool.claim(&[1; 16]).unwrap(),
+            Some(claim(1, 1, 5)),
+            "sealed"
+        );
+        assert_eq!(spool.claim(&[2; 16]).unwrap(), Some(claim(2, 2, 6)), "open");
+        assert_eq!(spool.claim(&[3; 16]).unwrap(), None);
+        // The first and third jobs are done, the second is out: the cursor stops before it.
+        let head = spool.head("ops", 4, &|_| false).unwrap();
+        cursors.take(&spool, "ops", head[0].0);
+        cursors.take(&spool, "ops", head[2].0);
+        spool.append_delivery(&job(10, 1, "ops")).unwrap();
+        assert_eq!(queued_ids(&spool, "ops"), [11, 13]);
+    }
+    for rebuilt_index in [false, true] {
+        if rebuilt_index {
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "index") {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+        }
+        let spool = Spool::open(dir.path(), &cursors.0).unwrap();
+        assert_eq!(
+            spool.alert(1).unwrap().as_deref(),
+            Some(&b"first alert"[..])
+        );
+        assert_eq!(
+            spool.alert(2).unwrap().as_deref(),
+            Some(&b"second alert"[..])
+        );
+        assert_eq!(spool.alert_count(), 2);
+        assert_eq!(spool.claim(&[1; 16]).unwrap(), Some(claim(1, 1, 5)));
+        assert_eq!(spool.claim(&[2; 16]).unwrap(), Some(claim(2, 2, 6)));
+        assert_eq!(
+            queued_ids(&spool, "ops"),
+            [11, 13],
+            "rebuilt index: {rebuilt_index}"
+        );
+        assert_eq!(spool.deliveries_of(1).unwrap().len(), 1);
+        assert_eq!(spool.queued_per_target()["ops"], 2);
+    }
+}
+
+#[test]
+fn a_torn_write_at_the_end_is_cut_off_and_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = {
+        let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+        spool.append_alert(1, 1_000, b"kept").unwrap();
+        spool.append_alert(2, 1_000, b"torn").unwrap();
+        spool.sync_now().unwrap();
+        let segment = spool.writer().segment;
+        segment_path(dir.path(), segment)
+    };
+    let length = std::fs::metadata(&segment).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(length - 2).unwrap();
+    let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+    assert!(spool.alert(1).unwrap().is_some());
+    assert!(spool.alert(2).unwrap().is_none());
+    assert_eq!(spool.alert_count(), 1);
+    // Written after the cut, in a segment of its own, and found.
+    spool.append_alert(3, 1_000, b"after").unwrap();
+    spool.sync_now().unwrap();
+    drop(spool);
+    let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+    assert_eq!(spool.alert_count(), 2);
+    assert!(spool.alert(3).unwrap().is_some());
+}
+
+#[test]
+fn a_released_claim_and_a_forgotten_alert_stay_gone_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+        spool.append_alert(1, 1_000, b"old").unwrap();
+        spool.append_alert(2, 9_000_000, b"needed").unwrap();
+        spool.append_claim(&claim(7, 1, 5)).unwrap();
+        spool.sync_now().unwrap();
+        spool.sweep(10, 0, &|_| true).unwrap();
+        assert!(spool.claim(&[7; 16]).unwrap().is_some());
+        spool.append_release(&[7; 16]).unwrap();
+        assert!(spool.claim(&[7; 16]).unwrap().is_none());
+        // Alert 1 is past the retention; alert 2 is not: their segment stays, alert 1 goes.
+        let swept = spool.sweep(10_000_000, 5_000_000, &|_| false).unwrap();
+        assert_eq!(swept.alerts, 1);
+        assert!(spool.alert(1).unwrap().is_none());
+        assert_eq!(spool.alert_count(), 1);
+    }
+    let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+    assert!(spool.claim(&[7; 16]).unwrap().is_none());
+    assert!(spool.alert(1).unwrap().is_none());
+    assert!(spool.alert(2).unwrap().is_some());
+    assert_eq!(spool.alert_count(), 1);
+}
+
+#[test]
+fn new_segments_come_after_every_place_a_cursor_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let cursors: HashMap<String, Cursor> = [(
+        "ops".to_string(),
+        Cursor {
+            first_live: position(40, 7),
+            done_ahead: vec![position(41, 0)],
+        },
+    )]
+    .into();
+    let spool = Spool::open(dir.path(), &cursors).unwrap();
+    spool.append_job(&job(1, 1, "ops")).unwrap();
+    spool.sync_now().unwrap();
+    assert_eq!(queued_ids(&spool, "ops"), [1]);
+    drop(spool);
+    let spool = Spool::open(dir.path(), &cursors).unwrap();
+    assert_eq!(queued_ids(&spool, "ops"), [1], "not taken for done");
+}
