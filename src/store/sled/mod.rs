@@ -490,7 +490,13 @@ impl StoreBackend for SledStore {
     fn alerts(&self) -> Records<'_, StoredAlert> {
         let mut last = None;
         Box::new(std::iter::from_fn(move || {
-            let (id, at) = self.spool.alert_after(last)?;
+            let (id, at) = match self.spool.alert_after(last) {
+                Ok(next) => next?,
+                Err(error) => {
+                    last = Some(u64::MAX); // ends the walk
+                    return Some(Err(error));
+                }
+            };
             last = Some(id);
             Some(self.decode_spooled_alert(at))
         }))
@@ -499,7 +505,13 @@ impl StoreBackend for SledStore {
     fn alerts_newest_first(&self, before: Option<AlertId>) -> Records<'_, StoredAlert> {
         let mut last = before;
         Box::new(std::iter::from_fn(move || {
-            let (id, at) = self.spool.alert_before(last)?;
+            let (id, at) = match self.spool.alert_before(last) {
+                Ok(next) => next?,
+                Err(error) => {
+                    last = Some(0); // ends the walk
+                    return Some(Err(error));
+                }
+            };
             last = Some(id);
             Some(self.decode_spooled_alert(at))
         }))

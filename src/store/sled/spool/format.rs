@@ -17,13 +17,15 @@
 //! after a crash, what follows a torn write is not trusted.
 //!
 //! The index file (`<segment>.index`) lists where each record of a sealed segment is, so that
-//! opening the store reads a few bytes per record instead of every payload. It is written once
-//! the segment is on disk, is checked by its own CRC, and is rebuilt from the segment when
-//! missing or damaged.
+//! opening the store reads a few bytes per record instead of every payload: the jobs, claims and
+//! undoing records one by one, then the alerts and the deliveries as two tables sorted by alert
+//! id, which are searched where they lie (`ids.rs`). It is written once the segment is on disk,
+//! is checked by its own CRC, and is rebuilt from the segment when missing or damaged.
 
 use std::io::Read;
 
 use super::super::keys::DedupeClaim;
+use super::ids::{IdEntry, Section, ENTRY_BYTES};
 use crate::job::{AlertId, DeliveryJob, JobId};
 
 pub(super) const FRAME_HEADER: usize = 8;
@@ -199,28 +201,70 @@ fn read_fully(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usiz
     Ok(filled)
 }
 
-const INDEX_MAGIC: &[u8; 8] = b"HERALDI1";
+const INDEX_MAGIC: &[u8; 8] = b"HERALDI2";
 
-/// The index file of a sealed segment: its entries and how long the segment is, then a CRC.
-pub(super) fn encode_index(entries: &[(u32, Entry)], segment_length: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + entries.len() * 24);
+/// An index file, read.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Index {
+    /// The records other than alerts and deliveries.
+    pub others: Vec<(u32, Entry)>,
+    pub segment_length: u64,
+    pub alerts: Section,
+    pub deliveries: Section,
+}
+
+/// The alerts and deliveries of `entries` as id tables (sorted), and the rest.
+pub(super) fn split_entries(
+    entries: Vec<(u32, Entry)>,
+) -> (Vec<(u32, Entry)>, Vec<IdEntry>, Vec<IdEntry>) {
+    let (mut others, mut alerts, mut deliveries) = (Vec::new(), Vec::new(), Vec::new());
+    for (offset, entry) in entries {
+        match entry {
+            Entry::Alert { id, received_ms } => alerts.push(IdEntry {
+                id,
+                offset,
+                extra: received_seconds(received_ms),
+            }),
+            Entry::Delivery(id) => deliveries.push(IdEntry {
+                id,
+                offset,
+                extra: 0,
+            }),
+            entry => others.push((offset, entry)),
+        }
+    }
+    alerts.sort_by_key(|entry| (entry.id, entry.offset));
+    deliveries.sort_by_key(|entry| (entry.id, entry.offset));
+    (others, alerts, deliveries)
+}
+
+pub(super) fn received_seconds(received_ms: u64) -> u32 {
+    (received_ms / 1000).min(u64::from(u32::MAX)) as u32
+}
+
+/// The index file of a sealed segment: its records other than alerts and deliveries, the two
+/// sorted tables, and how long the segment is; then a CRC.
+pub(super) fn encode_index(
+    others: &[(u32, Entry)],
+    alerts: &[IdEntry],
+    deliveries: &[IdEntry],
+    segment_length: u64,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        32 + others.len() * 24 + (alerts.len() + deliveries.len()) * ENTRY_BYTES,
+    );
     out.extend_from_slice(INDEX_MAGIC);
     out.extend_from_slice(&segment_length.to_le_bytes());
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-    for (offset, entry) in entries {
+    let others: Vec<&(u32, Entry)> = others
+        .iter()
+        .filter(|(_, entry)| !matches!(entry, Entry::Alert { .. } | Entry::Delivery(_)))
+        .collect();
+    out.extend_from_slice(&(others.len() as u32).to_le_bytes());
+    for (offset, entry) in others {
         out.extend_from_slice(&offset.to_le_bytes());
         match entry {
-            Entry::Alert { id, received_ms } => {
-                out.push(ALERT);
-                out.extend_from_slice(&id.to_le_bytes());
-                out.extend_from_slice(&received_ms.to_le_bytes());
-            }
-            Entry::Delivery(id) | Entry::Forget(id) => {
-                out.push(if matches!(entry, Entry::Forget(_)) {
-                    FORGET
-                } else {
-                    DELIVERY
-                });
+            Entry::Forget(id) => {
+                out.push(FORGET);
                 out.extend_from_slice(&id.to_le_bytes());
             }
             Entry::Job { target, id } => {
@@ -229,52 +273,52 @@ pub(super) fn encode_index(entries: &[(u32, Entry)], segment_length: u64) -> Vec
                 out.extend_from_slice(&(target.len() as u16).to_le_bytes());
                 out.extend_from_slice(target.as_bytes());
             }
-            Entry::Claim(claim) => {
-                out.extend_from_slice(&claim_body(claim));
-            }
+            Entry::Claim(claim) => out.extend_from_slice(&claim_body(claim)),
             Entry::Release(hash) => {
                 out.push(RELEASE);
                 out.extend_from_slice(hash);
             }
+            Entry::Alert { .. } | Entry::Delivery(_) => {}
+        }
+    }
+    for table in [alerts, deliveries] {
+        out.extend_from_slice(&(table.len() as u32).to_le_bytes());
+        for entry in table {
+            entry.encode(&mut out);
         }
     }
     out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
     out
 }
 
-/// The entries of an index file and the segment length it covers, if the file is intact.
-pub(super) fn decode_index(bytes: &[u8]) -> Option<(Vec<(u32, Entry)>, u64)> {
+/// An index file, if it is intact.
+pub(super) fn decode_index(bytes: &[u8]) -> Option<Index> {
     let (content, crc) = bytes.split_at(bytes.len().checked_sub(4)?);
     if crc32fast::hash(content).to_le_bytes() != crc || !content.starts_with(INDEX_MAGIC) {
         return None;
     }
-    let length = u64::from_le_bytes(content.get(8..16)?.try_into().ok()?);
+    let segment_length = u64::from_le_bytes(content.get(8..16)?.try_into().ok()?);
     let count = u32::from_le_bytes(content.get(16..20)?.try_into().ok()?) as usize;
-    let mut entries = Vec::with_capacity(count);
+    let mut others = Vec::with_capacity(count);
     let mut at = 20;
     let le_u64 = |at: usize| {
         Some(u64::from_le_bytes(
             content.get(at..at + 8)?.try_into().ok()?,
         ))
     };
+    let le_u32 = |at: usize| {
+        Some(u32::from_le_bytes(
+            content.get(at..at + 4)?.try_into().ok()?,
+        ))
+    };
     for _ in 0..count {
-        let offset = u32::from_le_bytes(content.get(at..at + 4)?.try_into().ok()?);
+        let offset = le_u32(at)?;
         let kind = *content.get(at + 4)?;
         at += 5;
         let entry = match kind {
-            ALERT => {
-                let (id, received_ms) = (le_u64(at)?, le_u64(at + 8)?);
-                at += 16;
-                Entry::Alert { id, received_ms }
-            }
-            DELIVERY | FORGET => {
-                let id = le_u64(at)?;
+            FORGET => {
                 at += 8;
-                if kind == FORGET {
-                    Entry::Forget(id)
-                } else {
-                    Entry::Delivery(id)
-                }
+                Entry::Forget(le_u64(at - 8)?)
             }
             JOB => {
                 let id = le_u64(at)?;
@@ -298,9 +342,22 @@ pub(super) fn decode_index(bytes: &[u8]) -> Option<(Vec<(u32, Entry)>, u64)> {
             }
             _ => return None,
         };
-        entries.push((offset, entry));
+        others.push((offset, entry));
     }
-    Some((entries, length))
+    let alerts_count = le_u32(at)? as usize;
+    let alerts = Section::of(content, at + 4, alerts_count)?;
+    at += 4 + alerts_count * ENTRY_BYTES;
+    let deliveries_count = le_u32(at)? as usize;
+    let deliveries = Section::of(content, at + 4, deliveries_count)?;
+    if at + 4 + deliveries_count * ENTRY_BYTES != content.len() {
+        return None;
+    }
+    Some(Index {
+        others,
+        segment_length,
+        alerts,
+        deliveries,
+    })
 }
 
 #[cfg(test)]
@@ -371,9 +428,26 @@ mod tests {
             (140, Entry::Release([7; 16])),
             (160, Entry::Delivery(5)),
             (200, Entry::Forget(5)),
+            (
+                220,
+                Entry::Alert {
+                    id: 4,
+                    received_ms: 1_600_000_000_000,
+                },
+            ),
         ];
-        let bytes = encode_index(&entries, 300);
-        assert_eq!(decode_index(&bytes), Some((entries, 300)));
+        let (others, alerts, deliveries) = split_entries(entries);
+        assert_eq!(alerts.iter().map(|a| a.id).collect::<Vec<_>>(), [4, 5]);
+        let bytes = encode_index(&others, &alerts, &deliveries, 300);
+        let index = decode_index(&bytes).unwrap();
+        assert_eq!(index.others, others);
+        assert_eq!(index.segment_length, 300);
+        assert_eq!(
+            (index.alerts.count, index.alerts.min_id, index.alerts.max_id),
+            (2, 4, 5)
+        );
+        assert_eq!(index.alerts.min_extra, 1_600_000_000);
+        assert_eq!((index.deliveries.count, index.deliveries.min_id), (1, 5));
         let mut damaged = bytes.clone();
         damaged[30] ^= 1;
         assert_eq!(decode_index(&damaged), None);

@@ -5,9 +5,9 @@
 //! Why not sled: sled 0.34 keeps memory for every page it has touched whatever its cache is set
 //! to (a million queued jobs took 60–100 MiB, a million alerts more), and reads its whole page
 //! table on open (seconds for a big store). The spool keeps in memory only small fixed-size
-//! entries: 8 bytes per queued job (its place), 8 per dedupe claim still remembered (32 bits of
-//! its hash and its place), 16 per alert kept (id, place, when it was received) and 12 per
-//! delivery recorded. Everything else is read from the files when it is needed.
+//! entries: 8 bytes per queued job (its place) and 8 per dedupe claim still remembered (32 bits
+//! of its hash and its place). Alerts and deliveries are found through tables in the index
+//! files (`ids.rs`); everything else is read from the segments when it is needed.
 //!
 //! Writing: records are framed into a buffer and written to the segment being filled at every
 //! [`Spool::sync`] (the group commit), which then makes them durable with one `fdatasync`. A
@@ -30,10 +30,12 @@ use crate::job::{AlertId, DeliveryJob, JobId};
 use crate::store::StoreError;
 
 mod format;
+mod ids;
 #[cfg(test)]
 mod tests;
 
 use format::{Entry, FRAME_HEADER};
+use ids::{IdEntry, IdTable};
 
 /// A segment is sealed once it holds this many bytes…
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -102,7 +104,8 @@ struct Writer {
     /// Entries of the buffered records, by offset in the segment, and when each was received
     /// (ms: an alert's reception, a delivery's record; 0 for the rest).
     buffered: Vec<(u32, Entry, u64)>,
-    /// Every entry written to the segment: its index file once sealed.
+    /// The entries written to the segment, other than alerts and deliveries (kept in the
+    /// segment's tables): its index file once sealed.
     written: Vec<(u32, Entry)>,
     /// Segments sealed since the last sync: made durable, then given their index file.
     sealed: Vec<(u32, Arc<File>, Vec<u8>)>,
@@ -119,8 +122,10 @@ struct State {
 /// What is kept in memory of one segment.
 struct Segment {
     file: Arc<File>,
-    alerts: IdIndex,
-    deliveries: IdIndex,
+    alerts: IdTable,
+    deliveries: IdTable,
+    /// Alerts of a table on disk that are forgotten.
+    forgotten: BTreeSet<AlertId>,
     claims: Claims,
     /// When its last remembered claim is forgotten (ms): its claim table can go then.
     claims_until_ms: u64,
@@ -129,52 +134,9 @@ struct Segment {
     newest_ms: u64,
     /// Jobs of the segment still queued: it stays while there are any.
     live_jobs: u32,
-    /// When each alert of `alerts` was received (seconds), in the same order.
-    alerts_received_s: Vec<u32>,
     /// Segments holding records that this one's records undo (a forgotten alert, a released
     /// claim): it stays while they do, or what they hold would come back on the next start.
     undoes_in: BTreeSet<u32>,
-}
-
-/// Ids (alert ids) of a segment's records and their offsets, sorted by id.
-#[derive(Default)]
-struct IdIndex {
-    ids: Vec<u64>,
-    offsets: Vec<u32>,
-}
-
-impl IdIndex {
-    /// Ids arrive nearly in order (taken just before they are written), so this inserts near the end.
-    /// Returns where it went.
-    fn insert(&mut self, id: u64, offset: u32) -> usize {
-        let at = self.ids.partition_point(|&other| other <= id);
-        self.ids.insert(at, id);
-        self.offsets.insert(at, offset);
-        at
-    }
-
-    /// Returns where it was.
-    fn remove(&mut self, id: u64) -> Option<usize> {
-        let at = self.ids.binary_search(&id).ok()?;
-        self.ids.remove(at);
-        self.offsets.remove(at);
-        Some(at)
-    }
-
-    fn offsets_of(&self, id: u64) -> impl Iterator<Item = u32> + '_ {
-        let start = self.ids.partition_point(|&other| other < id);
-        let end = self.ids.partition_point(|&other| other <= id);
-        self.offsets[start..end].iter().copied()
-    }
-
-    fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    fn shrink(&mut self) {
-        self.ids.shrink_to_fit();
-        self.offsets.shrink_to_fit();
-    }
 }
 
 /// The dedupe claims of a segment: by hash while it is written, then a sorted table of
@@ -277,9 +239,9 @@ impl Spool {
             let indexed = std::fs::read(index_path(dir, number))
                 .ok()
                 .and_then(|bytes| format::decode_index(&bytes))
-                .filter(|(_, length)| *length == file_length);
-            let entries = match indexed {
-                Some((entries, _)) => entries,
+                .filter(|index| index.segment_length == file_length);
+            let index = match indexed {
+                Some(index) => Ok(index),
                 None => {
                     let (entries, end) = format::scan(&file).map_err(io_error)?;
                     if end < file_length {
@@ -292,9 +254,15 @@ impl Spool {
                         file.set_len(end).map_err(io_error)?;
                     }
                     file.sync_all().map_err(io_error)?;
-                    write_index(dir, number, &format::encode_index(&entries, end))
-                        .map_err(io_error)?;
-                    entries
+                    let (others, alerts, deliveries) = format::split_entries(entries);
+                    let bytes = format::encode_index(&others, &alerts, &deliveries, end);
+                    match write_index(dir, number, &bytes) {
+                        Ok(()) => format::decode_index(&bytes).ok_or((others, alerts, deliveries)),
+                        Err(error) => {
+                            tracing::warn!(%error, segment = number, "cannot write a spool index file");
+                            Err((others, alerts, deliveries))
+                        }
+                    }
                 }
             };
             let modified = file
@@ -303,9 +271,29 @@ impl Spool {
                 .ok()
                 .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |since| since.as_millis() as u64);
-            state
-                .segments
-                .insert(number, Segment::new(Arc::new(file), modified));
+            let mut segment = Segment::new(Arc::new(file), modified);
+            let entries = match index {
+                Ok(index) => {
+                    let index_file =
+                        Arc::new(File::open(index_path(dir, number)).map_err(io_error)?);
+                    segment.alerts = IdTable::Disk {
+                        file: index_file.clone(),
+                        section: index.alerts,
+                    };
+                    segment.deliveries = IdTable::Disk {
+                        file: index_file,
+                        section: index.deliveries,
+                    };
+                    index.others
+                }
+                Err((others, alerts, deliveries)) => {
+                    segment.alerts = IdTable::Memory(alerts);
+                    segment.deliveries = IdTable::Memory(deliveries);
+                    others
+                }
+            };
+            alert_count += segment.alerts.len() as u64;
+            state.segments.insert(number, segment);
             for (offset, entry) in entries {
                 let at = position(number, offset);
                 if let Entry::Job { target, .. } = &entry {
@@ -430,7 +418,7 @@ impl Spool {
         let found = state
             .segments
             .values()
-            .any(|segment| segment.alerts.offsets_of(id).next().is_some());
+            .any(|segment| matches!(segment.alert_offset(id), Ok(Some(_))));
         found
     }
 
@@ -477,7 +465,9 @@ impl Spool {
         let mut state = self.write_state();
         let segment_number = writer.segment;
         for (offset, entry, received_ms) in buffered {
-            writer.written.push((offset, entry.clone()));
+            if !matches!(entry, Entry::Alert { .. } | Entry::Delivery(_)) {
+                writer.written.push((offset, entry.clone()));
+            }
             let change = state.apply(segment_number, offset, entry, received_ms);
             if change > 0 {
                 self.alert_count.fetch_add(change as u64, Ordering::Relaxed);
@@ -494,13 +484,19 @@ impl Spool {
         self.write_buffer(writer)?;
         let next = writer.segment + 1;
         let file = Arc::new(open_file(&segment_path(&self.dir, next))?);
-        let index = format::encode_index(&std::mem::take(&mut writer.written), writer.length);
+        let others = std::mem::take(&mut writer.written);
+        let mut state = self.write_state();
+        let index = match state.segments.get_mut(&writer.segment) {
+            Some(segment) => {
+                segment.seal();
+                let (alerts, deliveries) =
+                    (segment.alerts.in_memory(), segment.deliveries.in_memory());
+                format::encode_index(&others, alerts, deliveries, writer.length)
+            }
+            None => format::encode_index(&others, &[], &[], writer.length),
+        };
         let sealed_file = std::mem::replace(&mut writer.file, file.clone());
         writer.sealed.push((writer.segment, sealed_file, index));
-        let mut state = self.write_state();
-        if let Some(segment) = state.segments.get_mut(&writer.segment) {
-            segment.seal();
-        }
         state.segments.insert(next, Segment::new(file, 0));
         writer.segment = next;
         writer.length = 0;
@@ -543,12 +539,41 @@ impl Spool {
         }))
     }
 
-    fn synced(&self, outcome: std::io::Result<()>) -> Result<(), StoreError> {
-        if let Err(error) = outcome {
-            // Nothing written since the last good sync can be taken as durable.
-            self.failed.store(true, Ordering::SeqCst);
-            self.writer().unsynced = true;
-            return Err(io_error(error));
+    /// After a sync: the tables of segments whose index file is now written are read from it.
+    fn synced(&self, outcome: std::io::Result<Vec<(u32, Vec<u8>)>>) -> Result<(), StoreError> {
+        let indexed = match outcome {
+            Ok(indexed) => indexed,
+            Err(error) => {
+                // Nothing written since the last good sync can be taken as durable.
+                self.failed.store(true, Ordering::SeqCst);
+                self.writer().unsynced = true;
+                return Err(io_error(error));
+            }
+        };
+        for (number, bytes) in indexed {
+            let Some(index) = format::decode_index(&bytes) else {
+                continue;
+            };
+            let Ok(file) = File::open(index_path(&self.dir, number)) else {
+                continue;
+            };
+            let file = Arc::new(file);
+            let mut state = self.write_state();
+            if let Some(segment) = state.segments.get_mut(&number) {
+                // A table changed since it was written out (an alert forgotten) stays in memory.
+                if segment.alerts.len() == index.alerts.count as usize
+                    && segment.deliveries.len() == index.deliveries.count as usize
+                {
+                    segment.alerts = IdTable::Disk {
+                        file: file.clone(),
+                        section: index.alerts,
+                    };
+                    segment.deliveries = IdTable::Disk {
+                        file,
+                        section: index.deliveries,
+                    };
+                }
+            }
         }
         Ok(())
     }
@@ -606,7 +631,7 @@ impl Spool {
     pub(super) fn alert(&self, id: AlertId) -> Result<Option<Vec<u8>>, StoreError> {
         let state = self.read_state();
         for (number, segment) in state.segments.iter().rev() {
-            let Some(offset) = segment.alerts.offsets_of(id).next() else {
+            let Some(offset) = segment.alert_offset(id)? else {
                 continue;
             };
             let body = self.read(&segment.file, position(*number, offset))?;
@@ -617,35 +642,37 @@ impl Spool {
 
     /// The alert with the smallest id above `after` (any, when `None`), and its place: alerts
     /// one by one, oldest first, without a list of them all.
-    pub(super) fn alert_after(&self, after: Option<AlertId>) -> Option<(AlertId, Position)> {
+    pub(super) fn alert_after(
+        &self,
+        after: Option<AlertId>,
+    ) -> Result<Option<(AlertId, Position)>, StoreError> {
         let state = self.read_state();
         let mut next: Option<(AlertId, Position)> = None;
         for (number, segment) in &state.segments {
-            let ids = &segment.alerts.ids;
-            let at = after.map_or(0, |after| ids.partition_point(|&id| id <= after));
-            if let Some(&id) = ids.get(at) {
-                if next.is_none_or(|(best, _)| id < best) {
-                    next = Some((id, position(*number, segment.alerts.offsets[at])));
+            if let Some(entry) = segment.alert_after(after)? {
+                if next.is_none_or(|(best, _)| entry.id < best) {
+                    next = Some((entry.id, position(*number, entry.offset)));
                 }
             }
         }
-        next
+        Ok(next)
     }
 
     /// The alert with the largest id below `before` (any, when `None`), and its place.
-    pub(super) fn alert_before(&self, before: Option<AlertId>) -> Option<(AlertId, Position)> {
+    pub(super) fn alert_before(
+        &self,
+        before: Option<AlertId>,
+    ) -> Result<Option<(AlertId, Position)>, StoreError> {
         let state = self.read_state();
         let mut next: Option<(AlertId, Position)> = None;
         for (number, segment) in &state.segments {
-            let ids = &segment.alerts.ids;
-            let end = before.map_or(ids.len(), |before| ids.partition_point(|&id| id < before));
-            if let Some(at) = end.checked_sub(1) {
-                if next.is_none_or(|(best, _)| ids[at] > best) {
-                    next = Some((ids[at], position(*number, segment.alerts.offsets[at])));
+            if let Some(entry) = segment.alert_before(before)? {
+                if next.is_none_or(|(best, _)| entry.id > best) {
+                    next = Some((entry.id, position(*number, entry.offset)));
                 }
             }
         }
-        next
+        Ok(next)
     }
 
     /// The alert record at `at` (as [`Spool::alert_after`] gave it).
@@ -667,8 +694,9 @@ impl Spool {
         let state = self.read_state();
         let mut found = Vec::new();
         for (number, segment) in &state.segments {
-            for offset in segment.deliveries.offsets_of(id) {
-                found.push(self.read(&segment.file, position(*number, offset))?[1..].to_vec());
+            for entry in segment.deliveries.entries_of(id)? {
+                let body = self.read(&segment.file, position(*number, entry.offset))?;
+                found.push(body[1..].to_vec());
             }
         }
         Ok(found)
@@ -836,17 +864,25 @@ impl Spool {
                 if !jobs_done {
                     continue;
                 }
-                let past: Vec<AlertId> = segment
-                    .alerts
-                    .ids
-                    .iter()
-                    .zip(&segment.alerts_received_s)
-                    .filter(|(id, received_s)| **received_s <= kept_after_s && !alert_needed(**id))
-                    .map(|(id, _)| *id)
-                    .collect();
+                // Read only where an alert may be past the retention.
+                let past: Vec<AlertId> = if segment.alerts.min_extra() <= kept_after_s {
+                    segment
+                        .alerts
+                        .all()?
+                        .into_iter()
+                        .filter(|entry| {
+                            entry.extra <= kept_after_s
+                                && !segment.forgotten.contains(&entry.id)
+                                && !alert_needed(entry.id)
+                        })
+                        .map(|entry| entry.id)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let removable = claims_forgotten
                     && segment.newest_ms <= kept_after_ms
-                    && past.len() == segment.alerts.len()
+                    && past.len() == segment.alert_count()
                     && segment.undoes_in.is_disjoint(&present);
                 if removable {
                     removed.push(*number);
@@ -856,7 +892,7 @@ impl Spool {
             }
             for number in &removed {
                 if let Some(segment) = state.segments.remove(number) {
-                    swept.alerts += segment.alerts.len() as u64;
+                    swept.alerts += segment.alert_count() as u64;
                 }
             }
         }
@@ -897,18 +933,23 @@ struct Unsynced {
 }
 
 impl Unsynced {
-    fn make_durable(self, dir: &Path) -> std::io::Result<()> {
+    /// Returns the index files written (segment and content).
+    fn make_durable(self, dir: &Path) -> std::io::Result<Vec<(u32, Vec<u8>)>> {
         for (_, sealed_file, _) in &self.sealed {
             sealed_file.sync_data()?;
         }
         self.file.sync_data()?;
-        for (number, _, index) in &self.sealed {
-            if let Err(error) = write_index(dir, *number, index) {
-                // Only a cost at the next start, which rebuilds it from the segment.
-                tracing::warn!(%error, segment = number, "cannot write a spool index file");
+        let mut indexed = Vec::new();
+        for (number, _, index) in self.sealed {
+            match write_index(dir, number, &index) {
+                Ok(()) => indexed.push((number, index)),
+                // Only a cost in memory, and at the next start, which rebuilds it.
+                Err(error) => {
+                    tracing::warn!(%error, segment = number, "cannot write a spool index file")
+                }
             }
         }
-        Ok(())
+        Ok(indexed)
     }
 }
 
@@ -991,13 +1032,13 @@ impl Segment {
     fn new(file: Arc<File>, newest_ms: u64) -> Segment {
         Segment {
             file,
-            alerts: IdIndex::default(),
-            deliveries: IdIndex::default(),
+            alerts: IdTable::default(),
+            deliveries: IdTable::default(),
+            forgotten: BTreeSet::new(),
             claims: Claims::default(),
             claims_until_ms: 0,
             newest_ms,
             live_jobs: 0,
-            alerts_received_s: Vec::new(),
             undoes_in: BTreeSet::new(),
         }
     }
@@ -1005,14 +1046,16 @@ impl Segment {
     fn add(&mut self, queues: &mut BTreeMap<String, Queue>, at: Position, entry: Entry) {
         let offset = at as u32;
         match entry {
-            Entry::Alert { id, received_ms } => {
-                let at = self.alerts.insert(id, offset);
-                let received_s = (received_ms / 1000).min(u64::from(u32::MAX)) as u32;
-                self.alerts_received_s.insert(at, received_s);
-            }
-            Entry::Delivery(id) => {
-                self.deliveries.insert(id, offset);
-            }
+            Entry::Alert { id, received_ms } => self.alerts.insert(IdEntry {
+                id,
+                offset,
+                extra: format::received_seconds(received_ms),
+            }),
+            Entry::Delivery(id) => self.deliveries.insert(IdEntry {
+                id,
+                offset,
+                extra: 0,
+            }),
             Entry::Job { target, .. } => {
                 self.live_jobs += 1;
                 queues.entry(target).or_default().positions.push_back(at);
@@ -1029,15 +1072,66 @@ impl Segment {
         }
     }
 
-    /// Forgets alert `id` if this segment holds it.
+    /// Forgets alert `id` if this segment holds it (and has not forgotten it).
     fn forget_alert(&mut self, id: AlertId) -> bool {
-        match self.alerts.remove(id) {
-            Some(at) => {
-                self.alerts_received_s.remove(at);
-                true
-            }
-            None => false,
+        if self.alerts.remove(id) {
+            return true;
         }
+        let held = matches!(self.alerts, IdTable::Disk { .. })
+            && !self.forgotten.contains(&id)
+            && self
+                .alerts
+                .entries_of(id)
+                .is_ok_and(|found| !found.is_empty());
+        held && self.forgotten.insert(id)
+    }
+
+    fn alert_count(&self) -> usize {
+        self.alerts.len() - self.forgotten.len()
+    }
+
+    /// Where alert `id` is in this segment, unless it is not here or forgotten.
+    fn alert_offset(&self, id: AlertId) -> Result<Option<u32>, StoreError> {
+        if self.forgotten.contains(&id) {
+            return Ok(None);
+        }
+        Ok(self
+            .alerts
+            .entries_of(id)?
+            .first()
+            .map(|entry| entry.offset))
+    }
+
+    /// This segment's alert with the smallest id above `after`.
+    fn alert_after(&self, after: Option<AlertId>) -> Result<Option<IdEntry>, StoreError> {
+        let mut index = match after {
+            Some(after) => self.alerts.search(after, true)?,
+            None => 0,
+        };
+        while index < self.alerts.len() {
+            let entry = self.alerts.get(index)?;
+            if !self.forgotten.contains(&entry.id) {
+                return Ok(Some(entry));
+            }
+            index += 1;
+        }
+        Ok(None)
+    }
+
+    /// This segment's alert with the largest id below `before`.
+    fn alert_before(&self, before: Option<AlertId>) -> Result<Option<IdEntry>, StoreError> {
+        let mut end = match before {
+            Some(before) => self.alerts.search(before, false)?,
+            None => self.alerts.len(),
+        };
+        while end > 0 {
+            let entry = self.alerts.get(end - 1)?;
+            if !self.forgotten.contains(&entry.id) {
+                return Ok(Some(entry));
+            }
+            end -= 1;
+        }
+        Ok(None)
     }
 
     /// The segment is complete: its claims become a sorted table.
@@ -1052,9 +1146,12 @@ impl Segment {
             table.sort_unstable();
             self.claims = Claims::Sealed(table);
         }
-        self.alerts.shrink();
-        self.alerts_received_s.shrink_to_fit();
-        self.deliveries.shrink();
+        if let IdTable::Memory(entries) = &mut self.alerts {
+            entries.shrink_to_fit();
+        }
+        if let IdTable::Memory(entries) = &mut self.deliveries {
+            entries.shrink_to_fit();
+        }
     }
 
     /// Takes the claims of `hash` out of this segment; whether it held any. In a sealed table, a
