@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::keys::{claim_key, parse_claim, DedupeClaim};
-use super::spool::Spool;
+use super::spool::{Spool, TakePrefix};
 use crate::job::AlertId;
 use crate::store::{ClaimHandle, StoreError};
 
@@ -84,7 +84,7 @@ pub(super) const PENDING_WAIT: std::time::Duration = std::time::Duration::from_s
 /// The dedupe claims kept in memory: those kept long (the newest per key), and those whose
 /// callback is still on its way to disk. Entries older than `remember` are dropped by each sweep.
 pub(super) struct ClaimIndex {
-    claims: std::sync::Mutex<HashMap<[u8; 16], IndexedClaim>>,
+    claims: std::sync::Mutex<HashMap<[u8; 16], IndexedClaim, TakePrefix>>,
     /// Woken whenever a pending claim settles or is released.
     changed: tokio::sync::Notify,
 }
@@ -100,7 +100,7 @@ struct IndexedClaim {
 impl ClaimIndex {
     pub(super) fn load(claims: &sled::Tree) -> Result<ClaimIndex, StoreError> {
         // Older herald wrote every claim here; they are loaded alike and forgotten by the sweep.
-        let mut index = HashMap::new();
+        let mut index = HashMap::default();
         // In time order: a key claimed again after `remember` ends up with its newest claim.
         for entry in claims.iter() {
             let (key, value) = entry?;
@@ -114,7 +114,7 @@ impl ClaimIndex {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 16], IndexedClaim>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 16], IndexedClaim, TakePrefix>> {
         // The map holds plain data and no code that can panic runs under the lock.
         self.claims
             .lock()

@@ -64,11 +64,6 @@ pub(super) fn parse_claim_body(body: &[u8]) -> Option<DedupeClaim> {
     })
 }
 
-/// A claim's place in a sealed table: 32 bits of its hash.
-pub(super) fn fingerprint(hash: &[u8; 16]) -> u32 {
-    u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]])
-}
-
 pub(super) fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
 }

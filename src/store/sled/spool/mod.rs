@@ -29,11 +29,14 @@ use super::keys::DedupeClaim;
 use crate::job::{AlertId, DeliveryJob, JobId};
 use crate::store::StoreError;
 
+mod claim_table;
 mod format;
 mod ids;
 #[cfg(test)]
 mod tests;
 
+use claim_table::SealedClaims;
+pub(super) use claim_table::TakePrefix;
 use format::{Entry, FRAME_HEADER};
 use ids::{IdEntry, IdTable};
 
@@ -139,16 +142,16 @@ struct Segment {
     undoes_in: BTreeSet<u32>,
 }
 
-/// The dedupe claims of a segment: by hash while it is written, then a sorted table of
-/// (32 bits of the hash, offset) whose candidates are checked against the record on disk.
+/// The dedupe claims of a segment: by hash while it is written, then a table whose candidates
+/// are checked against the record on disk (`claim_table.rs`).
 enum Claims {
-    Open(HashMap<[u8; 16], (DedupeClaim, u32)>),
-    Sealed(Vec<u64>),
+    Open(HashMap<[u8; 16], (DedupeClaim, u32), TakePrefix>),
+    Sealed(SealedClaims),
 }
 
 impl Default for Claims {
     fn default() -> Claims {
-        Claims::Open(HashMap::new())
+        Claims::Open(HashMap::default())
     }
 }
 
@@ -705,7 +708,6 @@ impl Spool {
     /// The newest claim of `hash` in the spool.
     pub(super) fn claim(&self, hash: &[u8; 16]) -> Result<Option<DedupeClaim>, StoreError> {
         let state = self.read_state();
-        let fingerprint = format::fingerprint(hash);
         for (number, segment) in state.segments.iter().rev() {
             match &segment.claims {
                 Claims::Open(claims) => {
@@ -714,8 +716,8 @@ impl Spool {
                     }
                 }
                 Claims::Sealed(table) => {
-                    for offset in sealed_candidates(table, fingerprint).rev() {
-                        let body = self.read(&segment.file, position(*number, offset))?;
+                    for entry in table.candidates(hash).iter().rev() {
+                        let body = self.read(&segment.file, position(*number, *entry as u32))?;
                         if let Some(claim) =
                             format::parse_claim_body(&body).filter(|c| c.hash == *hash)
                         {
@@ -858,7 +860,7 @@ impl Spool {
                     if let Claims::Sealed(table) = &segment.claims {
                         swept.claims += table.len() as u64;
                     }
-                    segment.claims = Claims::Sealed(Vec::new());
+                    segment.claims = Claims::Sealed(SealedClaims::default());
                 }
                 let jobs_done = segment.live_jobs == 0 && !jobs_follow.contains(number);
                 if !jobs_done {
@@ -975,13 +977,6 @@ fn damaged(at: Position) -> StoreError {
         )
         .into(),
     )
-}
-
-/// The offsets in a sealed claim table whose fingerprint is `fingerprint`.
-fn sealed_candidates(table: &[u64], fingerprint: u32) -> impl DoubleEndedIterator<Item = u32> + '_ {
-    let start = table.partition_point(|&entry| ((entry >> 32) as u32) < fingerprint);
-    let end = table.partition_point(|&entry| ((entry >> 32) as u32) <= fingerprint);
-    table[start..end].iter().map(|&entry| entry as u32)
 }
 
 /// A job is done: its segment has one fewer queued.
@@ -1137,14 +1132,8 @@ impl Segment {
     /// The segment is complete: its claims become a sorted table.
     fn seal(&mut self) {
         if let Claims::Open(claims) = &self.claims {
-            let mut table: Vec<u64> = claims
-                .iter()
-                .map(|(hash, (_, offset))| {
-                    (u64::from(format::fingerprint(hash)) << 32) | u64::from(*offset)
-                })
-                .collect();
-            table.sort_unstable();
-            self.claims = Claims::Sealed(table);
+            let claims = claims.iter().map(|(hash, (_, offset))| (*hash, *offset));
+            self.claims = Claims::Sealed(SealedClaims::new(claims));
         }
         if let IdTable::Memory(entries) = &mut self.alerts {
             entries.shrink_to_fit();
@@ -1154,18 +1143,11 @@ impl Segment {
         }
     }
 
-    /// Takes the claims of `hash` out of this segment; whether it held any. In a sealed table, a
-    /// claim whose fingerprint is the same goes too: it is then forgotten early, which costs at
-    /// most one duplicate message (never a lost alert).
+    /// Takes the claims of `hash` out of this segment; whether it held any.
     fn release_claim(&mut self, hash: &[u8; 16]) -> bool {
         match &mut self.claims {
             Claims::Open(claims) => claims.remove(hash).is_some(),
-            Claims::Sealed(table) => {
-                let fingerprint = format::fingerprint(hash);
-                let before = table.len();
-                table.retain(|entry| (entry >> 32) as u32 != fingerprint);
-                table.len() != before
-            }
+            Claims::Sealed(table) => table.release(hash),
         }
     }
 }
