@@ -128,6 +128,64 @@ fn a_schema_1_store_is_migrated_and_its_alerts_read_the_same() {
 }
 
 #[tokio::test]
+async fn a_schema_3_store_moves_its_alerts_and_deliveries_to_the_spool_and_keeps_its_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let alert = sample_alert(3);
+    let received_at = Utc::now() - chrono::Duration::minutes(5);
+    let header = AlertHeader {
+        received_at,
+        source: alert.source,
+        resource: alert.resource.clone(),
+        decisions: None,
+        routing: Default::default(),
+        sdk: None,
+    };
+    let delivered = DeliveryJob::new(8, 30, "ops", received_at);
+    let queued = DeliveryJob::new(9, 31, "ops", received_at);
+    {
+        // Schema 3: alerts, deliveries and queued jobs in sled.
+        let db = store_of_schema(&path, 3);
+        let alerts = db.open_tree("alerts").unwrap();
+        for id in [30u64, 31] {
+            let record = alert_record::encode(&header, alert.raw.get()).unwrap();
+            alerts.insert(id.to_be_bytes(), record).unwrap();
+        }
+        let mut delivery_key = 30u64.to_be_bytes().to_vec();
+        delivery_key.extend_from_slice(&8u64.to_be_bytes());
+        db.open_tree("deliveries")
+            .unwrap()
+            .insert(delivery_key, serde_json::to_vec(&delivered).unwrap())
+            .unwrap();
+        db.open_tree("jobs")
+            .unwrap()
+            .insert(job_key(&queued), serde_json::to_vec(&queued).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    for reopened in [false, true] {
+        let sled_store = SledStore::open(&path).unwrap();
+        let db = sled_store.db.clone();
+        let store = Store::new(Arc::new(sled_store));
+        assert_eq!(store.alert_count(), 2, "reopened: {reopened}");
+        let read = store.alert(30).unwrap().unwrap();
+        assert_eq!(
+            (read.received_at, read.alert.raw.get()),
+            (received_at, alert.raw.get())
+        );
+        assert_eq!(
+            store.deliveries_of(30).unwrap(),
+            std::slice::from_ref(&delivered)
+        );
+        let none = HashSet::new();
+        let due = store.due_jobs("ops", Utc::now(), &none, 5).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].1, queued);
+        assert!(!has_tree(&db, "alerts") && !has_tree(&db, "deliveries"));
+    }
+}
+
+#[tokio::test]
 async fn a_schema_2_store_keeps_its_dedupe_claims() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data");

@@ -5,8 +5,8 @@
 //! Why not sled: sled 0.34 keeps memory for every page it has touched whatever its cache is set
 //! to (a million queued jobs took 60–100 MiB, a million alerts more), and reads its whole page
 //! table on open (seconds for a big store). The spool keeps in memory only small fixed-size
-//! entries: 8 bytes per queued job (its place) and 8 per dedupe claim still remembered (32 bits
-//! of its hash and its place). Alerts and deliveries are found through tables in the index
+//! entries: 8 bytes per queued job (its place, `queue.rs`) and 9 per dedupe claim still remembered
+//! (32 bits of its hash, its place and a byte of filter, `claim_table.rs`). Alerts and deliveries are found through tables in the index
 //! files (`ids.rs`); everything else is read from the segments when it is needed.
 //!
 //! Writing: records are framed into a buffer and written to the segment being filled at every
@@ -18,7 +18,7 @@
 //!
 //! What a record holds, and the index file: `format.rs`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -26,12 +26,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::keys::DedupeClaim;
-use crate::job::{AlertId, DeliveryJob, JobId};
+use crate::job::{AlertId, DeliveryJob};
 use crate::store::StoreError;
 
 mod claim_table;
 mod format;
 mod ids;
+mod queue;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +40,8 @@ use claim_table::SealedClaims;
 pub(super) use claim_table::TakePrefix;
 use format::{Entry, FRAME_HEADER};
 use ids::{IdEntry, IdTable};
+pub(super) use queue::Cursor;
+use queue::Queue;
 
 /// A segment is sealed once it holds this many bytes…
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -54,36 +57,6 @@ fn position(segment: u32, offset: u32) -> Position {
 
 fn segment_of(position: Position) -> u32 {
     (position >> 32) as u32
-}
-
-/// How far a target's queue in the spool has been worked: every job before `first_live` is
-/// done, and so are the ones in `done_ahead` (finished while an earlier one was still out).
-/// Saved by the store (in sled) as the queue moves; lost progress means jobs sent again.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Cursor {
-    pub first_live: Position,
-    pub done_ahead: Vec<Position>,
-}
-
-impl Cursor {
-    pub(super) fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(8 * (1 + self.done_ahead.len()));
-        bytes.extend_from_slice(&self.first_live.to_be_bytes());
-        for done in &self.done_ahead {
-            bytes.extend_from_slice(&done.to_be_bytes());
-        }
-        bytes
-    }
-
-    pub(super) fn decode(bytes: &[u8]) -> Cursor {
-        let mut numbers = bytes
-            .chunks_exact(8)
-            .map(|chunk| u64::from_be_bytes(chunk.try_into().unwrap_or_default()));
-        Cursor {
-            first_live: numbers.next().unwrap_or(0),
-            done_ahead: numbers.collect(),
-        }
-    }
 }
 
 pub(super) struct Spool {
@@ -152,28 +125,6 @@ enum Claims {
 impl Default for Claims {
     fn default() -> Claims {
         Claims::Open(HashMap::default())
-    }
-}
-
-/// A target's queued jobs in the spool, in the order they were written.
-#[derive(Default)]
-struct Queue {
-    positions: VecDeque<Position>,
-    done_ahead: BTreeSet<Position>,
-    /// Where the queue was last worked to (kept when it is empty).
-    first_live: Position,
-}
-
-impl Queue {
-    fn cursor(&self) -> Cursor {
-        Cursor {
-            first_live: self.positions.front().copied().unwrap_or(self.first_live),
-            done_ahead: self.done_ahead.iter().copied().collect(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.positions.len() - self.done_ahead.len()
     }
 }
 
@@ -730,93 +681,6 @@ impl Spool {
         Ok(None)
     }
 
-    /// Up to `limit` queued jobs of `target` whose ids are not in `skip`, oldest first.
-    pub(super) fn head(
-        &self,
-        target: &str,
-        limit: usize,
-        skip: &dyn Fn(JobId) -> bool,
-    ) -> Result<Vec<(Position, DeliveryJob)>, StoreError> {
-        let state = self.read_state();
-        let Some(queue) = state.queues.get(target) else {
-            return Ok(Vec::new());
-        };
-        let mut head = Vec::new();
-        for &at in &queue.positions {
-            if head.len() >= limit {
-                break;
-            }
-            if queue.done_ahead.contains(&at) {
-                continue;
-            }
-            let job: DeliveryJob = serde_json::from_slice(&self.read_in(&state, at)?[1..])?;
-            if !skip(job.id) {
-                head.push((at, job));
-            }
-        }
-        Ok(head)
-    }
-
-    /// Every queued job of `target`, oldest first (read one by one).
-    pub(super) fn queued_positions(&self, target: Option<&str>) -> Vec<Position> {
-        let state = self.read_state();
-        let mut positions = Vec::new();
-        for (name, queue) in &state.queues {
-            if target.is_some_and(|target| target != name) {
-                continue;
-            }
-            positions.extend(
-                queue
-                    .positions
-                    .iter()
-                    .filter(|at| !queue.done_ahead.contains(at)),
-            );
-        }
-        positions
-    }
-
-    /// The queued job at `at`.
-    pub(super) fn job_at(&self, at: Position) -> Result<DeliveryJob, StoreError> {
-        let body = self.read_in(&self.read_state(), at)?;
-        Ok(serde_json::from_slice(&body[1..])?)
-    }
-
-    /// Takes the job at `at` off `target`'s queue; returns the cursor to save, or `None` when it
-    /// was not queued (any more).
-    pub(super) fn take(&self, target: &str, at: Position) -> Option<Cursor> {
-        let mut state = self.write_state();
-        let State { segments, queues } = &mut *state;
-        let queue = queues.get_mut(target)?;
-        if queue.positions.front() == Some(&at) {
-            queue.positions.pop_front();
-            while let Some(front) = queue.positions.front().copied() {
-                if !queue.done_ahead.remove(&front) {
-                    break;
-                }
-                queue.positions.pop_front();
-                forget_job(segments, front);
-            }
-        } else if queue.positions.binary_search(&at).is_err() || !queue.done_ahead.insert(at) {
-            return None;
-        }
-        forget_job(segments, at);
-        queue.first_live = queue.first_live.max(at + 1);
-        if queue.positions.capacity() > 4 * queue.positions.len() + 1024 {
-            queue.positions.shrink_to_fit();
-        }
-        Some(queue.cursor())
-    }
-
-    /// Queued jobs per target.
-    pub(super) fn queued_per_target(&self) -> BTreeMap<String, u64> {
-        self.read_state()
-            .queues
-            .iter()
-            .filter(|(_, queue)| queue.len() > 0)
-            .map(|(target, queue)| (target.clone(), queue.len() as u64))
-            .collect()
-    }
-
     /// Seals the segment being filled (so that what it holds can go too), drops the claim tables
     /// of segments whose claims are all forgotten at `now_ms`, and removes the segments that hold
     /// nothing needed: no queued job (nor one in the next segment, which may need an alert of
@@ -977,13 +841,6 @@ fn damaged(at: Position) -> StoreError {
         )
         .into(),
     )
-}
-
-/// A job is done: its segment has one fewer queued.
-fn forget_job(segments: &mut BTreeMap<u32, Segment>, at: Position) {
-    if let Some(segment) = segments.get_mut(&segment_of(at)) {
-        segment.live_jobs = segment.live_jobs.saturating_sub(1);
-    }
 }
 
 impl State {

@@ -1,6 +1,7 @@
 //! The spool on its own: what it finds again after sealing, reopening, a torn write.
 
 use super::*;
+use crate::job::JobId;
 use chrono::Utc;
 
 fn claim(key: u8, alert_id: AlertId, seen_ms: u64) -> DedupeClaim {
