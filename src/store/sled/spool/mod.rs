@@ -154,6 +154,85 @@ fn open_file(path: &Path) -> Result<File, StoreError> {
         .map_err(io_error)
 }
 
+/// Records of a segment by offset, as its index lists them.
+type Entries = Vec<(u32, Entry)>;
+
+/// A sealed segment as kept in memory, and its entries other than alerts and deliveries: from its
+/// index file, or, when that is missing or damaged, from the segment itself (a torn tail cut off,
+/// the index file written anew). An empty segment (herald stopped before writing to it) is
+/// removed: `None`.
+fn load_segment(dir: &Path, number: u32) -> Result<Option<(Segment, Entries)>, StoreError> {
+    let file = open_file(&segment_path(dir, number))?;
+    let file_length = file.metadata().map_err(io_error)?.len();
+    if file_length == 0 {
+        drop(file);
+        for path in [segment_path(dir, number), index_path(dir, number)] {
+            if let Err(error) = std::fs::remove_file(&path) {
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    return Err(io_error(error));
+                }
+            }
+        }
+        return Ok(None);
+    }
+    let indexed = std::fs::read(index_path(dir, number))
+        .ok()
+        .and_then(|bytes| format::decode_index(&bytes))
+        .filter(|index| index.segment_length == file_length);
+    let index = match indexed {
+        Some(index) => Ok(index),
+        None => {
+            let (entries, end) = format::scan(&file).map_err(io_error)?;
+            if end < file_length {
+                tracing::warn!(
+                    segment = %segment_path(dir, number).display(),
+                    kept = end,
+                    cut = file_length - end,
+                    "the spool's segment ends in a torn or damaged record; what follows it is dropped"
+                );
+                file.set_len(end).map_err(io_error)?;
+            }
+            file.sync_all().map_err(io_error)?;
+            let (others, alerts, deliveries) = format::split_entries(entries);
+            let bytes = format::encode_index(&others, &alerts, &deliveries, end);
+            match write_index(dir, number, &bytes) {
+                Ok(()) => format::decode_index(&bytes).ok_or((others, alerts, deliveries)),
+                Err(error) => {
+                    tracing::warn!(%error, segment = number, "cannot write a spool index file");
+                    Err((others, alerts, deliveries))
+                }
+            }
+        }
+    };
+    let modified = file
+        .metadata()
+        .and_then(|meta| meta.modified())
+        .ok()
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_millis() as u64);
+    let mut segment = Segment::new(Arc::new(file), modified);
+    let entries = match index {
+        Ok(index) => {
+            let index_file = Arc::new(File::open(index_path(dir, number)).map_err(io_error)?);
+            segment.alerts = IdTable::Disk {
+                file: index_file.clone(),
+                section: index.alerts,
+            };
+            segment.deliveries = IdTable::Disk {
+                file: index_file,
+                section: index.deliveries,
+            };
+            index.others
+        }
+        Err((others, alerts, deliveries)) => {
+            segment.alerts = IdTable::Memory(alerts);
+            segment.deliveries = IdTable::Memory(deliveries);
+            others
+        }
+    };
+    Ok(Some((segment, entries)))
+}
+
 /// Writes a sealed segment's index file (through a temporary file: a torn one is never read).
 fn write_index(dir: &Path, segment: u32, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = dir.join(format!("{segment:08}.index.tmp"));
@@ -188,63 +267,8 @@ impl Spool {
             .collect();
         let mut alert_count: u64 = 0;
         for &number in &numbers {
-            let file = open_file(&segment_path(dir, number))?;
-            let file_length = file.metadata().map_err(io_error)?.len();
-            let indexed = std::fs::read(index_path(dir, number))
-                .ok()
-                .and_then(|bytes| format::decode_index(&bytes))
-                .filter(|index| index.segment_length == file_length);
-            let index = match indexed {
-                Some(index) => Ok(index),
-                None => {
-                    let (entries, end) = format::scan(&file).map_err(io_error)?;
-                    if end < file_length {
-                        tracing::warn!(
-                            segment = %segment_path(dir, number).display(),
-                            kept = end,
-                            cut = file_length - end,
-                            "the spool's segment ends in a torn or damaged record; what follows it is dropped"
-                        );
-                        file.set_len(end).map_err(io_error)?;
-                    }
-                    file.sync_all().map_err(io_error)?;
-                    let (others, alerts, deliveries) = format::split_entries(entries);
-                    let bytes = format::encode_index(&others, &alerts, &deliveries, end);
-                    match write_index(dir, number, &bytes) {
-                        Ok(()) => format::decode_index(&bytes).ok_or((others, alerts, deliveries)),
-                        Err(error) => {
-                            tracing::warn!(%error, segment = number, "cannot write a spool index file");
-                            Err((others, alerts, deliveries))
-                        }
-                    }
-                }
-            };
-            let modified = file
-                .metadata()
-                .and_then(|meta| meta.modified())
-                .ok()
-                .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |since| since.as_millis() as u64);
-            let mut segment = Segment::new(Arc::new(file), modified);
-            let entries = match index {
-                Ok(index) => {
-                    let index_file =
-                        Arc::new(File::open(index_path(dir, number)).map_err(io_error)?);
-                    segment.alerts = IdTable::Disk {
-                        file: index_file.clone(),
-                        section: index.alerts,
-                    };
-                    segment.deliveries = IdTable::Disk {
-                        file: index_file,
-                        section: index.deliveries,
-                    };
-                    index.others
-                }
-                Err((others, alerts, deliveries)) => {
-                    segment.alerts = IdTable::Memory(alerts);
-                    segment.deliveries = IdTable::Memory(deliveries);
-                    others
-                }
+            let Some((segment, entries)) = load_segment(dir, number)? else {
+                continue;
             };
             alert_count += segment.alerts.len() as u64;
             state.segments.insert(number, segment);

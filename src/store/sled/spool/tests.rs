@@ -170,3 +170,28 @@ fn new_segments_come_after_every_place_a_cursor_names() {
     let spool = Spool::open(dir.path(), &cursors).unwrap();
     assert_eq!(queued_ids(&spool, "ops"), [1], "not taken for done");
 }
+
+#[test]
+fn starts_that_write_nothing_leave_no_segments_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|entry| {
+                let path = entry.as_ref().unwrap().path();
+                path.extension().is_some_and(|e| e == "seg")
+            })
+            .count()
+    };
+    {
+        let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+        spool.append_alert(1, 1_000, b"kept").unwrap();
+        spool.sync_now().unwrap();
+    }
+    for _ in 0..5 {
+        drop(Spool::open(dir.path(), &HashMap::new()).unwrap());
+    }
+    assert_eq!(segments(), 2, "the one written to, and the one open");
+    let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+    assert!(spool.alert(1).unwrap().is_some());
+}
