@@ -62,7 +62,7 @@ use keys::{
     dead_letter_key, dedupe_hash, fold_tree_key, job_key, operator_pause_key, parse_job_key,
     spool_cursor_key, target_of_key, target_prefix, DedupeClaim, SPOOL_CURSOR_SUFFIX,
 };
-use spool::{Cursor, Spool};
+use spool::{Cursor, Direction, Spool};
 
 const SCHEMA_KEY: &[u8] = b"schema";
 /// In `meta`: the latest time herald's clock handed out, in milliseconds, big-endian.
@@ -238,6 +238,27 @@ impl SledStore {
         self.targets
             .insert(spool_cursor_key(target), cursor.encode())?;
         Ok(true)
+    }
+
+    /// The spool's alerts from `from` on, one by one, the way `direction` says; a read that
+    /// fails ends the walk.
+    fn alerts_from(&self, from: Option<AlertId>, direction: Direction) -> Records<'_, StoredAlert> {
+        let mut from = from;
+        let mut failed = false;
+        Box::new(std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            let (id, at) = match self.spool.next_alert(from, direction) {
+                Ok(next) => next?,
+                Err(error) => {
+                    failed = true;
+                    return Some(Err(error));
+                }
+            };
+            from = Some(id);
+            Some(self.decode_spooled_alert(at))
+        }))
     }
 
     fn decode_spooled_alert(&self, at: spool::Position) -> Result<StoredAlert, StoreError> {
@@ -488,33 +509,11 @@ impl StoreBackend for SledStore {
 
     /// Every stored alert, oldest first (looked up one by one: reading a few costs a few).
     fn alerts(&self) -> Records<'_, StoredAlert> {
-        let mut last = None;
-        Box::new(std::iter::from_fn(move || {
-            let (id, at) = match self.spool.alert_after(last) {
-                Ok(next) => next?,
-                Err(error) => {
-                    last = Some(u64::MAX); // ends the walk
-                    return Some(Err(error));
-                }
-            };
-            last = Some(id);
-            Some(self.decode_spooled_alert(at))
-        }))
+        self.alerts_from(None, Direction::Later)
     }
 
     fn alerts_newest_first(&self, before: Option<AlertId>) -> Records<'_, StoredAlert> {
-        let mut last = before;
-        Box::new(std::iter::from_fn(move || {
-            let (id, at) = match self.spool.alert_before(last) {
-                Ok(next) => next?,
-                Err(error) => {
-                    last = Some(0); // ends the walk
-                    return Some(Err(error));
-                }
-            };
-            last = Some(id);
-            Some(self.decode_spooled_alert(at))
-        }))
+        self.alerts_from(before, Direction::Earlier)
     }
 
     fn deliveries_of(&self, id: AlertId) -> Result<Vec<DeliveryJob>, StoreError> {

@@ -52,6 +52,18 @@ async fn accept(store: &Store, alert: &Alert, targets: &[&str]) -> Result<AlertI
     Ok(id)
 }
 
+/// The header an alert received at `received_at` is stored with (no routing, no decisions).
+fn header_of(alert: &Alert, received_at: DateTime<Utc>) -> AlertHeader {
+    AlertHeader {
+        received_at,
+        source: alert.source,
+        resource: alert.resource.clone(),
+        decisions: None,
+        routing: Default::default(),
+        sdk: None,
+    }
+}
+
 /// An empty store that says it has schema `schema`, to be filled as that schema did.
 fn store_of_schema(path: &Path, schema: u32) -> sled::Db {
     let db = open_db(path).unwrap();
@@ -93,14 +105,7 @@ fn a_schema_1_store_is_migrated_and_its_alerts_read_the_same() {
             .insert(key, alert.raw.get().as_bytes())
             .unwrap();
         // An earlier migration was interrupted after rewriting this one.
-        let header = AlertHeader {
-            received_at,
-            source: alert.source,
-            resource: alert.resource.clone(),
-            decisions: None,
-            routing: Default::default(),
-            sdk: None,
-        };
+        let header = header_of(&alert, received_at);
         db.open_tree("alerts")
             .unwrap()
             .insert(
@@ -133,14 +138,7 @@ async fn a_schema_3_store_moves_its_alerts_and_deliveries_to_the_spool_and_keeps
     let path = dir.path().join("data");
     let alert = sample_alert(3);
     let received_at = Utc::now() - chrono::Duration::minutes(5);
-    let header = AlertHeader {
-        received_at,
-        source: alert.source,
-        resource: alert.resource.clone(),
-        decisions: None,
-        routing: Default::default(),
-        sdk: None,
-    };
+    let header = header_of(&alert, received_at);
     let delivered = DeliveryJob::new(8, 30, "ops", received_at);
     let queued = DeliveryJob::new(9, 31, "ops", received_at);
     {

@@ -154,6 +154,13 @@ fn open_file(path: &Path) -> Result<File, StoreError> {
         .map_err(io_error)
 }
 
+/// Which way [`Spool::next_alert`] walks.
+#[derive(Clone, Copy)]
+pub(super) enum Direction {
+    Later,
+    Earlier,
+}
+
 /// Records of a segment by offset, as its index lists them.
 type Entries = Vec<(u32, Entry)>;
 
@@ -618,42 +625,34 @@ impl Spool {
         Ok(None)
     }
 
-    /// The alert with the smallest id above `after` (any, when `None`), and its place: alerts
-    /// one by one, oldest first, without a list of them all.
-    pub(super) fn alert_after(
+    /// The alert next to `from` in id order (`Later`: the smallest id above it, `Earlier`: the
+    /// largest below it; from either end when `None`), and its place: alerts one by one, without
+    /// a list of them all.
+    pub(super) fn next_alert(
         &self,
-        after: Option<AlertId>,
+        from: Option<AlertId>,
+        direction: Direction,
     ) -> Result<Option<(AlertId, Position)>, StoreError> {
         let state = self.read_state();
         let mut next: Option<(AlertId, Position)> = None;
         for (number, segment) in &state.segments {
-            if let Some(entry) = segment.alert_after(after)? {
-                if next.is_none_or(|(best, _)| entry.id < best) {
-                    next = Some((entry.id, position(*number, entry.offset)));
-                }
+            let found = match direction {
+                Direction::Later => segment.alert_after(from)?,
+                Direction::Earlier => segment.alert_before(from)?,
+            };
+            let Some(entry) = found else { continue };
+            let closer = next.is_none_or(|(best, _)| match direction {
+                Direction::Later => entry.id < best,
+                Direction::Earlier => entry.id > best,
+            });
+            if closer {
+                next = Some((entry.id, position(*number, entry.offset)));
             }
         }
         Ok(next)
     }
 
-    /// The alert with the largest id below `before` (any, when `None`), and its place.
-    pub(super) fn alert_before(
-        &self,
-        before: Option<AlertId>,
-    ) -> Result<Option<(AlertId, Position)>, StoreError> {
-        let state = self.read_state();
-        let mut next: Option<(AlertId, Position)> = None;
-        for (number, segment) in &state.segments {
-            if let Some(entry) = segment.alert_before(before)? {
-                if next.is_none_or(|(best, _)| entry.id > best) {
-                    next = Some((entry.id, position(*number, entry.offset)));
-                }
-            }
-        }
-        Ok(next)
-    }
-
-    /// The alert record at `at` (as [`Spool::alert_after`] gave it).
+    /// The alert record at `at` (as [`Spool::next_alert`] gave it).
     pub(super) fn alert_at(&self, at: Position) -> Result<(AlertId, Vec<u8>), StoreError> {
         let body = self.read_in(&self.read_state(), at)?;
         let id = format::u64_at(&body, 1).ok_or_else(|| damaged(at))?;
