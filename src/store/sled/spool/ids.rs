@@ -117,17 +117,20 @@ impl IdTable {
         }
     }
 
-    /// Whether `id` may be in the table (without reading it).
-    pub(super) fn may_hold(&self, id: u64) -> bool {
+    /// The smallest and largest id in the table (without reading it), if it holds any.
+    pub(super) fn bounds(&self) -> Option<(u64, u64)> {
         match self {
-            IdTable::Memory(entries) => {
-                entries.first().is_some_and(|first| first.id <= id)
-                    && entries.last().is_some_and(|last| last.id >= id)
-            }
+            IdTable::Memory(entries) => Some((entries.first()?.id, entries.last()?.id)),
             IdTable::Disk { section, .. } => {
-                section.count > 0 && section.min_id <= id && id <= section.max_id
+                (section.count > 0).then_some((section.min_id, section.max_id))
             }
         }
+    }
+
+    /// Whether `id` may be in the table (without reading it).
+    pub(super) fn may_hold(&self, id: u64) -> bool {
+        self.bounds()
+            .is_some_and(|(min, max)| min <= id && id <= max)
     }
 
     /// The oldest `extra` (an alert's reception) in the table.

@@ -635,7 +635,29 @@ impl Spool {
     ) -> Result<Option<(AlertId, Position)>, StoreError> {
         let state = self.read_state();
         let mut next: Option<(AlertId, Position)> = None;
-        for (number, segment) in &state.segments {
+        // Newest segments first when walking back (oldest first when walking on): the best is
+        // found early, and a segment whose ids cannot beat it is passed over without a read.
+        let segments: Box<dyn Iterator<Item = (&u32, &Segment)>> = match direction {
+            Direction::Later => Box::new(state.segments.iter()),
+            Direction::Earlier => Box::new(state.segments.iter().rev()),
+        };
+        for (number, segment) in segments {
+            let Some((min, max)) = segment.alerts.bounds() else {
+                continue;
+            };
+            let (beyond_from, cannot_beat) = match direction {
+                Direction::Later => (
+                    from.is_some_and(|from| max <= from),
+                    next.is_some_and(|(best, _)| min >= best),
+                ),
+                Direction::Earlier => (
+                    from.is_some_and(|from| min >= from),
+                    next.is_some_and(|(best, _)| max <= best),
+                ),
+            };
+            if beyond_from || cannot_beat {
+                continue;
+            }
             let found = match direction {
                 Direction::Later => segment.alert_after(from)?,
                 Direction::Earlier => segment.alert_before(from)?,

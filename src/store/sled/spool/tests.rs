@@ -195,3 +195,35 @@ fn starts_that_write_nothing_leave_no_segments_behind() {
     let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
     assert!(spool.alert(1).unwrap().is_some());
 }
+
+#[test]
+fn alerts_are_walked_in_id_order_across_segments_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+    // Ids taken before they are written may land in the next segment out of order.
+    for batch in [[1u64, 3, 2], [5, 4, 7], [6, 9, 8]] {
+        for id in batch {
+            spool.append_alert(id, 1_000, b"alert").unwrap();
+        }
+        spool.sync_now().unwrap();
+        spool.sweep(10, 0, &|_| true).unwrap(); // seals the segment
+    }
+    spool.append_alert(10, 1_000, b"alert").unwrap();
+    spool.sync_now().unwrap();
+    let walk = |from: Option<AlertId>, direction: Direction| {
+        let mut ids = Vec::new();
+        let mut from = from;
+        while let Some((id, _)) = spool.next_alert(from, direction).unwrap() {
+            ids.push(id);
+            from = Some(id);
+        }
+        ids
+    };
+    assert_eq!(walk(None, Direction::Later), (1..=10).collect::<Vec<_>>());
+    assert_eq!(
+        walk(None, Direction::Earlier),
+        (1..=10).rev().collect::<Vec<_>>()
+    );
+    assert_eq!(walk(Some(6), Direction::Earlier), [5, 4, 3, 2, 1]);
+    assert_eq!(walk(Some(6), Direction::Later), [7, 8, 9, 10]);
+}
