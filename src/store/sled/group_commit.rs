@@ -58,8 +58,8 @@ impl GroupCommit {
 
     /// Lets callers that are ready to run finish their writes and join the coming flush: yields to
     /// the runtime until new tickets stop arriving (bounded). Idle, this costs two yields; under
-    /// load it makes batches larger, and each flush (a sync of sled's log, and a wake-up of its
-    /// I/O threads) is paid by more callbacks.
+    /// load it makes batches larger, and each commit (the spool's write and `fdatasync`, a hand-off
+    /// to a blocking thread, sled's flush) is paid by more callbacks.
     async fn gather(&self) {
         const QUIET_YIELDS: u32 = 2;
         const MAX_YIELDS: u32 = 64;

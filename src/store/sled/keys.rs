@@ -1,10 +1,12 @@
-//! The byte layout of every sled key (the table is in the module doc of `store::sled`).
+//! The byte layout of every sled key (the table is in the module doc of `store::sled`), and of
+//! the key a job queued in the spool is handed out with.
 
 use sha2::Digest;
 use std::collections::BTreeMap;
 
+use super::spool::Position;
 use crate::job::{AlertId, DeliveryJob, JobId};
-use crate::store::StoreError;
+use crate::store::{JobKey, StoreError};
 
 /// A dedupe key claimed for an alert, and when: what a `claims` entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,26 @@ pub(super) fn dead_letter_key(target: &str, job: JobId) -> Vec<u8> {
     let mut key = target_prefix(target);
     key.extend_from_slice(&job.to_be_bytes());
     key
+}
+
+/// A job's key when it is queued in the spool: `0xff` (never the first byte of a UTF-8 target
+/// name, which starts a `jobs` key), its place, its target.
+pub(super) fn spool_job_key(at: Position, target: &str) -> JobKey {
+    let mut key = Vec::with_capacity(9 + target.len());
+    key.push(0xff);
+    key.extend_from_slice(&at.to_be_bytes());
+    key.extend_from_slice(target.as_bytes());
+    JobKey::from_bytes(key)
+}
+
+/// The place and target of a job queued in the spool, if `key` is one.
+pub(super) fn parse_spool_job_key(key: &JobKey) -> Option<(Position, String)> {
+    let bytes = key.as_bytes();
+    if bytes.first() != Some(&0xff) {
+        return None;
+    }
+    let at = be_u64(bytes, 1)?;
+    Some((at, String::from_utf8_lossy(&bytes[9..]).into_owned()))
 }
 
 /// What ends a target's spool cursor key in `targets`.

@@ -81,7 +81,7 @@ pub(super) fn alerts_and_deliveries_to_spool(
     for entry in alerts.iter() {
         let (key, record) = entry?;
         let Some(id) = be_u64(&key, 0) else { continue };
-        if !spool.has_alert(id) {
+        if spool.alert(id)?.is_none() {
             let received_ms = alert_record::split(&record).map_or(0, |(header, _)| {
                 header.received_at.timestamp_millis().max(0) as u64
             });

@@ -60,7 +60,8 @@ use counts::QueueCounts;
 use group_commit::GroupCommit;
 use keys::{
     dead_letter_key, dedupe_hash, fold_tree_key, job_key, operator_pause_key, parse_job_key,
-    spool_cursor_key, target_of_key, target_prefix, DedupeClaim, SPOOL_CURSOR_SUFFIX,
+    parse_spool_job_key, spool_cursor_key, spool_job_key, target_of_key, target_prefix,
+    DedupeClaim, SPOOL_CURSOR_SUFFIX,
 };
 use spool::{Cursor, Direction, Spool};
 
@@ -200,26 +201,6 @@ fn spool_cursors(targets: &sled::Tree) -> Result<HashMap<String, Cursor>, StoreE
         }
     }
     Ok(cursors)
-}
-
-/// A job's key when it is queued in the spool: `0xff` (never the first byte of a UTF-8 target
-/// name, which starts a `jobs` key), its place, its target.
-fn spool_job_key(at: spool::Position, target: &str) -> JobKey {
-    let mut key = Vec::with_capacity(9 + target.len());
-    key.push(0xff);
-    key.extend_from_slice(&at.to_be_bytes());
-    key.extend_from_slice(target.as_bytes());
-    JobKey::from_bytes(key)
-}
-
-/// The place and target of a job queued in the spool, if `key` is one.
-fn parse_spool_job_key(key: &JobKey) -> Option<(spool::Position, String)> {
-    let bytes = key.as_bytes();
-    if bytes.first() != Some(&0xff) {
-        return None;
-    }
-    let at = keys::be_u64(bytes, 1)?;
-    Some((at, String::from_utf8_lossy(&bytes[9..]).into_owned()))
 }
 
 /// Whether a job goes to the spool: one due when it is queued, never attempted, and not a fold's

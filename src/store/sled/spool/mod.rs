@@ -220,15 +220,8 @@ fn load_segment(dir: &Path, number: u32) -> Result<Option<(Segment, Entries)>, S
     let mut segment = Segment::new(Arc::new(file), modified);
     let entries = match index {
         Ok(index) => {
-            let index_file = Arc::new(File::open(index_path(dir, number)).map_err(io_error)?);
-            segment.alerts = IdTable::Disk {
-                file: index_file.clone(),
-                section: index.alerts,
-            };
-            segment.deliveries = IdTable::Disk {
-                file: index_file,
-                section: index.deliveries,
-            };
+            let index_file = File::open(index_path(dir, number)).map_err(io_error)?;
+            segment.read_tables_from(Arc::new(index_file), &index);
             index.others
         }
         Err((others, alerts, deliveries)) => {
@@ -397,16 +390,6 @@ impl Spool {
         self.append(&body, Entry::Delivery(id), now_ms(), false)
     }
 
-    /// Whether alert `id` is in the spool.
-    pub(super) fn has_alert(&self, id: AlertId) -> bool {
-        let state = self.read_state();
-        let found = state
-            .segments
-            .values()
-            .any(|segment| matches!(segment.alert_offset(id), Ok(Some(_))));
-        found
-    }
-
     fn append(
         &self,
         body: &[u8],
@@ -542,21 +525,13 @@ impl Spool {
             let Ok(file) = File::open(index_path(&self.dir, number)) else {
                 continue;
             };
-            let file = Arc::new(file);
             let mut state = self.write_state();
             if let Some(segment) = state.segments.get_mut(&number) {
                 // A table changed since it was written out (an alert forgotten) stays in memory.
                 if segment.alerts.len() == index.alerts.count as usize
                     && segment.deliveries.len() == index.deliveries.count as usize
                 {
-                    segment.alerts = IdTable::Disk {
-                        file: file.clone(),
-                        section: index.alerts,
-                    };
-                    segment.deliveries = IdTable::Disk {
-                        file,
-                        section: index.deliveries,
-                    };
+                    segment.read_tables_from(Arc::new(file), &index);
                 }
             }
         }
@@ -1043,6 +1018,18 @@ impl Segment {
         if let IdTable::Memory(entries) = &mut self.deliveries {
             entries.shrink_to_fit();
         }
+    }
+
+    /// Its alerts and deliveries are from now on read from its index file.
+    fn read_tables_from(&mut self, index_file: Arc<File>, index: &format::Index) {
+        self.alerts = IdTable::Disk {
+            file: index_file.clone(),
+            section: index.alerts,
+        };
+        self.deliveries = IdTable::Disk {
+            file: index_file,
+            section: index.deliveries,
+        };
     }
 
     /// Takes the claims of `hash` out of this segment; whether it held any.
