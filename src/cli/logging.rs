@@ -2,24 +2,18 @@
 
 use std::io::IsTerminal;
 
+use super::log_writer::{batched_stderr, FlushGuard};
 use super::LogFormat;
 
 /// Logs go to stderr (stdout belongs to the console target), filtered by `RUST_LOG`.
 ///
-/// A background thread does the writing, so a request never waits on the terminal or a log
-/// collector's pipe. It is not lossy: when its buffer is full, callers wait rather than drop lines.
-/// It writes what has queued up in one go and flushes whenever the queue is empty, so under load a
-/// burst of lines costs one write, and no line waits for the next.
-/// The returned guard flushes what is buffered when `main` returns.
-pub(super) fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// A background thread does the writing, a batch of lines at a time, so a request never waits on
+/// the terminal or a log collector's pipe (see [`super::log_writer`]). The returned guard writes
+/// what is pending when `main` returns.
+pub(super) fn init(format: LogFormat) -> FlushGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    let (writer, guard) = batched_stderr();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

@@ -4,6 +4,7 @@
 mod admin_client;
 mod dead_letters;
 mod issues;
+mod log_writer;
 mod logging;
 mod preview;
 

@@ -19,7 +19,7 @@ pub(super) struct GroupCommit {
     tickets_flushed: AtomicU64,
     pub flushes: AtomicU64,
     /// A flush failed: sled keeps the error and refuses every write until it is opened again.
-    pub failed: AtomicBool,
+    pub failed: Arc<AtomicBool>,
     /// Held while a flush runs; tokio's mutex is fair, so waiters are served in order.
     flushing: tokio::sync::Mutex<()>,
 }
@@ -32,7 +32,7 @@ impl GroupCommit {
             tickets_issued: AtomicU64::new(0),
             tickets_flushed: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
-            failed: AtomicBool::new(false),
+            failed: Arc::new(AtomicBool::new(false)),
             flushing: tokio::sync::Mutex::new(()),
         }
     }
@@ -45,12 +45,18 @@ impl GroupCommit {
         }
         self.gather().await;
         let covered = self.tickets_issued.load(Ordering::SeqCst);
-        // The spool can fail and recover (a full disk that empties); sled cannot (below).
-        self.spool.sync().await?;
-        if let Err(error) = self.db.flush_async().await {
-            self.failed.store(true, Ordering::SeqCst);
-            return Err(error.into());
-        }
+        // The spool can fail and recover (a full disk that empties); sled cannot (below). sled's
+        // own `flush_async` would hop to one of its threads: flushed on the spool's instead.
+        let db = self.db.clone();
+        let failed = self.failed.clone();
+        self.spool
+            .sync_then(move || {
+                db.flush().map(drop).map_err(|error| {
+                    failed.store(true, Ordering::SeqCst);
+                    error.into()
+                })
+            })
+            .await?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.tickets_flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
