@@ -7,6 +7,9 @@
 #   bench/intake.sh                  # 20 s run, intake alone
 #   TARGET=console bench/intake.sh   # while delivering every alert to the console target
 #   DURATION=60 bench/intake.sh
+#   TMPDIR=/dev/shm bench/intake.sh  # the data folder on tmpfs, where fdatasync costs nothing: how
+#                                    # fast herald is when the disk's sync latency is not the limit
+#                                    # (a diagnostic: nothing on tmpfs survives a reboot)
 #
 # TARGET=silent (the default) measures the intake alone: herald's one target is a DingTalk robot that
 # never answers, so jobs are queued but not sent during the run. TARGET=console also renders and

@@ -5,6 +5,8 @@
 # them in memory. Prints both rates, p50/p99 latency, and the ratio.
 #
 #   bench/versus-alertmanager.sh          # DURATION=20
+#   TMPDIR=/dev/shm bench/versus-alertmanager.sh   # herald's data on tmpfs: the rate without the
+#                                                  # disk's sync latency (a diagnostic, not durable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
