@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DURATION=${DURATION:-10}
-export POOL_SIZE=${POOL_SIZE:-$((DURATION * 40000))}
+export POOL_SIZE=${POOL_SIZE:-$((DURATION * 45000))}
 . bench/common.sh
 require prometheus-alertmanager wrk python3 curl
 

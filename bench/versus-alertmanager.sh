@@ -42,6 +42,8 @@ herald_p50=$(echo "$herald_out" | awk '/latency/ {print $3}')
 herald_p99=$(echo "$herald_out" | awk '/latency/ {print $6}')
 echo
 echo "side by side: ${DURATION}s each, 32 connections, server on CPU 0, wrk on CPU 1"
-printf "  %-34s %8s/s   p50 %6s ms   p99 %6s ms\n" "herald (durable, signed, deduped)" "$herald_rate" "$herald_p50" "$herald_p99"
+herald_label="herald (durable, signed, deduped)"
+if [ "$(stat -f -c %T "${TMPDIR:-/tmp}")" = tmpfs ]; then herald_label="herald (data on tmpfs: not durable)"; fi
+printf "  %-34s %8s/s   p50 %6s ms   p99 %6s ms\n" "$herald_label" "$herald_rate" "$herald_p50" "$herald_p99"
 printf "  %-34s %8s/s   p50 %6s ms   p99 %6s ms   RSS %s MiB\n" "Alertmanager (in memory)" "$am_rate" "$am_p50_ms" "$am_p99_ms" "$((am_rss / 1024))"
 python3 -c "print(f'  ratio herald/Alertmanager: {$herald_rate / $am_rate:.2f}')"
