@@ -175,14 +175,14 @@ async fn notifications_sent(alertmanager: &Alertmanager) -> f64 {
 /// Waits until Alertmanager has sent `more` notifications beyond what it had sent so far.
 async fn wait_for_notifications(alertmanager: &Alertmanager, more: u32) {
     let before = notifications_sent(alertmanager).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while notifications_sent(alertmanager).await < before + f64::from(more) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Alertmanager sent fewer than {more} notifications in 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::eventually_async(
+        Duration::from_secs(20),
+        || format!("Alertmanager sent fewer than {more} notifications"),
+        || async {
+            (notifications_sent(alertmanager).await >= before + f64::from(more)).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

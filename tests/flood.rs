@@ -107,16 +107,12 @@ async fn fifty_alerts_of_one_issue_become_one_message_and_a_count() {
     let first = robot.wait_for(1, Duration::from_secs(5)).await;
     assert!(text(&first[0]).contains("TimeoutError: upstream 777"));
     // At the end of the window, one message carries the count (generous: CI machines are busy).
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while robot.received().len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "no summary; herald's log:\n{}",
-            herald.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let received = robot.received();
+    let received = common::eventually(
+        Duration::from_secs(40),
+        || format!("no summary; herald's log:\n{}", herald.logs()),
+        || Some(robot.received()).filter(|received| received.len() >= 2),
+    )
+    .await;
     let summary = text(&received[1]);
     assert!(summary.contains("×49 more in the last"), "{summary}");
     assert!(summary.contains("TimeoutError: upstream 777"), "{summary}");

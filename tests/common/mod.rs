@@ -40,6 +40,29 @@ pub async fn eventually<T>(
     }
 }
 
+/// [`eventually`] for a check that must await (an HTTP call, a database query).
+pub async fn eventually_async<T, F>(
+    timeout: Duration,
+    what: impl Fn() -> String,
+    mut check: impl FnMut() -> F,
+) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} (after {timeout:?})",
+            what()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A signature computed here, independently of herald's own code.
 pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -170,18 +193,18 @@ impl Herald {
 
     /// Waits until `/readyz` shows `queued_jobs == 0` (or panics after `timeout`).
     pub async fn wait_until_drained(&self, timeout: Duration) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let ready = self.readiness().await;
-            if ready["queued_jobs"] == 0 {
-                return ready;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "jobs still queued after {timeout:?}: {ready}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let last = Mutex::new(serde_json::Value::Null);
+        eventually_async(
+            timeout,
+            || format!("jobs still queued: {}", last.lock().unwrap()),
+            || async {
+                let ready = self.readiness().await;
+                let drained = ready["queued_jobs"] == 0;
+                *last.lock().unwrap() = ready.clone();
+                drained.then_some(ready)
+            },
+        )
+        .await
     }
 
     /// Starts herald again on the same folder and config.
