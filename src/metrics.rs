@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::job::FailureReason;
@@ -65,6 +66,8 @@ pub struct Metrics {
     deduplicated: Counter,
     folded: Counter,
     store_size: Gauge,
+    commits: Counter,
+    commit_seconds: Counter<f64, AtomicU64>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -84,6 +87,8 @@ impl Metrics {
         let deduplicated = Counter::default();
         let folded = Counter::default();
         let store_size = Gauge::default();
+        let commits = Counter::default();
+        let commit_seconds = Counter::<f64, AtomicU64>::default();
         registry.register(
             "herald_webhooks_received",
             "Sentry callbacks received, by resource, action and outcome",
@@ -129,6 +134,16 @@ impl Metrics {
             "Bytes the store takes on disk",
             store_size.clone(),
         );
+        registry.register(
+            "herald_store_commits",
+            "Group commits: each makes a batch of writes durable at once",
+            commits.clone(),
+        );
+        registry.register(
+            "herald_store_commit_seconds",
+            "Time the group commits took, in all (divided by the commits: how long the disk or the database makes a batch wait)",
+            commit_seconds.clone(),
+        );
         Metrics {
             recent_intake: RecentIntake::default(),
             registry,
@@ -141,6 +156,8 @@ impl Metrics {
             deduplicated,
             folded,
             store_size,
+            commits,
+            commit_seconds,
         }
     }
 
@@ -207,6 +224,12 @@ impl Metrics {
                 .set(dead.get(target).copied().unwrap_or(0) as i64);
         }
         self.store_size.set(store.size_on_disk()? as i64);
+        // The store keeps these totals; the counters show them as they are now.
+        let (commits, took) = store.commit_totals();
+        self.commits.inner().store(commits, Ordering::Relaxed);
+        self.commit_seconds
+            .inner()
+            .store(took.as_secs_f64().to_bits(), Ordering::Relaxed);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

@@ -47,18 +47,6 @@ async fn admin(herald: &Herald, method: &str, path: &str, token: Option<&str>) -
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn metrics(herald: &Herald) -> String {
-    herald
-        .client()
-        .get(herald.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn metrics_move_with_callbacks_deliveries_and_failures() {
     let oncall = FakeDingTalk::start(None).await;
@@ -78,7 +66,7 @@ async fn metrics_move_with_callbacks_deliveries_and_failures() {
     oncall.wait_for(2, Duration::from_secs(10)).await;
     herald.wait_until_drained(Duration::from_secs(5)).await;
 
-    let text = metrics(&herald).await;
+    let text = herald.metrics().await;
     for line in [
         "herald_webhooks_received_total{resource=\"issue\",action=\"created\",outcome=\"accepted\"} 1",
         "herald_webhooks_received_total{resource=\"issue\",action=\"created\",outcome=\"duplicate\"} 1",
@@ -93,6 +81,9 @@ async fn metrics_move_with_callbacks_deliveries_and_failures() {
         assert!(text.contains(line), "{line} not in:\n{text}");
     }
     assert!(text.contains("herald_store_size_bytes "), "{text}");
+    // The callback's writes were made durable by a group commit, which took some time.
+    assert!(herald.metric("herald_store_commits_total").await >= 1.0);
+    assert!(herald.metric("herald_store_commit_seconds_total").await > 0.0);
 }
 
 #[tokio::test]
@@ -421,7 +412,7 @@ async fn json_logs_and_no_secret_in_logs_metrics_or_check_config() {
         .unwrap();
     let everything = format!(
         "{logs}\n{}\n{}",
-        metrics(&herald).await,
+        herald.metrics().await,
         String::from_utf8_lossy(&check.stdout)
     );
     for secret in [

@@ -86,10 +86,12 @@ async fn two_replicas_share_dedupe_and_tell_each_alert_once() {
         assert_eq!(told, 1, "order {id}: {texts:#?}");
     }
     assert_eq!(received.len(), 15);
-    // Both replicas see the whole cluster.
+    // Both replicas see the whole cluster, and each committed its own callbacks' writes.
     for replica in [&a, &b] {
         let ready = replica.wait_until_drained(Duration::from_secs(10)).await;
         assert_eq!(ready["alerts"], 15, "{ready}");
+        assert!(replica.metric("herald_store_commits_total").await >= 5.0);
+        assert!(replica.metric("herald_store_commit_seconds_total").await > 0.0);
     }
 }
 

@@ -19,6 +19,34 @@ use crate::alert::Alert;
 use crate::job::{AlertId, DeadLetter, DeliveryJob, JobId};
 use crate::sdk::issue::SdkIssue;
 
+/// The group commits a backend has done since it was opened, and the time they took. Beside the
+/// number of callbacks it tells how many shared a commit, and how long the disk (or the database)
+/// made each batch wait: the first thing to look at when the intake slows down.
+#[derive(Debug, Default)]
+pub struct CommitCounter {
+    commits: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
+}
+
+impl CommitCounter {
+    /// Counts a commit that began at `started` and is done now.
+    pub fn record(&self, started: std::time::Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let took = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.nanos.fetch_add(took, Relaxed);
+        self.commits.fetch_add(1, Relaxed);
+    }
+
+    /// Commits done, and the time they took in all.
+    pub fn totals(&self) -> (u64, Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.commits.load(Relaxed),
+            Duration::from_nanos(self.nanos.load(Relaxed)),
+        )
+    }
+}
+
 /// A future a backend returns through `dyn` (one allocation, next to a disk write).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -294,6 +322,9 @@ pub trait StoreBackend: LinkStore {
 
     /// Bytes the store takes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+
+    /// Group commits done since the store was opened, and the time they took in all.
+    fn commit_totals(&self) -> (u64, Duration);
 
     /// The latest time herald's clock handed out, as last saved (see `crate::clock`).
     fn latest_time(&self) -> Result<Option<DateTime<Utc>>, StoreError>;

@@ -309,6 +309,20 @@ impl Herald {
         &self.client
     }
 
+    /// `/metrics` as herald renders it.
+    pub async fn metrics(&self) -> String {
+        let answer = self.client.get(self.url("/metrics")).send().await;
+        answer.expect("herald answers").text().await.unwrap()
+    }
+
+    /// The value of the unlabelled metric `name` in `/metrics` (panics if it is missing).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in:\n{text}"))
+    }
+
     pub async fn readiness(&self) -> serde_json::Value {
         self.client
             .get(self.url("/readyz"))

@@ -36,9 +36,9 @@ use tokio_postgres::types::ToSql;
 
 use super::alert_record::{self, AlertHeader};
 use super::{
-    BoxFuture, ClaimHandle, ClaimOutcome, FoldRecord, FoldUpdate, IssueUpdate, JobKey, LinkRecord,
-    LinkStore, PendingClaim, Records, Routing, StoreBackend, StoreError, StoredAlert, SweepReport,
-    TargetState,
+    BoxFuture, ClaimHandle, ClaimOutcome, CommitCounter, FoldRecord, FoldUpdate, IssueUpdate,
+    JobKey, LinkRecord, LinkStore, PendingClaim, Records, Routing, StoreBackend, StoreError,
+    StoredAlert, SweepReport, TargetState,
 };
 use crate::alert::Alert;
 use crate::job::{AlertId, DeadLetter, DeliveryJob, Folded, JobId};
@@ -154,6 +154,7 @@ struct Inner {
     tickets_committed: std::sync::atomic::AtomicU64,
     /// Held while a group commit runs; waiters are served in order.
     committing: tokio::sync::Mutex<()>,
+    commits: CommitCounter,
     /// Runs the database calls of a caller outside herald's multi-threaded runtime.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -208,6 +209,7 @@ impl Inner {
         if self.tickets_committed.load(SeqCst) >= ticket {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let covered = self.tickets_issued.load(SeqCst);
         let writes = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         let result = self.write_all(&writes).await;
@@ -219,6 +221,7 @@ impl Inner {
             pending.extend(later);
             return result;
         }
+        self.commits.record(started);
         self.tickets_committed.fetch_max(covered, SeqCst);
         Ok(())
     }
@@ -523,6 +526,7 @@ impl PgStore {
             tickets_issued: Default::default(),
             tickets_committed: Default::default(),
             committing: tokio::sync::Mutex::new(()),
+            commits: CommitCounter::default(),
             runtime: Some(runtime),
         });
         let location = without_password(settings.url.expose());
@@ -1376,6 +1380,10 @@ impl StoreBackend for PgStore {
 
     fn dead_letters_per_target(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         self.kept_counts_per_target("dead")
+    }
+
+    fn commit_totals(&self) -> (u64, std::time::Duration) {
+        self.inner.commits.totals()
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

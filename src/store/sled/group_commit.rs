@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::spool::Spool;
-use crate::store::StoreError;
+use crate::store::{CommitCounter, StoreError};
 
 /// Group commit over the spool's sync and sled's flush.
 ///
@@ -17,7 +17,7 @@ pub(super) struct GroupCommit {
     spool: Arc<Spool>,
     tickets_issued: AtomicU64,
     tickets_flushed: AtomicU64,
-    pub flushes: AtomicU64,
+    pub done: CommitCounter,
     /// A flush failed: sled keeps the error and refuses every write until it is opened again.
     pub failed: Arc<AtomicBool>,
     /// Held while a flush runs; tokio's mutex is fair, so waiters are served in order.
@@ -31,7 +31,7 @@ impl GroupCommit {
             spool,
             tickets_issued: AtomicU64::new(0),
             tickets_flushed: AtomicU64::new(0),
-            flushes: AtomicU64::new(0),
+            done: CommitCounter::default(),
             failed: Arc::new(AtomicBool::new(false)),
             flushing: tokio::sync::Mutex::new(()),
         }
@@ -43,6 +43,7 @@ impl GroupCommit {
         if self.tickets_flushed.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.gather().await;
         let covered = self.tickets_issued.load(Ordering::SeqCst);
         // The spool can fail and recover (a full disk that empties); sled cannot (below). sled's
@@ -57,7 +58,7 @@ impl GroupCommit {
                 })
             })
             .await?;
-        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.done.record(started);
         self.tickets_flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }

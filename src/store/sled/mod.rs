@@ -187,7 +187,7 @@ impl SledStore {
 
     /// How many flushes the store has done since it was opened (each answers a batch of commits).
     pub fn flush_count(&self) -> u64 {
-        self.commits.flushes.load(Ordering::Relaxed)
+        self.commits.done.totals().0
     }
 }
 
@@ -757,6 +757,10 @@ impl StoreBackend for SledStore {
     }
 
     /// Bytes the store takes on disk: sled's count and the spool's segments.
+    fn commit_totals(&self) -> (u64, std::time::Duration) {
+        self.commits.done.totals()
+    }
+
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()? + self.spool.size_on_disk())
     }
