@@ -114,6 +114,8 @@ loaded_rss=$(rss_kib)
 cpu_after=$(cpu_ticks)
 peak_rss=$(hwm_kib)
 stored=$(curl -s "http://$address/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["alerts"])')
+# Group commits over the whole run: how many callbacks shared one, and how long each took.
+commits=$(curl -s "http://$address/metrics" | awk '/^herald_store_commits_total / {c=$2} /^herald_store_commit_seconds_total / {s=$2} END {print c, s}')
 disk=$(du -sk "$work/data" | cut -f1)
 
 eval "$(echo "$result" | sed 's/^RESULT //; s/ /\n/g')"
@@ -126,6 +128,12 @@ ticks_per_second=$(getconf CLK_TCK)
 echo "  CPU             $(python3 -c "print(f'{($cpu_after - $cpu_before) / $ticks_per_second / max($accepted, 1) * 1e6:.0f}')") µs of herald's CPU per accepted callback"
 echo "  RSS             idle $((idle_rss / 1024)) MiB   after load $((loaded_rss / 1024)) MiB   peak $((peak_rss / 1024)) MiB"
 echo "  stored alerts   $stored   data folder $((disk / 1024)) MiB"
+python3 - $commits "$stored" <<'PY'
+import sys
+commits, seconds, stored = int(float(sys.argv[1])), float(sys.argv[2]), int(sys.argv[3])
+if commits:
+    print(f"  group commits   {commits}   {stored / commits:.1f} callbacks each   {seconds / commits * 1e3:.2f} ms each")
+PY
 [ "$pool_wraps" = 0 ] || echo "  note: the pool of $POOL_SIZE callbacks wrapped $pool_wraps times; raise POOL_SIZE for all-distinct callbacks"
 # wrk counts only the answers it read before it stopped; requests still in flight then (at most one
 # per connection) may be stored without being counted. Fewer stored than accepted is a lost callback.

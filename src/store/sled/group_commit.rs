@@ -43,8 +43,8 @@ impl GroupCommit {
         if self.tickets_flushed.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
-        let started = std::time::Instant::now();
         self.gather().await;
+        let started = std::time::Instant::now();
         let covered = self.tickets_issued.load(Ordering::SeqCst);
         // The spool can fail and recover (a full disk that empties); sled cannot (below). sled's
         // own `flush_async` would hop to one of its threads: flushed on the spool's instead.
