@@ -69,8 +69,14 @@ fn batched(mut out: impl Write + Send + 'static) -> (BatchedWriter, FlushGuard) 
         std::thread::Builder::new()
             .name("log writer".into())
             .spawn(move || write_batches(&shared, &mut out))
-            .ok()
     };
+    // Without its thread nothing would take the buffer: lines are dropped rather than kept.
+    let thread = thread
+        .inspect_err(|error| {
+            eprintln!("herald: cannot start the log writer ({error}); logs are dropped");
+            shared.lock().closing = true;
+        })
+        .ok();
     let writer = BatchedWriter {
         shared: shared.clone(),
     };
@@ -119,6 +125,10 @@ impl BatchedWriter {
                 .taken
                 .wait(pending)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        // Closed (`main` returned, or no thread) and full: nothing will take more.
+        if pending.closing && pending.bytes.len() >= MAX_PENDING {
+            return;
         }
         let was_empty = pending.bytes.is_empty();
         pending.bytes.extend_from_slice(line);
