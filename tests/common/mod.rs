@@ -26,18 +26,7 @@ pub async fn eventually<T>(
     what: impl Fn() -> String,
     mut check: impl FnMut() -> Option<T>,
 ) -> T {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} (after {timeout:?})",
-            what()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(timeout, what, || std::future::ready(check())).await
 }
 
 /// [`eventually`] for a check that must await (an HTTP call, a database query).
