@@ -244,10 +244,17 @@ mod tests {
         }
         let (mut writer, guard) = batched(Broken);
         // Several times the pending limit: returns only if the thread keeps taking.
-        let line = vec![b'x'; 64 * 1024];
-        for _ in 0..(3 * MAX_PENDING / line.len()) {
-            writer.write_all(&line).unwrap();
-        }
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let line = vec![b'x'; 64 * 1024];
+            for _ in 0..(3 * MAX_PENDING / line.len()) {
+                writer.write_all(&line).unwrap();
+            }
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a caller waited on a broken output");
         drop(guard);
     }
 }

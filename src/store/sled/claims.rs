@@ -121,8 +121,8 @@ impl ClaimIndex {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Claims `claim`'s key (looked up here, then in `spool`): `Ok(None)` when this caller is the first (its claim is pending until
-    /// settled), `Ok(Some(first))` for a duplicate. A duplicate of a callback still on its way to
+    /// Claims `claim`'s key (looked up here, then in `spool`): `Ok(None)` when this caller is the
+    /// first (its claim is pending until settled), `Ok(Some(first))` for a duplicate. A duplicate of a callback still on its way to
     /// disk waits for it, at most [`PENDING_WAIT`]: an original whose commit hangs (a dying disk)
     /// must not hold every copy of it, and their connections, forever.
     pub(super) async fn claim(
@@ -140,13 +140,13 @@ impl ClaimIndex {
                 let mut claims = self.lock();
                 // Looked up in the spool under the lock: a claim settles (leaves the index) only
                 // once the spool has it, so one of the two always sees it.
-                let spooled = match claims.get(&claim.hash) {
-                    Some(_) => None,
+                let first = match claims.get(&claim.hash) {
+                    Some(indexed) => Some(*indexed),
                     None => spool
                         .claim(&claim.hash)?
                         .map(|found| IndexedClaim::settled(&found)),
                 };
-                match claims.get(&claim.hash).or(spooled.as_ref()) {
+                match first {
                     Some(first) if first.seen_ms + remember_ms > claim.seen_ms => {
                         if !first.pending {
                             return Ok(Some(first.alert_id));

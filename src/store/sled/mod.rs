@@ -184,11 +184,6 @@ impl SledStore {
             counts,
         })
     }
-
-    /// How many flushes the store has done since it was opened (each answers a batch of commits).
-    pub fn flush_count(&self) -> u64 {
-        self.commits.done.totals().0
-    }
 }
 
 /// How far each target's queue in the spool was worked, as saved in `targets`.
@@ -498,12 +493,7 @@ impl StoreBackend for SledStore {
     }
 
     fn deliveries_of(&self, id: AlertId) -> Result<Vec<DeliveryJob>, StoreError> {
-        let mut delivered = self
-            .spool
-            .deliveries_of(id)?
-            .iter()
-            .map(|json| Ok(serde_json::from_slice(json)?))
-            .collect::<Result<Vec<DeliveryJob>, StoreError>>()?;
+        let mut delivered = self.spool.deliveries_of(id)?;
         delivered.sort_by_key(|job| job.id);
         Ok(delivered)
     }
@@ -756,11 +746,11 @@ impl StoreBackend for SledStore {
         self.counts.queued_total()
     }
 
-    /// Bytes the store takes on disk: sled's count and the spool's segments.
     fn commit_totals(&self) -> (u64, std::time::Duration) {
         self.commits.done.totals()
     }
 
+    /// Bytes the store takes on disk: sled's count and the spool's segments.
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()? + self.spool.size_on_disk())
     }

@@ -79,7 +79,8 @@ pub(super) fn frame(buffer: &mut Vec<u8>, body: &[u8]) {
 pub(super) fn frame_header(header: &[u8; FRAME_HEADER]) -> Option<(usize, u32)> {
     let length = u32::from_le_bytes(header[..4].try_into().ok()?);
     let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
-    (length <= MAX_BODY).then_some((length as usize, crc))
+    // A body always begins with its kind: an empty one is zeros where no record was written.
+    (length > 0 && length <= MAX_BODY).then_some((length as usize, crc))
 }
 
 /// What the index of a segment says about one record.
@@ -146,6 +147,11 @@ pub(super) fn job_body(kind: u8, job: &DeliveryJob) -> Result<Vec<u8>, serde_jso
     let mut body = vec![kind];
     serde_json::to_writer(&mut body, job)?;
     Ok(body)
+}
+
+/// The job (queued or delivered) of a body [`job_body`] wrote.
+pub(super) fn job_of(body: &[u8]) -> Result<DeliveryJob, serde_json::Error> {
+    serde_json::from_slice(body.get(1..).unwrap_or_default())
 }
 
 pub(super) fn release_body(hash: &[u8; 16]) -> Vec<u8> {

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use super::io_error;
 use crate::store::StoreError;
 
 /// One record of the table: the alert id, where the record is in the segment, and a number kept
@@ -81,10 +82,6 @@ impl Default for IdTable {
     fn default() -> IdTable {
         IdTable::Memory(Vec::new())
     }
-}
-
-fn io_error(error: std::io::Error) -> StoreError {
-    StoreError::Backend(Box::new(error))
 }
 
 impl IdTable {

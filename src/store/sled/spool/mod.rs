@@ -10,7 +10,7 @@
 //! files (`ids.rs`); everything else is read from the segments when it is needed.
 //!
 //! Writing: records are framed into a buffer and written to the segment being filled at every
-//! [`Spool::sync`] (the group commit), which then makes them durable with one `fdatasync`. A
+//! [`Spool::sync_then`] (the group commit), which then makes them durable with one `fdatasync`. A
 //! segment is sealed when it reaches [`SEGMENT_BYTES`] or [`SEGMENT_RECORDS`]; once it is on disk
 //! its index file is written beside it, so that opening reads indexes, not payloads. Segments go
 //! as a whole, when nothing in them matters any more (`sweep`); an alert past the retention in a
@@ -144,6 +144,19 @@ fn index_path(dir: &Path, segment: u32) -> PathBuf {
     dir.join(format!("{segment:08}.index"))
 }
 
+/// Removes a segment and its index file (either may be missing already).
+fn remove_segment_files(dir: &Path, segment: u32) -> Result<(), StoreError> {
+    for path in [segment_path(dir, segment), index_path(dir, segment)] {
+        match std::fs::remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error(error))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn open_file(path: &Path) -> Result<File, StoreError> {
     std::fs::OpenOptions::new()
         .read(true)
@@ -173,13 +186,7 @@ fn load_segment(dir: &Path, number: u32) -> Result<Option<(Segment, Entries)>, S
     let file_length = file.metadata().map_err(io_error)?.len();
     if file_length == 0 {
         drop(file);
-        for path in [segment_path(dir, number), index_path(dir, number)] {
-            if let Err(error) = std::fs::remove_file(&path) {
-                if error.kind() != std::io::ErrorKind::NotFound {
-                    return Err(io_error(error));
-                }
-            }
-        }
+        remove_segment_files(dir, number)?;
         return Ok(None);
     }
     let indexed = std::fs::read(index_path(dir, number))
@@ -346,7 +353,7 @@ impl Spool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Buffers an alert record (durable after the next [`Spool::sync`]).
+    /// Buffers an alert record (durable after the next [`Spool::sync_then`]).
     pub(super) fn append_alert(
         &self,
         id: AlertId,
@@ -357,7 +364,7 @@ impl Spool {
         self.append(&body, Entry::Alert { id, received_ms }, received_ms, false)
     }
 
-    /// Buffers a queued job (durable after the next [`Spool::sync`]).
+    /// Buffers a queued job (durable after the next [`Spool::sync_then`]).
     pub(super) fn append_job(&self, job: &DeliveryJob) -> Result<(), StoreError> {
         let entry = Entry::Job {
             target: job.target.clone(),
@@ -366,7 +373,7 @@ impl Spool {
         self.append(&format::job_body(format::JOB, job)?, entry, 0, false)
     }
 
-    /// Buffers a dedupe claim (durable after the next [`Spool::sync`]).
+    /// Buffers a dedupe claim (durable after the next [`Spool::sync_then`]).
     pub(super) fn append_claim(&self, claim: &DedupeClaim) -> Result<(), StoreError> {
         self.append(&format::claim_body(claim), Entry::Claim(*claim), 0, false)
     }
@@ -606,8 +613,9 @@ impl Spool {
             let Some(offset) = segment.alert_offset(id)? else {
                 continue;
             };
-            let body = self.read(&segment.file, position(*number, offset))?;
-            return Ok(body.get(format::ALERT_RECORD_AT..).map(<[u8]>::to_vec));
+            let at = position(*number, offset);
+            let (_, record) = alert_record(&self.read(&segment.file, at)?, at)?;
+            return Ok(Some(record));
         }
         Ok(None)
     }
@@ -663,26 +671,21 @@ impl Spool {
 
     /// The alert record at `at` (as [`Spool::next_alert`] gave it).
     pub(super) fn alert_at(&self, at: Position) -> Result<(AlertId, Vec<u8>), StoreError> {
-        let body = self.read_in(&self.read_state(), at)?;
-        let id = format::u64_at(&body, 1).ok_or_else(|| damaged(at))?;
-        let record = body
-            .get(format::ALERT_RECORD_AT..)
-            .ok_or_else(|| damaged(at))?;
-        Ok((id, record.to_vec()))
+        alert_record(&self.read_in(&self.read_state(), at)?, at)
     }
 
     pub(super) fn alert_count(&self) -> u64 {
         self.alert_count.load(Ordering::Relaxed)
     }
 
-    /// The delivery records of alert `id`, as JSON.
-    pub(super) fn deliveries_of(&self, id: AlertId) -> Result<Vec<Vec<u8>>, StoreError> {
+    /// The delivery records of alert `id`.
+    pub(super) fn deliveries_of(&self, id: AlertId) -> Result<Vec<DeliveryJob>, StoreError> {
         let state = self.read_state();
         let mut found = Vec::new();
         for (number, segment) in &state.segments {
             for entry in segment.deliveries.entries_of(id)? {
                 let body = self.read(&segment.file, position(*number, entry.offset))?;
-                found.push(body[1..].to_vec());
+                found.push(format::job_of(&body)?);
             }
         }
         Ok(found)
@@ -802,16 +805,7 @@ impl Spool {
             swept.alerts += 1;
         }
         for number in removed {
-            for path in [
-                segment_path(&self.dir, number),
-                index_path(&self.dir, number),
-            ] {
-                if let Err(error) = std::fs::remove_file(&path) {
-                    if error.kind() != std::io::ErrorKind::NotFound {
-                        return Err(io_error(error));
-                    }
-                }
-            }
+            remove_segment_files(&self.dir, number)?;
         }
         Ok(swept)
     }
@@ -862,6 +856,15 @@ fn read_at_most(file: &File, buffer: &mut [u8], offset: u64) -> Result<usize, St
         }
     }
     Ok(filled)
+}
+
+/// The id and the alert record of the alert body read at `at`.
+fn alert_record(body: &[u8], at: Position) -> Result<(AlertId, Vec<u8>), StoreError> {
+    let id = format::u64_at(body, 1).ok_or_else(|| damaged(at))?;
+    let record = body
+        .get(format::ALERT_RECORD_AT..)
+        .ok_or_else(|| damaged(at))?;
+    Ok((id, record.to_vec()))
 }
 
 fn damaged(at: Position) -> StoreError {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use super::{segment_of, Position, Segment, Spool, State};
+use super::{format, segment_of, Position, Segment, Spool, State};
 use crate::job::{DeliveryJob, JobId};
 use crate::store::StoreError;
 
@@ -79,7 +79,7 @@ impl Spool {
             if queue.done_ahead.contains(&at) {
                 continue;
             }
-            let job: DeliveryJob = serde_json::from_slice(&self.read_in(&state, at)?[1..])?;
+            let job = format::job_of(&self.read_in(&state, at)?)?;
             if !skip(job.id) {
                 head.push((at, job));
             }
@@ -107,8 +107,7 @@ impl Spool {
 
     /// The queued job at `at`.
     pub(in crate::store::sled) fn job_at(&self, at: Position) -> Result<DeliveryJob, StoreError> {
-        let body = self.read_in(&self.read_state(), at)?;
-        Ok(serde_json::from_slice(&body[1..])?)
+        Ok(format::job_of(&self.read_in(&self.read_state(), at)?)?)
     }
 
     /// Takes the job at `at` off `target`'s queue; returns the cursor to save, or `None` when it
