@@ -96,16 +96,6 @@ pub struct SledStore {
     spool: Arc<Spool>,
     commits: GroupCommit,
     counts: QueueCounts,
-    /// The data folder as it was opened (device and inode).
-    identity: Option<(u64, u64)>,
-}
-
-/// Which folder `path` is now: its device and inode, `None` when it is gone.
-fn folder_identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path)
-        .ok()
-        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 impl SledStore {
@@ -167,9 +157,8 @@ impl SledStore {
         let issues = db.open_tree("issues")?;
         let counts = QueueCounts::load(&jobs, &dead_letters, spool.queued_per_target())?;
         Ok(SledStore {
-            identity: folder_identity(dir),
             path: dir.to_path_buf(),
-            commits: GroupCommit::new(db.clone(), spool.clone()),
+            commits: GroupCommit::new(db.clone(), spool.clone(), dir),
             db,
             meta,
             jobs,
@@ -352,8 +341,8 @@ impl StoreBackend for SledStore {
     /// writes on into files no longer in it, and another herald could open the path).
     fn needs_reopening(&self) -> bool {
         self.commits.failed.load(Ordering::SeqCst)
+            || self.commits.folder_replaced.load(Ordering::SeqCst)
             || self.spool.failed()
-            || folder_identity(&self.path) != self.identity
     }
 
     /// Claimed in memory first (the index), written by the caller at the end of `claims`.
