@@ -436,18 +436,11 @@ async fn a_database_of_schema_1_is_migrated_and_its_counts_kept_from_then_on() {
     assert_eq!(answer.status(), 202);
     robot.wait_for(1, Duration::from_secs(20)).await;
     // The new alert counted; its job, once delivered, no longer.
-    let last = std::sync::Mutex::new(serde_json::Value::Null);
-    let ready = common::eventually_async(
-        Duration::from_secs(10),
-        || format!("counts not (4, 2, 1): {}", last.lock().unwrap()),
-        || async {
-            let ready = herald.readiness().await;
-            let counted = counts(&ready) == (Some(4), Some(2), Some(1));
-            *last.lock().unwrap() = ready.clone();
-            counted.then_some(ready)
-        },
-    )
-    .await;
+    let ready = herald
+        .wait_for_readiness(Duration::from_secs(10), "counts not (4, 2, 1)", |ready| {
+            counts(ready) == (Some(4), Some(2), Some(1))
+        })
+        .await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(
         cluster

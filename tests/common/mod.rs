@@ -182,15 +182,29 @@ impl Herald {
 
     /// Waits until `/readyz` shows `queued_jobs == 0` (or panics after `timeout`).
     pub async fn wait_until_drained(&self, timeout: Duration) -> serde_json::Value {
+        self.wait_for_readiness(timeout, "jobs still queued", |ready| {
+            ready["queued_jobs"] == 0
+        })
+        .await
+    }
+
+    /// Waits until `/readyz` answers what `wanted` accepts, and returns that answer; after
+    /// `timeout`, panics with `what` and the last answer.
+    pub async fn wait_for_readiness(
+        &self,
+        timeout: Duration,
+        what: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let last = Mutex::new(serde_json::Value::Null);
         eventually_async(
             timeout,
-            || format!("jobs still queued: {}", last.lock().unwrap()),
+            || format!("{what}: {}", last.lock().unwrap()),
             || async {
                 let ready = self.readiness().await;
-                let drained = ready["queued_jobs"] == 0;
+                let found = wanted(&ready);
                 *last.lock().unwrap() = ready.clone();
-                drained.then_some(ready)
+                found.then_some(ready)
             },
         )
         .await

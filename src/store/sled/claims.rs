@@ -122,9 +122,10 @@ impl ClaimIndex {
     }
 
     /// Claims `claim`'s key (looked up here, then in `spool`): `Ok(None)` when this caller is the
-    /// first (its claim is pending until settled), `Ok(Some(first))` for a duplicate. A duplicate of a callback still on its way to
-    /// disk waits for it, at most [`PENDING_WAIT`]: an original whose commit hangs (a dying disk)
-    /// must not hold every copy of it, and their connections, forever.
+    /// first (its claim is pending until settled), `Ok(Some(first))` for a duplicate. A duplicate
+    /// of a callback still on its way to disk waits for it, at most [`PENDING_WAIT`]: an original
+    /// whose commit hangs (a dying disk) must not hold every copy of it, and their connections,
+    /// forever.
     pub(super) async fn claim(
         &self,
         claim: DedupeClaim,

@@ -19,13 +19,12 @@ pub(super) struct GroupCommit {
     tickets_issued: AtomicU64,
     tickets_flushed: AtomicU64,
     pub done: CommitCounter,
-    /// A flush failed: sled keeps the error and refuses every write until it is opened again.
-    pub failed: Arc<AtomicBool>,
-    /// The data folder, and which one it was when opened (device and inode).
-    folder: Arc<(PathBuf, Option<(u64, u64)>)>,
-    /// After a commit, the data folder was gone or another one: what was committed is not where
-    /// herald (or the next herald) will look for it.
-    pub folder_replaced: Arc<AtomicBool>,
+    /// The data folder as it was opened: checked after every commit.
+    folder: Arc<DataFolder>,
+    /// sled's flush failed (sled keeps the error and refuses every write until it is opened
+    /// again), or after a commit the data folder was gone or another one (what was committed is
+    /// not where herald, or the next herald, will look for it).
+    broken: Arc<AtomicBool>,
     /// Held while a flush runs; tokio's mutex is fair, so waiters are served in order.
     flushing: tokio::sync::Mutex<()>,
 }
@@ -33,16 +32,21 @@ pub(super) struct GroupCommit {
 impl GroupCommit {
     pub(super) fn new(db: sled::Db, spool: Arc<Spool>, folder: &Path) -> Self {
         GroupCommit {
-            folder: Arc::new((folder.to_path_buf(), folder_identity(folder))),
-            folder_replaced: Arc::new(AtomicBool::new(false)),
             db,
             spool,
             tickets_issued: AtomicU64::new(0),
             tickets_flushed: AtomicU64::new(0),
             done: CommitCounter::default(),
-            failed: Arc::new(AtomicBool::new(false)),
+            folder: Arc::new(DataFolder::as_now(folder)),
+            broken: Arc::new(AtomicBool::new(false)),
             flushing: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Whether a commit found sled failed or the data folder replaced: the store can write no
+    /// more until it is opened again.
+    pub(super) fn broken(&self) -> bool {
+        self.broken.load(Ordering::SeqCst)
     }
 
     pub(super) async fn commit(&self) -> Result<(), StoreError> {
@@ -59,20 +63,15 @@ impl GroupCommit {
         // folder is checked there too: once per commit, not per callback (a `stat` costs ~6 µs in
         // a virtual machine, a sixth of a callback's CPU; README "Performance").
         let db = self.db.clone();
-        let failed = self.failed.clone();
         let folder = self.folder.clone();
-        let folder_replaced = self.folder_replaced.clone();
+        let broken = self.broken.clone();
         self.spool
             .sync_then(move || {
-                db.flush().map_err(|error| {
-                    failed.store(true, Ordering::SeqCst);
-                    StoreError::from(error)
-                })?;
-                let (path, identity) = &*folder;
-                if folder_identity(path) != *identity {
-                    folder_replaced.store(true, Ordering::SeqCst);
+                let flushed = db.flush();
+                if flushed.is_err() || !folder.still_there() {
+                    broken.store(true, Ordering::SeqCst);
                 }
-                Ok(())
+                flushed.map(drop).map_err(StoreError::from)
             })
             .await?;
         self.done.record(started);
@@ -105,8 +104,27 @@ impl GroupCommit {
     }
 }
 
-/// Which folder `path` is now: its device and inode, `None` when it is gone.
-fn folder_identity(path: &Path) -> Option<(u64, u64)> {
+/// A data folder and which one it is (device and inode): removed, or replaced by another at the
+/// same path, it is no longer there.
+struct DataFolder {
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+impl DataFolder {
+    fn as_now(path: &Path) -> DataFolder {
+        DataFolder {
+            path: path.to_path_buf(),
+            identity: identity_of(path),
+        }
+    }
+
+    fn still_there(&self) -> bool {
+        identity_of(&self.path) == self.identity
+    }
+}
+
+fn identity_of(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path)
         .ok()

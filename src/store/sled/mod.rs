@@ -31,7 +31,7 @@
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -336,13 +336,11 @@ impl StoreBackend for SledStore {
 
     /// sled keeps the error of a failed flush and refuses every write after it, even once the
     /// disk has room again: only opening the folder again recovers (from what is on disk). A
-    /// failed write to the spool is treated alike. And a
-    /// data folder removed or replaced while herald runs takes every write since with it (sled
-    /// writes on into files no longer in it, and another herald could open the path).
+    /// failed write to the spool is treated alike. And a data folder removed or replaced while
+    /// herald runs takes every write since with it (sled writes on into files no longer in it,
+    /// and another herald could open the path): each commit looks.
     fn needs_reopening(&self) -> bool {
-        self.commits.failed.load(Ordering::SeqCst)
-            || self.commits.folder_replaced.load(Ordering::SeqCst)
-            || self.spool.failed()
+        self.commits.broken() || self.spool.failed()
     }
 
     /// Claimed in memory first (the index), written by the caller at the end of `claims`.

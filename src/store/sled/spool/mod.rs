@@ -490,19 +490,20 @@ impl Spool {
     {
         let unsynced = self.take_unsynced()?;
         let dir = self.dir.clone();
-        let (synced, then) = tokio::task::spawn_blocking(move || match unsynced {
-            Some(unsynced) => match unsynced.make_durable(&dir) {
-                Ok(indexed) => (Some(Ok(indexed)), Some(then())),
-                Err(error) => (Some(Err(error)), None),
-            },
-            None => (None, Some(then())),
+        let (synced, then) = tokio::task::spawn_blocking(move || {
+            let synced = unsynced.map(|unsynced| unsynced.make_durable(&dir));
+            match synced {
+                // Its error is returned below, before `then`'s would be.
+                Some(Err(_)) => (synced, Ok(())),
+                _ => (synced, then()),
+            }
         })
         .await
         .map_err(|error| StoreError::Backend(Box::new(error)))?;
         if let Some(synced) = synced {
             self.synced(synced)?;
         }
-        then.unwrap_or(Ok(()))
+        then
     }
 
     /// [`Spool::sync_then`] for a caller outside the runtime (opening the store).
