@@ -130,3 +130,75 @@ retry = ["1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]
     assert_eq!(response.status(), 202, "callbacks are stored again");
     hook.wait_for(total + 1, Duration::from_secs(10)).await;
 }
+
+/// The issue-created fixture with its issue id replaced, so every callback is distinct.
+fn distinct_issue(n: usize) -> Vec<u8> {
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&fixture("issue-created.json")).unwrap();
+    payload["data"]["issue"]["id"] = serde_json::Value::String(format!("{}", 7_000_000 + n));
+    serde_json::to_vec(&payload).unwrap()
+}
+
+/// Callbacks that arrive together when the disk fills: each is answered 202 or 503, and every one
+/// answered 202 is there once herald has opened its store again. (The store's own test,
+/// `callers_sharing_a_failed_commit_all_fail`, makes one commit's write fail under eight callers
+/// for certain; here the disk decides which write fails first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callbacks_arriving_as_the_disk_fills_are_refused_or_kept() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let Some(disk) = Tmpfs::mount(dir.path(), "24m") else {
+        return;
+    };
+    let hook = FakeDownstream::start(503, "down").await;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\n[sentry]\n\
+         client_secrets = [\"{secret}\"]\n\n[[targets]]\nname = \"audit\"\nkind = \"webhook\"\n\
+         url = \"{url}\"\nretry = [\"1h\"]\n",
+        data = disk.path.join("data").display(),
+        secret = common::SECRET,
+        url = hook.url("/hook"),
+    );
+    let mut herald = Herald::start_with(dir.clone(), &config);
+    let first = herald.post_sentry("issue", &distinct_issue(0)).await;
+    assert_eq!(first.status(), 202);
+
+    // 32 connections open, so that the callbacks below arrive at once.
+    let warm = (0..32).map(|_| herald.client().get(herald.url("/healthz")).send());
+    for answer in futures::future::join_all(warm).await {
+        assert_eq!(answer.unwrap().status(), 200);
+    }
+    let filler = disk.fill();
+    let posts = (1..=32).map(|n| {
+        let herald = &herald;
+        async move {
+            let response = herald.post_sentry("issue", &distinct_issue(n)).await;
+            (n, response.status().as_u16())
+        }
+    });
+    let answers = futures::future::join_all(posts).await;
+    let accepted: Vec<usize> = answers
+        .iter()
+        .filter(|(_, status)| *status == 202)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        answers.iter().all(|(_, status)| [202, 503].contains(status)),
+        "{answers:?}"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    herald.wait_for_restart_in_place().await;
+    herald.terminate();
+    let store = herald::store::Store::open(&disk.path.join("data")).unwrap();
+    let stored: Vec<String> = store
+        .alerts()
+        .map(|a| a.unwrap().alert.issue_id.unwrap())
+        .collect();
+    for n in accepted {
+        let issue = format!("{}", 7_000_000 + n);
+        assert!(
+            stored.contains(&issue),
+            "callback {n} was answered 202 but is not stored (stored: {stored:?})"
+        );
+    }
+}

@@ -12,7 +12,8 @@ use crate::store::{CommitCounter, StoreError};
 /// Each caller takes a ticket after its writes, then waits its turn for the flush lock. Whoever
 /// holds the lock flushes on behalf of every ticket issued before the flush began; callers whose
 /// ticket a finished flush already covers return without flushing. Under load one fsync thus
-/// answers a whole batch of callbacks, and with one caller it costs nothing extra.
+/// answers a whole batch of callbacks, and with one caller it costs nothing extra. Once a commit
+/// has failed, no later one succeeds until the store is opened again.
 pub(super) struct GroupCommit {
     db: sled::Db,
     spool: Arc<Spool>,
@@ -55,23 +56,43 @@ impl GroupCommit {
         if self.tickets_flushed.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
+        // A commit failed since this caller wrote. Its write may have dropped the caller's
+        // records (a failed write drops the buffer), or its sync pages the disk lost (Linux
+        // reports a writeback error once): a later sync that finds nothing to do, or succeeds,
+        // cannot say they are on disk. Until the store is opened again, nothing is committed.
+        if self.broken() || self.spool.failed() {
+            return Err(StoreError::Backend(
+                "an earlier commit failed: the store must be opened again".into(),
+            ));
+        }
         self.gather().await;
         let started = std::time::Instant::now();
         let covered = self.tickets_issued.load(Ordering::SeqCst);
-        // The spool can fail and recover (a full disk that empties); sled cannot (below). sled's
-        // own `flush_async` would hop to one of its threads: flushed on the spool's instead. The
-        // folder is checked there too: once per commit, not per callback (a `stat` costs ~6 µs in
-        // a virtual machine, a sixth of a callback's CPU; README "Performance").
+        // sled's own `flush_async` would hop to one of its threads: flushed on the spool's
+        // instead. The folder is checked there too: once per commit, not per callback (a `stat`
+        // costs ~6 µs in a virtual machine, a sixth of a callback's CPU; README "Performance").
+        // A folder gone by then fails the commit: what it wrote is not where herald will look.
         let db = self.db.clone();
         let folder = self.folder.clone();
         let broken = self.broken.clone();
         self.spool
             .sync_then(move || {
                 let flushed = db.flush();
-                if flushed.is_err() || !folder.still_there() {
+                let there = folder.still_there();
+                if flushed.is_err() || !there {
                     broken.store(true, Ordering::SeqCst);
                 }
-                flushed.map(drop).map_err(StoreError::from)
+                flushed.map_err(StoreError::from)?;
+                if !there {
+                    return Err(StoreError::Backend(
+                        format!(
+                            "the data folder {} was removed or replaced",
+                            folder.path.display()
+                        )
+                        .into(),
+                    ));
+                }
+                Ok(())
             })
             .await?;
         self.done.record(started);

@@ -258,6 +258,28 @@ async fn concurrent_commits_all_complete_and_share_flushes() {
     );
 }
 
+/// Callers that share a commit whose write fails all fail. The write dropped every record they
+/// buffered; the callers after the one that ran the commit must not find nothing left to sync
+/// and take that for done, nor may a later commit vouch for anything once one has failed.
+#[tokio::test]
+async fn callers_sharing_a_failed_commit_all_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let store = Store::new(sled_store.clone());
+    accept(&store, &sample_alert(0), &["t"]).await.unwrap();
+
+    sled_store.spool.fail_writes();
+    let alerts: Vec<Alert> = (1..=8).map(sample_alert).collect();
+    let together = alerts.iter().map(|alert| accept(&store, alert, &["t"]));
+    let outcomes = futures::future::join_all(together).await;
+    let succeeded = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+    assert_eq!(succeeded, 0, "{outcomes:?}");
+    assert!(store.needs_reopening());
+    let (commits, _) = sled_store.commit_totals();
+    assert!(commits <= 2, "{commits} commits: the eight callers did not share one");
+    assert!(accept(&store, &sample_alert(9), &["t"]).await.is_err());
+}
+
 #[tokio::test]
 async fn sweep_removes_what_can_no_longer_matter() {
     let dir = tempfile::tempdir().unwrap();

@@ -558,6 +558,15 @@ impl Spool {
         Ok(())
     }
 
+    /// From now on every write to the segment being filled fails, as on a full disk: its file is
+    /// swapped for a handle opened read-only.
+    #[cfg(test)]
+    pub(super) fn fail_writes(&self) {
+        let mut writer = self.writer();
+        let path = segment_path(&self.dir, writer.segment);
+        writer.file = Arc::new(File::open(path).unwrap());
+    }
+
     /// Whether a write or a sync failed since the spool was opened.
     pub(super) fn failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
