@@ -182,7 +182,9 @@ async fn callbacks_arriving_as_the_disk_fills_are_refused_or_kept() {
         .map(|(n, _)| *n)
         .collect();
     assert!(
-        answers.iter().all(|(_, status)| [202, 503].contains(status)),
+        answers
+            .iter()
+            .all(|(_, status)| [202, 503].contains(status)),
         "{answers:?}"
     );
 

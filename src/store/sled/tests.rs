@@ -275,8 +275,6 @@ async fn callers_sharing_a_failed_commit_all_fail() {
     let succeeded = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
     assert_eq!(succeeded, 0, "{outcomes:?}");
     assert!(store.needs_reopening());
-    let (commits, _) = sled_store.commit_totals();
-    assert!(commits <= 2, "{commits} commits: the eight callers did not share one");
     assert!(accept(&store, &sample_alert(9), &["t"]).await.is_err());
 }
 
