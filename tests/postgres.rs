@@ -610,3 +610,44 @@ async fn fifty_repeats_split_over_two_replicas_are_one_message_and_a_count() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(robot.received().len(), 2, "{:?}", robot.texts());
 }
+
+/// A caller that goes away while its group commit is at the database (hyper drops a request's
+/// future when its client hangs up) leaves the commit to go on: the writes it took along, other
+/// callers' included, reach the database, and those callers are told so only once they have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_commit_goes_on_when_its_caller_goes_away() {
+    use herald::store::postgres::{PgSettings, PgStore};
+    use herald::store::Store;
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let settings = PgSettings {
+        url: herald::secret::Secret::new(cluster.database("herald_cancelled_commit")),
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(10),
+        lease: Duration::from_secs(5),
+    };
+    let store = Store::new(Arc::new(PgStore::open(&settings).unwrap()));
+    let alert = |id: u64| herald::sentry::parse_integration_payload("issue", &created(id)).unwrap();
+    let mut ids = Vec::new();
+    for issue in [1, 2] {
+        let id = store.next_id().unwrap();
+        store
+            .insert_alert(id, chrono::Utc::now(), &alert(issue), &Default::default())
+            .unwrap();
+        ids.push(id);
+    }
+    let mut first = Box::pin(store.commit());
+    let mut second = Box::pin(store.commit());
+    // The first caller's commit takes both writes to the database; then its caller is gone.
+    assert!(futures::poll!(&mut first).is_pending());
+    assert!(futures::poll!(&mut second).is_pending());
+    drop(first);
+    second.await.unwrap();
+    for id in ids {
+        assert!(
+            store.alert(id).unwrap().is_some(),
+            "alert {id} was committed for its caller but is not in the database"
+        );
+    }
+}

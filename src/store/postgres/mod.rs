@@ -153,7 +153,7 @@ struct Inner {
     tickets_issued: std::sync::atomic::AtomicU64,
     tickets_committed: std::sync::atomic::AtomicU64,
     /// Held while a group commit runs; waiters are served in order.
-    committing: tokio::sync::Mutex<()>,
+    committing: Arc<tokio::sync::Mutex<()>>,
     commits: CommitCounter,
     /// Runs the database calls of a caller outside herald's multi-threaded runtime.
     runtime: Option<tokio::runtime::Runtime>,
@@ -202,13 +202,27 @@ impl Inner {
 
     /// Writes what waits, with everyone's that waits, in one transaction that waits for the WAL
     /// flush; returns once a commit that began after the caller's writes is done.
-    async fn commit(&self) -> Result<(), StoreError> {
+    async fn commit(self: &Arc<Self>) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
         let ticket = self.tickets_issued.fetch_add(1, SeqCst) + 1;
-        let _turn = self.committing.lock().await;
+        let turn = self.committing.clone().lock_owned().await;
         if self.tickets_committed.load(SeqCst) >= ticket {
             return Ok(());
         }
+        // The writing is a task of its own and holds the turn until it ends. This caller may go
+        // away meanwhile (hyper drops a request's future when its client hangs up); the writes it
+        // took along, everyone's, must not go with it while the next turn finds nothing waiting
+        // and tells its caller they are in the database.
+        tokio::spawn(self.clone().write_pending(turn))
+            .await
+            .map_err(|error| StoreError::Backend(Box::new(error)))?
+    }
+
+    async fn write_pending(
+        self: Arc<Self>,
+        _turn: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
         let started = std::time::Instant::now();
         let covered = self.tickets_issued.load(SeqCst);
         let writes = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
@@ -525,7 +539,7 @@ impl PgStore {
             claiming: tokio::sync::Mutex::new(()),
             tickets_issued: Default::default(),
             tickets_committed: Default::default(),
-            committing: tokio::sync::Mutex::new(()),
+            committing: Arc::new(tokio::sync::Mutex::new(())),
             commits: CommitCounter::default(),
             runtime: Some(runtime),
         });

@@ -734,7 +734,7 @@ impl StoreBackend for SledStore {
     }
 
     fn commit_totals(&self) -> (u64, std::time::Duration) {
-        self.commits.done.totals()
+        self.commits.totals()
     }
 
     /// Bytes the store takes on disk: sled's count and the spool's segments.

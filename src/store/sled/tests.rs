@@ -278,6 +278,40 @@ async fn callers_sharing_a_failed_commit_all_fail() {
     assert!(accept(&store, &sample_alert(9), &["t"]).await.is_err());
 }
 
+/// A caller that goes away while its commit syncs (hyper drops a request's future when its client
+/// hangs up) leaves the commit to go on without it: the callers who share it learn how it ended,
+/// and are not told their writes are durable because the next turn found nothing left to sync.
+#[tokio::test]
+async fn a_commit_goes_on_when_its_caller_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let store = Store::new(sled_store.clone());
+    accept(&store, &sample_alert(0), &["t"]).await.unwrap();
+
+    sled_store.spool.fail_syncs();
+    for issue in [1, 2] {
+        let id = store.next_id().unwrap();
+        store
+            .insert_alert(id, Utc::now(), &sample_alert(issue), &Default::default())
+            .unwrap();
+    }
+    let mut first = Box::pin(store.commit());
+    let mut second = Box::pin(store.commit());
+    assert!(futures::poll!(&mut first).is_pending());
+    assert!(futures::poll!(&mut second).is_pending());
+    // The first caller's commit takes both writes to its sync; then its caller is gone.
+    while !sled_store.spool.nothing_buffered() {
+        assert!(futures::poll!(&mut first).is_pending());
+        tokio::task::yield_now().await;
+    }
+    drop(first);
+    assert!(
+        second.await.is_err(),
+        "told durable, though the sync failed"
+    );
+    assert!(store.needs_reopening());
+}
+
 #[tokio::test]
 async fn sweep_removes_what_can_no_longer_matter() {
     let dir = tempfile::tempdir().unwrap();

@@ -567,6 +567,20 @@ impl Spool {
         writer.file = Arc::new(File::open(path).unwrap());
     }
 
+    /// From now on every sync of the segment being filled fails: its file is swapped for
+    /// `/dev/null`, which takes writes and refuses `fdatasync`.
+    #[cfg(test)]
+    pub(super) fn fail_syncs(&self) {
+        let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+        self.writer().file = Arc::new(null.unwrap());
+    }
+
+    /// Whether every record appended so far has been handed to a sync.
+    #[cfg(test)]
+    pub(super) fn nothing_buffered(&self) -> bool {
+        self.writer().buffer.is_empty()
+    }
+
     /// Whether a write or a sync failed since the spool was opened.
     pub(super) fn failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
