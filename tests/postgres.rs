@@ -651,3 +651,39 @@ async fn a_group_commit_goes_on_when_its_caller_goes_away() {
         );
     }
 }
+
+/// A caller that goes away while its batch of dedupe claims is at the database leaves the batch
+/// to go on: the other callers in it hear whether their claims were taken, instead of an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_of_claims_goes_on_when_its_caller_goes_away() {
+    use herald::store::postgres::{PgSettings, PgStore};
+    use herald::store::{ClaimOutcome, Store};
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let settings = PgSettings {
+        url: herald::secret::Secret::new(cluster.database("herald_cancelled_claims")),
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(10),
+        lease: Duration::from_secs(5),
+    };
+    let store = Store::new(Arc::new(PgStore::open(&settings).unwrap()));
+    let now = chrono::Utc::now();
+    let hour = Duration::from_secs(3600);
+    // One batch at the database while two more claims wait their turn: they go together next.
+    let mut running = Box::pin(store.claim_dedupe_key("running", 1, now, hour));
+    let mut leaving = Box::pin(store.claim_dedupe_key("leaving", 2, now, hour));
+    let mut staying = Box::pin(store.claim_dedupe_key("staying", 3, now, hour));
+    assert!(futures::poll!(&mut running).is_pending());
+    assert!(futures::poll!(&mut leaving).is_pending());
+    assert!(futures::poll!(&mut staying).is_pending());
+    assert!(matches!(running.await.unwrap(), ClaimOutcome::New(_)));
+    // The next batch, both claims, is run by the first in line, which then goes away.
+    assert!(futures::poll!(&mut leaving).is_pending());
+    drop(leaving);
+    match staying.await {
+        Ok(ClaimOutcome::New(_)) => {}
+        Ok(ClaimOutcome::Duplicate(first)) => panic!("a fresh key taken for {first}"),
+        Err(error) => panic!("the claim was lost with the caller that ran its batch: {error}"),
+    }
+}

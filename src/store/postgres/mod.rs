@@ -149,7 +149,7 @@ struct Inner {
     /// Claims waiting for the next batch: one statement claims everyone's.
     claims: Mutex<Vec<(ClaimRequest, ClaimAnswer)>>,
     /// Held while a batch of claims runs.
-    claiming: tokio::sync::Mutex<()>,
+    claiming: Arc<tokio::sync::Mutex<()>>,
     tickets_issued: std::sync::atomic::AtomicU64,
     tickets_committed: std::sync::atomic::AtomicU64,
     /// Held while a group commit runs; waiters are served in order.
@@ -243,23 +243,31 @@ impl Inner {
     /// Whether this replica took the claim (new, expired, or abandoned unsettled). Claims that
     /// arrive while a batch runs wait for it and go together in the next: one statement for
     /// everyone's, as the group commit does for their writes.
-    async fn claim(&self, request: ClaimRequest) -> Result<bool, StoreError> {
+    async fn claim(self: &Arc<Self>, request: ClaimRequest) -> Result<bool, StoreError> {
         let (answer, mut answered) = tokio::sync::oneshot::channel();
         self.claims
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((request, answer));
-        let _turn = self.claiming.lock().await;
+        let turn = self.claiming.clone().lock_owned().await;
         // Answered by the batch that ran while this one waited, or in the batch it runs now.
         let mut answer = answered.try_recv();
         if answer.is_err() {
             let batch = std::mem::take(&mut *self.claims.lock().unwrap_or_else(|p| p.into_inner()));
-            self.claim_batch(batch).await;
+            // A task of its own, holding the turn: this caller may go away meanwhile (hyper drops
+            // a request's future when its client hangs up), and the others in its batch must
+            // still hear what became of their claims.
+            let inner = self.clone();
+            let _ = tokio::spawn(async move {
+                let _turn = turn;
+                inner.claim_batch(batch).await;
+            })
+            .await;
             answer = answered.try_recv();
         }
         match answer {
             Ok(answer) => answer.map_err(|e| StoreError::Backend(e.into())),
-            // The caller that ran its batch was cancelled before answering.
+            // The batch's task ended without answering (it panicked).
             Err(_) => Err(StoreError::Backend(
                 "a batch of claims was abandoned".into(),
             )),
@@ -536,7 +544,7 @@ impl PgStore {
             pool,
             pending: Mutex::new(Vec::new()),
             claims: Mutex::new(Vec::new()),
-            claiming: tokio::sync::Mutex::new(()),
+            claiming: Arc::new(tokio::sync::Mutex::new(())),
             tickets_issued: Default::default(),
             tickets_committed: Default::default(),
             committing: Arc::new(tokio::sync::Mutex::new(())),
