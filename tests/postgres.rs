@@ -611,23 +611,27 @@ async fn fifty_repeats_split_over_two_replicas_are_one_message_and_a_count() {
     assert_eq!(robot.received().len(), 2, "{:?}", robot.texts());
 }
 
+/// herald's store in a new database of `cluster`, opened in this process.
+fn store_in(cluster: &PgCluster, database: &str) -> herald::store::Store {
+    use herald::store::postgres::{PgSettings, PgStore};
+    let settings = PgSettings {
+        url: herald::secret::Secret::new(cluster.database(database)),
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(10),
+        lease: Duration::from_secs(5),
+    };
+    herald::store::Store::new(Arc::new(PgStore::open(&settings).unwrap()))
+}
+
 /// A caller that goes away while its group commit is at the database (hyper drops a request's
 /// future when its client hangs up) leaves the commit to go on: the writes it took along, other
 /// callers' included, reach the database, and those callers are told so only once they have.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_group_commit_goes_on_when_its_caller_goes_away() {
-    use herald::store::postgres::{PgSettings, PgStore};
-    use herald::store::Store;
     let Some(cluster) = PgCluster::start() else {
         return;
     };
-    let settings = PgSettings {
-        url: herald::secret::Secret::new(cluster.database("herald_cancelled_commit")),
-        pool_size: 4,
-        connect_timeout: Duration::from_secs(10),
-        lease: Duration::from_secs(5),
-    };
-    let store = Store::new(Arc::new(PgStore::open(&settings).unwrap()));
+    let store = store_in(&cluster, "herald_cancelled_commit");
     let alert = |id: u64| herald::sentry::parse_integration_payload("issue", &created(id)).unwrap();
     let mut ids = Vec::new();
     for issue in [1, 2] {
@@ -656,18 +660,11 @@ async fn a_group_commit_goes_on_when_its_caller_goes_away() {
 /// to go on: the other callers in it hear whether their claims were taken, instead of an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_of_claims_goes_on_when_its_caller_goes_away() {
-    use herald::store::postgres::{PgSettings, PgStore};
-    use herald::store::{ClaimOutcome, Store};
+    use herald::store::ClaimOutcome;
     let Some(cluster) = PgCluster::start() else {
         return;
     };
-    let settings = PgSettings {
-        url: herald::secret::Secret::new(cluster.database("herald_cancelled_claims")),
-        pool_size: 4,
-        connect_timeout: Duration::from_secs(10),
-        lease: Duration::from_secs(5),
-    };
-    let store = Store::new(Arc::new(PgStore::open(&settings).unwrap()));
+    let store = store_in(&cluster, "herald_cancelled_claims");
     let now = chrono::Utc::now();
     let hour = Duration::from_secs(3600);
     // One batch at the database while two more claims wait their turn: they go together next.
