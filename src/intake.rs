@@ -68,8 +68,8 @@ pub struct Intake {
 /// client hangs up). Dropped unfinished, this waits for a commit in a task of its own and
 /// finishes then, so that what is stored is whole: its claims hold (the client's retry is a
 /// duplicate, not a second message) and its jobs are announced (a worker otherwise sleeps until
-/// its next poll). A task per callback cost 10–25 % of the intake's rate (measured); one only when a
-/// client hangs up costs nothing.
+/// its next poll). A task per callback cost 10–25 % of the intake's rate (measured); one only
+/// when a client hangs up costs nothing.
 struct Committing {
     store: Store,
     claims: Option<(PendingClaim, Vec<PendingClaim>)>,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::downstream::FakeDownstream;
-use common::{fixture, Herald};
+use common::{fixture, issue_created, Herald};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,13 +54,14 @@ impl Drop for Tmpfs {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_never_makes_herald_send_a_message_again_and_again() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let Some(disk) = Tmpfs::mount(dir.path(), "24m") else {
-        return;
-    };
-    let hook = FakeDownstream::start(503, "down").await;
+/// herald with its data folder on `disk` and one webhook target posting to `hook`, retried as
+/// `retry` (a TOML list of durations) says.
+fn herald_on(
+    dir: &Arc<tempfile::TempDir>,
+    disk: &Tmpfs,
+    hook: &FakeDownstream,
+    retry: &str,
+) -> Herald {
     let config = format!(
         r#"
 [server]
@@ -74,13 +75,28 @@ client_secrets = ["{secret}"]
 name = "audit"
 kind = "webhook"
 url = "{url}"
-retry = ["1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]
+retry = {retry}
 "#,
         data = disk.path.join("data").display(),
         secret = common::SECRET,
         url = hook.url("/hook"),
     );
-    let herald = Herald::start_with(dir.clone(), &config);
+    Herald::start_with(dir.clone(), &config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_never_makes_herald_send_a_message_again_and_again() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let Some(disk) = Tmpfs::mount(dir.path(), "24m") else {
+        return;
+    };
+    let hook = FakeDownstream::start(503, "down").await;
+    let herald = herald_on(
+        &dir,
+        &disk,
+        &hook,
+        r#"["1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]"#,
+    );
     let response = herald
         .post_sentry("issue", &fixture("issue-created.json"))
         .await;
@@ -131,14 +147,6 @@ retry = ["1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]
     hook.wait_for(total + 1, Duration::from_secs(10)).await;
 }
 
-/// The issue-created fixture with its issue id replaced, so every callback is distinct.
-fn distinct_issue(n: usize) -> Vec<u8> {
-    let mut payload: serde_json::Value =
-        serde_json::from_slice(&fixture("issue-created.json")).unwrap();
-    payload["data"]["issue"]["id"] = serde_json::Value::String(format!("{}", 7_000_000 + n));
-    serde_json::to_vec(&payload).unwrap()
-}
-
 /// Callbacks that arrive together when the disk fills: each is answered 202 or 503, and every one
 /// answered 202 is there once herald has opened its store again. (The store's own test,
 /// `callers_sharing_a_failed_commit_all_fail`, makes one commit's write fail under eight callers
@@ -150,16 +158,8 @@ async fn callbacks_arriving_as_the_disk_fills_are_refused_or_kept() {
         return;
     };
     let hook = FakeDownstream::start(503, "down").await;
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\n[sentry]\n\
-         client_secrets = [\"{secret}\"]\n\n[[targets]]\nname = \"audit\"\nkind = \"webhook\"\n\
-         url = \"{url}\"\nretry = [\"1h\"]\n",
-        data = disk.path.join("data").display(),
-        secret = common::SECRET,
-        url = hook.url("/hook"),
-    );
-    let mut herald = Herald::start_with(dir.clone(), &config);
-    let first = herald.post_sentry("issue", &distinct_issue(0)).await;
+    let mut herald = herald_on(&dir, &disk, &hook, r#"["1h"]"#);
+    let first = herald.post_sentry("issue", &issue_created(7_000_000)).await;
     assert_eq!(first.status(), 202);
 
     // 32 connections open, so that the callbacks below arrive at once.
@@ -171,12 +171,14 @@ async fn callbacks_arriving_as_the_disk_fills_are_refused_or_kept() {
     let posts = (1..=32).map(|n| {
         let herald = &herald;
         async move {
-            let response = herald.post_sentry("issue", &distinct_issue(n)).await;
+            let response = herald
+                .post_sentry("issue", &issue_created(7_000_000 + n))
+                .await;
             (n, response.status().as_u16())
         }
     });
     let answers = futures::future::join_all(posts).await;
-    let accepted: Vec<usize> = answers
+    let accepted: Vec<u64> = answers
         .iter()
         .filter(|(_, status)| *status == 202)
         .map(|(n, _)| *n)
@@ -197,7 +199,7 @@ async fn callbacks_arriving_as_the_disk_fills_are_refused_or_kept() {
         .map(|a| a.unwrap().alert.issue_id.unwrap())
         .collect();
     for n in accepted {
-        let issue = format!("{}", 7_000_000 + n);
+        let issue = (7_000_000 + n).to_string();
         assert!(
             stored.contains(&issue),
             "callback {n} was answered 202 but is not stored (stored: {stored:?})"

@@ -3,18 +3,11 @@
 mod common;
 
 use common::dingtalk::{FakeDingTalk, Reply};
-use common::{fixture, Herald};
+use common::{issue_created, Herald};
 use herald::store::Store;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
-
-/// The issue-created fixture with its issue id replaced, so every callback is distinct.
-fn distinct_issue(n: usize) -> Vec<u8> {
-    let mut payload: Value = serde_json::from_slice(&fixture("issue-created.json")).unwrap();
-    payload["data"]["issue"]["id"] = Value::String(format!("{}", 5_000_000 + n));
-    serde_json::to_vec(&payload).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accepted_callbacks_survive_sigkill() {
@@ -31,7 +24,9 @@ async fn accepted_callbacks_survive_sigkill() {
         let posts = batch.iter().map(|&n| {
             let herald = &herald;
             async move {
-                let response = herald.post_sentry("issue", &distinct_issue(n)).await;
+                let response = herald
+                    .post_sentry("issue", &issue_created(5_000_000 + n))
+                    .await;
                 assert_eq!(response.status(), 202);
                 let receipt: Value = response.json().await.unwrap();
                 receipt["issue_id"].as_str().unwrap().to_string()
@@ -72,7 +67,7 @@ async fn sigterm_stops_cleanly() {
     let mut herald = Herald::start();
     assert_eq!(
         herald
-            .post_sentry("issue", &distinct_issue(1))
+            .post_sentry("issue", &issue_created(5_000_001))
             .await
             .status(),
         202

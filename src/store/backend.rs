@@ -47,6 +47,20 @@ impl CommitCounter {
     }
 }
 
+/// Runs `work` to its end as a task of its own, and waits for it.
+///
+/// For what a backend does on behalf of several callers at once (a group commit, a batch of
+/// dedupe claims), started by whichever of them came first. That caller may go away halfway
+/// (hyper drops a request's future when its client hangs up); the work must not go with it, or
+/// the others would find their share taken and nothing left to do, and be told it was done.
+pub async fn run_to_end<T: Send + 'static>(
+    work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|error| StoreError::Backend(Box::new(error)))?
+}
+
 /// A future a backend returns through `dyn` (one allocation, next to a disk write).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

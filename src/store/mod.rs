@@ -14,8 +14,8 @@ pub mod sled;
 mod wakers;
 
 pub use backend::{
-    BoxFuture, ClaimHandle, ClaimOutcome, CommitCounter, FoldUpdate, IssueUpdate, JobKey,
-    PendingClaim, Records, StoreBackend, StoreError, SweepReport,
+    run_to_end, BoxFuture, ClaimHandle, ClaimOutcome, CommitCounter, FoldUpdate, IssueUpdate,
+    JobKey, PendingClaim, Records, StoreBackend, StoreError, SweepReport,
 };
 pub use links::{LinkStore, MemoryLinks};
 pub use records::{FoldRecord, LinkRecord, Routing, StoredAlert, TargetState};

@@ -67,6 +67,14 @@ pub fn fixture(name: &str) -> Vec<u8> {
     fixture_in("sentry", name)
 }
 
+/// The issue-created fixture about Sentry issue `issue` instead: a distinct callback per number.
+pub fn issue_created(issue: u64) -> Vec<u8> {
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&fixture("issue-created.json")).unwrap();
+    payload["data"]["issue"]["id"] = serde_json::Value::String(issue.to_string());
+    serde_json::to_vec(&payload).unwrap()
+}
+
 /// A file of `tests/fixtures/<folder>/`.
 pub fn fixture_in(folder: &str, name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

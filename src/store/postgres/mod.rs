@@ -36,9 +36,9 @@ use tokio_postgres::types::ToSql;
 
 use super::alert_record::{self, AlertHeader};
 use super::{
-    BoxFuture, ClaimHandle, ClaimOutcome, CommitCounter, FoldRecord, FoldUpdate, IssueUpdate,
-    JobKey, LinkRecord, LinkStore, PendingClaim, Records, Routing, StoreBackend, StoreError,
-    StoredAlert, SweepReport, TargetState,
+    run_to_end, BoxFuture, ClaimHandle, ClaimOutcome, CommitCounter, FoldRecord, FoldUpdate,
+    IssueUpdate, JobKey, LinkRecord, LinkStore, PendingClaim, Records, Routing, StoreBackend,
+    StoreError, StoredAlert, SweepReport, TargetState,
 };
 use crate::alert::Alert;
 use crate::job::{AlertId, DeadLetter, DeliveryJob, Folded, JobId};
@@ -209,13 +209,9 @@ impl Inner {
         if self.tickets_committed.load(SeqCst) >= ticket {
             return Ok(());
         }
-        // The writing is a task of its own and holds the turn until it ends. This caller may go
-        // away meanwhile (hyper drops a request's future when its client hangs up); the writes it
-        // took along, everyone's, must not go with it while the next turn finds nothing waiting
-        // and tells its caller they are in the database.
-        tokio::spawn(self.clone().write_pending(turn))
-            .await
-            .map_err(|error| StoreError::Backend(Box::new(error)))?
+        // Holding the turn until it ends: the next turn must find these writes in the database,
+        // not taken and gone with a caller that went away.
+        run_to_end(self.clone().write_pending(turn)).await
     }
 
     async fn write_pending(
@@ -254,13 +250,13 @@ impl Inner {
         let mut answer = answered.try_recv();
         if answer.is_err() {
             let batch = std::mem::take(&mut *self.claims.lock().unwrap_or_else(|p| p.into_inner()));
-            // A task of its own, holding the turn: this caller may go away meanwhile (hyper drops
-            // a request's future when its client hangs up), and the others in its batch must
-            // still hear what became of their claims.
+            // Holding the turn until it ends: the others in the batch hear what became of their
+            // claims whether or not this caller is still there.
             let inner = self.clone();
-            let _ = tokio::spawn(async move {
+            let _ = run_to_end(async move {
                 let _turn = turn;
                 inner.claim_batch(batch).await;
+                Ok(())
             })
             .await;
             answer = answered.try_recv();

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::spool::Spool;
-use crate::store::{CommitCounter, StoreError};
+use crate::store::{run_to_end, CommitCounter, StoreError};
 
 /// Group commit over the spool's sync and sled's flush.
 ///
@@ -46,10 +46,10 @@ impl GroupCommit {
         }))
     }
 
-    /// Whether a commit found sled failed or the data folder replaced: the store can write no
-    /// more until it is opened again.
+    /// Whether the store can commit no more until it is opened again: sled's flush failed, the
+    /// data folder was gone or replaced after a commit, or a write or sync of the spool failed.
     pub(super) fn broken(&self) -> bool {
-        self.0.broken.load(Ordering::SeqCst)
+        self.0.broken.load(Ordering::SeqCst) || self.0.spool.failed()
     }
 
     /// Commits done, and the time they took in all.
@@ -69,19 +69,15 @@ impl GroupCommit {
         // records (a failed write drops the buffer), or its sync pages the disk lost (Linux
         // reports a writeback error once): a later sync that finds nothing to do, or succeeds,
         // cannot say they are on disk. Until the store is opened again, nothing is committed.
-        if self.broken() || shared.spool.failed() {
+        if self.broken() {
             return Err(StoreError::Backend(
                 "an earlier commit failed: the store must be opened again".into(),
             ));
         }
         gather(&shared.tickets_issued).await;
-        // The flush is a task of its own and holds the turn until it ends. This caller may go
-        // away meanwhile (hyper drops a request's future when its client hangs up); the flush
-        // must not: the next turn would find its share taken, nothing left to sync, and tell
-        // its caller the share is durable while it is still being written, or failed unseen.
-        tokio::spawn(shared.clone().flush(turn))
-            .await
-            .map_err(|error| StoreError::Backend(Box::new(error)))?
+        // Holding the turn until it ends: the next turn must find this flush done, not its share
+        // taken and nothing left to sync.
+        run_to_end(shared.clone().flush(turn)).await
     }
 }
 

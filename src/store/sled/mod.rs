@@ -340,7 +340,7 @@ impl StoreBackend for SledStore {
     /// herald runs takes every write since with it (sled writes on into files no longer in it,
     /// and another herald could open the path): each commit looks.
     fn needs_reopening(&self) -> bool {
-        self.commits.broken() || self.spool.failed()
+        self.commits.broken()
     }
 
     /// Claimed in memory first (the index), written by the caller at the end of `claims`.

@@ -41,6 +41,15 @@ async fn new_claim(store: &Store, key: &str, alert_id: AlertId) -> PendingClaim 
     }
 }
 
+/// The backend in a new folder, and the same behind the seam (the folder lasts as long as the
+/// first of the three).
+fn open_store() -> (tempfile::TempDir, Arc<SledStore>, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let store = Store::new(sled_store.clone());
+    (dir, sled_store, store)
+}
+
 /// Stores `alert` with a job for each of `targets`, durably, as the intake does.
 async fn accept(store: &Store, alert: &Alert, targets: &[&str]) -> Result<AlertId, StoreError> {
     let id = store.next_id()?;
@@ -233,9 +242,7 @@ async fn accepted_alerts_and_jobs_survive_reopening() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_commits_all_complete_and_share_flushes() {
-    let dir = tempfile::tempdir().unwrap();
-    let sled_store = Arc::new(SledStore::open(dir.path()).unwrap());
-    let store = Store::new(sled_store.clone());
+    let (_dir, sled_store, store) = open_store();
     let tasks: Vec<_> = (0..64)
         .map(|i| {
             let store = store.clone();
@@ -263,9 +270,7 @@ async fn concurrent_commits_all_complete_and_share_flushes() {
 /// and take that for done, nor may a later commit vouch for anything once one has failed.
 #[tokio::test]
 async fn callers_sharing_a_failed_commit_all_fail() {
-    let dir = tempfile::tempdir().unwrap();
-    let sled_store = Arc::new(SledStore::open(dir.path()).unwrap());
-    let store = Store::new(sled_store.clone());
+    let (_dir, sled_store, store) = open_store();
     accept(&store, &sample_alert(0), &["t"]).await.unwrap();
 
     sled_store.spool.fail_writes();
@@ -283,9 +288,7 @@ async fn callers_sharing_a_failed_commit_all_fail() {
 /// and are not told their writes are durable because the next turn found nothing left to sync.
 #[tokio::test]
 async fn a_commit_goes_on_when_its_caller_goes_away() {
-    let dir = tempfile::tempdir().unwrap();
-    let sled_store = Arc::new(SledStore::open(dir.path()).unwrap());
-    let store = Store::new(sled_store.clone());
+    let (_dir, sled_store, store) = open_store();
     accept(&store, &sample_alert(0), &["t"]).await.unwrap();
 
     sled_store.spool.fail_syncs();
