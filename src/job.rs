@@ -16,8 +16,10 @@ pub struct DeliveryJob {
     pub id: JobId,
     pub alert_id: AlertId,
     pub target: String,
+    #[serde(with = "crate::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// When the next attempt is due.
+    #[serde(with = "crate::rfc3339")]
     pub due_at: DateTime<Utc>,
     /// Every attempt so far, oldest first.
     pub attempts: Vec<Attempt>,
@@ -43,6 +45,7 @@ pub struct DeliveryJob {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Folded {
     pub count: u64,
+    #[serde(with = "crate::rfc3339")]
     pub since: DateTime<Utc>,
 }
 
@@ -106,6 +109,7 @@ impl DeliveryJob {
 /// One try at delivering a job, and what the downstream said.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
+    #[serde(with = "crate::rfc3339")]
     pub at: DateTime<Utc>,
     pub result: AttemptResult,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,6 +14,7 @@ pub mod people;
 pub mod queue;
 pub mod render;
 pub mod repeated;
+pub mod rfc3339;
 pub mod route;
 pub mod sdk;
 pub mod secret;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Lowest first; a module may use any module of a lower layer, none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
     &[
-        "secret", "alert", "de", "people", "clock", "text", "repeated",
+        "secret", "alert", "de", "people", "clock", "rfc3339", "text", "repeated",
     ],
     &["sentry", "alertmanager", "sdk", "route"],
     &["job"],

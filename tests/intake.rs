@@ -454,7 +454,7 @@ async fn bad_inputs_get_their_status_and_store_nothing() {
     }
 
     // A chunked body (no Content-Length) over the limit is refused while it is read.
-    assert_eq!(post_chunked(&herald, &oversized).await, 413);
+    assert_eq!(post_chunked(&herald, &oversized, 8 * 1024).await.0, 413);
 
     // Legacy plugin: unknown token, and malformed JSON behind a good one.
     let response = herald
@@ -482,8 +482,32 @@ async fn bad_inputs_get_their_status_and_store_nothing() {
     assert_eq!(herald.readiness().await["alerts"], 1);
 }
 
-/// Sends `body` with `Transfer-Encoding: chunked` over a plain socket and returns the status.
-async fn post_chunked(herald: &Herald, body: &[u8]) -> u16 {
+#[tokio::test]
+async fn a_callback_that_arrives_in_many_pieces_is_stored_whole() {
+    let mut herald = Herald::start();
+    let body = fixture("issue-created.json");
+    // 100-byte chunks, each written on its own after a pause: herald reads the body in pieces.
+    let (status, answer) = post_chunked(&herald, &body, 100).await;
+    assert_eq!(status, 202, "{answer}");
+    let receipt: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let alert_id: u64 = receipt["alert_id"].as_str().unwrap().parse().unwrap();
+    assert!(herald.terminate().success());
+    herald
+        .wait_for_log("everything accepted is on disk", Duration::from_secs(10))
+        .await;
+    let store = Store::open(&herald.data_dir()).unwrap();
+    assert_eq!(store.alert_count(), 1);
+    let stored = store
+        .alert(alert_id)
+        .unwrap()
+        .expect("the callback is stored");
+    let sent = String::from_utf8(body).unwrap();
+    assert_eq!(stored.alert.raw.get(), sent.trim());
+}
+
+/// Sends `body` with `Transfer-Encoding: chunked` over a plain socket, `chunk` bytes at a time
+/// with a pause between chunks, and returns the status and the whole answer.
+async fn post_chunked(herald: &Herald, body: &[u8], chunk: usize) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut socket = tokio::net::TcpStream::connect(herald.address)
         .await
@@ -495,21 +519,23 @@ async fn post_chunked(herald: &Herald, body: &[u8]) -> u16 {
         sign(SECRET, body)
     );
     socket.write_all(head.as_bytes()).await.unwrap();
-    for chunk in body.chunks(8 * 1024) {
-        let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+    for piece in body.chunks(chunk) {
+        let frame = [format!("{:x}\r\n", piece.len()).as_bytes(), piece, b"\r\n"].concat();
         if socket.write_all(&frame).await.is_err() {
             break; // herald may answer and close before the whole body is sent
         }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let _ = socket.write_all(b"0\r\n\r\n").await;
     let mut answer = Vec::new();
     let _ = socket.read_to_end(&mut answer).await;
-    let answer = String::from_utf8_lossy(&answer);
-    answer
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    (status, answer)
 }
 
 #[tokio::test]

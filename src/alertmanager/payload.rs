@@ -5,12 +5,11 @@
 use chrono::{DateTime, Utc};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 use super::settings::LabelIntakeConfig;
-use crate::alert::{Alert, AlertGroup, GroupMember, Level, Source};
+use crate::alert::{Alert, AlertGroup, GroupMember, Level, RawPayload, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
@@ -158,10 +157,11 @@ struct WireAlert {
     values: Option<BTreeMap<String, serde_json::Value>>,
 }
 
-fn read(source: Source, body: &[u8]) -> Result<(Notification, Box<RawValue>), PayloadError> {
-    let malformed = |error: serde_json::Error| PayloadError::Malformed(error.to_string());
-    let raw: Box<RawValue> = serde_json::from_slice(body).map_err(malformed)?;
-    let wire: Notification = serde_json::from_str(raw.get()).map_err(malformed)?;
+fn read(source: Source, body: &[u8]) -> Result<(Notification, RawPayload), PayloadError> {
+    let wire: Notification =
+        serde_json::from_slice(body).map_err(|error| PayloadError::Malformed(error.to_string()))?;
+    let raw =
+        RawPayload::parsed(body).map_err(|error| PayloadError::Malformed(error.to_string()))?;
     let version = wire.version.as_deref().unwrap_or_default();
     let known = match source {
         Source::Grafana => version == "1" || version == "4",
@@ -177,7 +177,7 @@ fn read(source: Source, body: &[u8]) -> Result<(Notification, Box<RawValue>), Pa
     Ok((wire, raw))
 }
 
-fn build(source: Source, wire: Notification, raw: Box<RawValue>, decisions: &Decisions) -> Alert {
+fn build(source: Source, wire: Notification, raw: RawPayload, decisions: &Decisions) -> Alert {
     let external_url = wire.external_url();
     let members: Vec<GroupMember> = wire
         .alerts
@@ -423,6 +423,19 @@ mod tests {
 
     fn parsed(body: &[u8]) -> Alert {
         parse(Source::Alertmanager, body, &LabelIntakeConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_malformed_even_in_a_member_herald_skips() {
+        let opening = FIRING.iter().position(|b| *b == b'{').unwrap();
+        let mut body = b"{\"unknownMember\": \"\xff\",".to_vec();
+        body.extend_from_slice(&FIRING[opening + 1..]);
+        assert!(
+            serde_json::from_slice::<Notification>(&body).is_ok(),
+            "skipped unread"
+        );
+        let error = parse(Source::Alertmanager, &body, &LabelIntakeConfig::default()).unwrap_err();
+        assert!(matches!(error, PayloadError::Malformed(_)), "{error}");
     }
 
     #[test]

@@ -303,7 +303,10 @@ pub(super) async fn read_limited(
     }
     let mut body = body;
     let reading = async {
-        let mut read = Vec::with_capacity(expected);
+        // A body that arrives in one frame (most callbacks) is kept as it came, not copied.
+        let mut first: Option<Bytes> = None;
+        let mut joined: Vec<u8> = Vec::new();
+        let mut length = 0;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|error| {
                 ApiError::BadRequest(format!("the body could not be read: {error}"))
@@ -311,17 +314,27 @@ pub(super) async fn read_limited(
             let Ok(data) = frame.into_data() else {
                 continue; // trailers
             };
-            if read.len() + data.len() > limit_bytes {
+            if length + data.len() > limit_bytes {
                 return Err(ApiError::PayloadTooLarge { limit });
             }
-            if read.len() + data.len() > held {
-                let more = (read.len() + data.len() - held).max(BodyMemory::UNIT);
+            if length + data.len() > held {
+                let more = (length + data.len() - held).max(BodyMemory::UNIT);
                 reserved.push(budget.reserve(more)?);
                 held += more;
             }
-            read.extend_from_slice(&data);
+            length += data.len();
+            match first.take() {
+                None if joined.is_empty() => first = Some(data),
+                earlier => {
+                    if let Some(earlier) = earlier {
+                        joined.reserve(expected.max(length));
+                        joined.extend_from_slice(&earlier);
+                    }
+                    joined.extend_from_slice(&data);
+                }
+            }
         }
-        Ok(Bytes::from(read))
+        Ok(first.unwrap_or_else(|| Bytes::from(joined)))
     };
     let outcome = tokio::time::timeout(server.body_timeout, reading).await;
     match outcome {

@@ -339,10 +339,8 @@ fn version_of(release: &str) -> Option<Vec<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::value::RawValue;
-
     fn event(release: Option<&str>) -> Alert {
-        let raw = RawValue::from_string("{}".into()).unwrap();
+        let raw = crate::alert::RawPayload::parsed(b"{}").unwrap();
         let mut alert = Alert::blank(
             crate::alert::Source::SentrySdk,
             "issue",

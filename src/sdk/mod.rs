@@ -17,9 +17,7 @@ mod settings;
 
 pub use settings::{ProjectQuota, SdkConfig, SdkProject};
 
-use serde_json::value::RawValue;
-
-use crate::alert::{Alert, Frame, Level, Source};
+use crate::alert::{Alert, Frame, Level, RawPayload, Source};
 use event::SdkEvent;
 
 /// The resource and action of an event whose issue herald has not seen before.
@@ -35,14 +33,13 @@ pub const RESOLVED: (&str, &str) = ("issue", "resolved");
 /// issue). The alert's payload is the scrubbed event itself: nothing the SDK sent beyond it is
 /// stored.
 pub fn alert_of(event: &SdkEvent) -> Result<Alert, serde_json::Error> {
-    let raw = RawValue::from_string(serde_json::to_string(event)?)?;
-    Ok(alert_with(event, NEW_ISSUE, raw))
+    Ok(alert_with(event, NEW_ISSUE, RawPayload::of(event)?))
 }
 
 /// A stored event read back, with what the intake decided about it.
 pub fn reread(facts: &Decided, payload: &[u8]) -> Result<Alert, serde_json::Error> {
     let event: SdkEvent = serde_json::from_slice(payload)?;
-    let raw = RawValue::from_string(String::from_utf8_lossy(payload).into_owned())?;
+    let raw = RawPayload::parsed(payload).map_err(serde::de::Error::custom)?;
     let mut alert = alert_with(&event, (&facts.resource, &facts.action), raw);
     facts.apply(&mut alert);
     Ok(alert)
@@ -111,8 +108,7 @@ pub fn resolved_alert(issue: &issue::SdkIssue) -> Result<Alert, serde_json::Erro
         frames: Vec::new(),
         tags: Vec::new(),
     };
-    let raw = RawValue::from_string(serde_json::to_string(&event)?)?;
-    let mut alert = alert_with(&event, RESOLVED, raw);
+    let mut alert = alert_with(&event, RESOLVED, RawPayload::of(&event)?);
     alert.event_count = Some(issue.count);
     alert.first_seen = Some(issue.first_seen);
     alert.dedupe_key = format!(
@@ -122,7 +118,7 @@ pub fn resolved_alert(issue: &issue::SdkIssue) -> Result<Alert, serde_json::Erro
     Ok(alert)
 }
 
-fn alert_with(event: &SdkEvent, (resource, action): (&str, &str), raw: Box<RawValue>) -> Alert {
+fn alert_with(event: &SdkEvent, (resource, action): (&str, &str), raw: RawPayload) -> Alert {
     let mut alert = Alert::blank(
         Source::SentrySdk,
         resource,

@@ -5,14 +5,15 @@
 //! `recognized = false`, are stored, and are answered 2xx, because Sentry adds new ones every year
 //! and refusing them would lose what a later herald could route.
 
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::fields::{
     at, count, issue_id_from_url, project_from_event_url, tag, tags, text, timestamp,
 };
 use super::json::Json;
-use crate::alert::{Alert, Assignee, Comment, Frame, Level, MetricAlert, MetricStatus, Source};
+use crate::alert::{
+    Alert, Assignee, Comment, Frame, Level, MetricAlert, MetricStatus, RawPayload, Source,
+};
 
 /// Why a body cannot be read as a Sentry payload. Always the sender's fault: a 400.
 #[derive(Debug, thiserror::Error)]
@@ -102,13 +103,12 @@ pub fn parse_legacy_payload(body: &[u8]) -> Result<Alert, PayloadError> {
 }
 
 /// The body as a JSON object, and the same bytes kept verbatim.
-fn read_json(body: &[u8]) -> Result<(Json<'_>, Box<RawValue>), PayloadError> {
-    let malformed = |e: serde_json::Error| PayloadError::MalformedJson(e.to_string());
-    let value = Json::parse(body).map_err(malformed)?;
+fn read_json(body: &[u8]) -> Result<(Json<'_>, RawPayload), PayloadError> {
+    let value = Json::parse(body).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
     if !value.is_object() {
         return Err(PayloadError::NotAnObject);
     }
-    let raw: Box<RawValue> = serde_json::from_slice(body).map_err(malformed)?;
+    let raw = RawPayload::parsed(body).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
     Ok((value, raw))
 }
 

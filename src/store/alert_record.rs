@@ -15,6 +15,7 @@ use crate::sentry::{parse_integration_payload, parse_legacy_payload};
 /// What is kept beside a payload: what is needed to read it again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertHeader {
+    #[serde(with = "crate::rfc3339")]
     pub received_at: DateTime<Utc>,
     pub source: Source,
     /// The `Sentry-Hook-Resource` header the payload came with.
