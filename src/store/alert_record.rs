@@ -51,8 +51,9 @@ fn is_unrouted(routing: &Routing) -> bool {
 /// A stored alert record: the header as one line of JSON (serde_json writes no newline), then the
 /// payload exactly as received.
 pub fn encode(header: &AlertHeader, payload: &str) -> Result<Vec<u8>, StoreError> {
-    let mut record = serde_json::to_vec(header)?;
-    record.reserve(1 + payload.len());
+    // Room for a header (~100 bytes) and the payload at once.
+    let mut record = Vec::with_capacity(256 + payload.len());
+    serde_json::to_writer(&mut record, header)?;
     record.push(b'\n');
     record.extend_from_slice(payload.as_bytes());
     Ok(record)
