@@ -7,6 +7,7 @@
 #   bench/intake.sh                  # 20 s run, intake alone
 #   TARGET=console bench/intake.sh   # while delivering every alert to the console target
 #   DURATION=60 bench/intake.sh
+#   POOL_CACHE=/tmp/pools bench/intake.sh  # keep the generated callbacks for the next run
 #   TMPDIR=/dev/shm bench/intake.sh  # the data folder on tmpfs, where fdatasync costs nothing: how
 #                                    # fast herald is when the disk's sync latency is not the limit
 #                                    # (a diagnostic: nothing on tmpfs survives a reboot)
@@ -39,8 +40,18 @@ silent_pid=""
 herald_pid=""
 trap 'kill $herald_pid $silent_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-echo "generating $POOL_SIZE distinct signed callbacks..." >&2
-python3 bench/make_callbacks.py tests/fixtures/sentry/issue-created.json "$SECRET" "$work/pool" "$POOL_SIZE" "$THREADS"
+# POOL_CACHE: a folder that keeps the pool between runs (generating it takes longer than a 10 s
+# run). Reusing it is fair: each run's data folder is new, so its callbacks are new to herald.
+pool="$work/pool"
+if [ -n "${POOL_CACHE:-}" ]; then
+  mkdir -p "$POOL_CACHE"
+  pool="$POOL_CACHE/pool-$POOL_SIZE-$THREADS"
+fi
+if [ ! -f "$pool.done" ]; then
+  echo "generating $POOL_SIZE distinct signed callbacks..." >&2
+  python3 bench/make_callbacks.py tests/fixtures/sentry/issue-created.json "$SECRET" "$pool" "$POOL_SIZE" "$THREADS"
+  touch "$pool.done"
+fi
 
 webhook_to() { # $1: URL, $2: timeout
   printf '[[targets]]\nname = "hook"\nkind = "webhook"\nurl = "%s"\ntimeout = "%s"\nretry = ["1h"]\n' "$1" "$2"
@@ -108,7 +119,7 @@ sleep 1
 idle_rss=$(rss_kib)
 cpu_before=$(cpu_ticks)
 
-result=$(HERALD_BENCH_POOL="$work/pool" taskset -c "$LOAD_CPU" \
+result=$(HERALD_BENCH_POOL="$pool" taskset -c "$LOAD_CPU" \
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s -s bench/sentry.lua "http://$address" | grep '^RESULT')
 loaded_rss=$(rss_kib)
 cpu_after=$(cpu_ticks)
