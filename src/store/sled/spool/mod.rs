@@ -48,6 +48,9 @@ const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// …or this many records (which bounds the claims kept in a map while their segment is written).
 const SEGMENT_RECORDS: u32 = 1 << 16;
 
+/// How far ahead of its records the segment being filled holds zeros (see [`Writer::zeroed`]).
+const ZEROED_AHEAD: u64 = 1024 * 1024;
+
 /// Where a record is: its segment in the high 32 bits, its offset in the low 32.
 pub(super) type Position = u64;
 
@@ -73,8 +76,15 @@ pub(super) struct Spool {
 struct Writer {
     segment: u32,
     file: Arc<File>,
-    /// Bytes in the file.
+    /// Bytes of records in the file.
     length: u64,
+    /// The file's size: from `length` on it holds zeros, written ahead (through the page cache)
+    /// [`ZEROED_AHEAD`] at a time. A commit then writes into pages the page cache holds and
+    /// leaves the file's size alone, so its `fdatasync` writes the data and flushes the disk's
+    /// cache: two round trips to the disk instead of three with an append, whose new size must
+    /// be written too (0.20–0.23 ms against 0.40 ms for 80 KiB on the development machine).
+    /// Zeros end a scan (`format::frame_header`): reopened, the segment is cut to its records.
+    zeroed: u64,
     records: u32,
     buffer: Vec<u8>,
     /// Entries of the buffered records, by offset in the segment, and when each was received
@@ -197,13 +207,22 @@ fn load_segment(dir: &Path, number: u32) -> Result<Option<(Segment, Entries)>, S
         Some(index) => Ok(index),
         None => {
             let (entries, end) = format::scan(&file).map_err(io_error)?;
-            if end < file_length {
+            // Only zeros after the records: those written ahead of them (`Writer::zeroed`).
+            if end < file_length && !only_zeros(&file, end, file_length).map_err(io_error)? {
                 tracing::warn!(
                     segment = %segment_path(dir, number).display(),
                     kept = end,
                     cut = file_length - end,
                     "the spool's segment ends in a torn or damaged record; what follows it is dropped"
                 );
+            }
+            if end == 0 {
+                // Nothing whole in it (zeros, or a first record torn): as if never written.
+                drop(file);
+                remove_segment_files(dir, number)?;
+                return Ok(None);
+            }
+            if end < file_length {
                 file.set_len(end).map_err(io_error)?;
             }
             file.sync_all().map_err(io_error)?;
@@ -238,6 +257,24 @@ fn load_segment(dir: &Path, number: u32) -> Result<Option<(Segment, Entries)>, S
         }
     };
     Ok(Some((segment, entries)))
+}
+
+/// Whether `file` holds only zeros from `start` to `end`.
+fn only_zeros(file: &File, start: u64, end: u64) -> std::io::Result<bool> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut at = start;
+    while at < end {
+        let want = (end - at).min(chunk.len() as u64) as usize;
+        let read = file.read_at(&mut chunk[..want], at)?;
+        if read == 0 {
+            break;
+        }
+        if chunk[..read].iter().any(|byte| *byte != 0) {
+            return Ok(false);
+        }
+        at += read as u64;
+    }
+    Ok(true)
 }
 
 /// Writes a sealed segment's index file (through a temporary file: a torn one is never read).
@@ -321,6 +358,7 @@ impl Spool {
                 segment: next,
                 file,
                 length: 0,
+                zeroed: 0,
                 records: 0,
                 buffer: Vec::new(),
                 buffered: Vec::new(),
@@ -427,14 +465,20 @@ impl Spool {
             return Ok(());
         }
         let buffered = std::mem::take(&mut writer.buffered);
+        let end = writer.length + writer.buffer.len() as u64;
         if let Err(error) = writer.file.write_all_at(&writer.buffer, writer.length) {
             self.failed.store(true, Ordering::SeqCst);
             writer.buffer.clear();
             writer.records -= buffered.len() as u32;
             let _ = writer.file.set_len(writer.length);
+            writer.zeroed = writer.length;
             return Err(io_error(error));
         }
-        writer.length += writer.buffer.len() as u64;
+        if zero_ahead(writer, end).is_err() {
+            // Zeros are only a speed-up: on a disk too full for them, records are appended.
+            writer.zeroed = end;
+        }
+        writer.length = end;
         writer.buffer.clear();
         writer.unsynced = true;
         let mut state = self.write_state();
@@ -457,6 +501,11 @@ impl Spool {
     /// Seals the segment being filled and starts the next one.
     fn seal(&self, writer: &mut Writer) -> Result<(), StoreError> {
         self.write_buffer(writer)?;
+        // A sealed segment is as long as its records: its index says so, and is read only then.
+        if let Err(error) = writer.file.set_len(writer.length) {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(io_error(error));
+        }
         let next = writer.segment + 1;
         let file = Arc::new(open_file(&segment_path(&self.dir, next))?);
         let others = std::mem::take(&mut writer.written);
@@ -475,6 +524,7 @@ impl Spool {
         state.segments.insert(next, Segment::new(file, 0));
         writer.segment = next;
         writer.length = 0;
+        writer.zeroed = 0;
         writer.records = 0;
         writer.unsynced = true;
         Ok(())
@@ -867,6 +917,25 @@ impl Unsynced {
         }
         Ok(indexed)
     }
+}
+
+/// Keeps zeros ahead of `end` (where the records written end): when they run out, the next
+/// [`ZEROED_AHEAD`] bytes are written as zeros, which this commit's `fdatasync` makes durable
+/// with its records. A write that fails part way leaves some zeros, which records overwrite.
+fn zero_ahead(writer: &mut Writer, end: u64) -> std::io::Result<()> {
+    if end <= writer.zeroed {
+        return Ok(());
+    }
+    const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let until = (end + ZEROED_AHEAD).next_multiple_of(4096);
+    let mut at = end;
+    while at < until {
+        let step = (until - at).min(ZEROS.len() as u64) as usize;
+        writer.file.write_all_at(&ZEROS[..step], at)?;
+        at += step as u64;
+    }
+    writer.zeroed = until;
+    Ok(())
 }
 
 fn read_at_most(file: &File, buffer: &mut [u8], offset: u64) -> Result<usize, StoreError> {

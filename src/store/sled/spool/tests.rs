@@ -98,20 +98,22 @@ fn what_was_synced_is_found_again_after_sealing_and_reopening() {
 #[test]
 fn a_torn_write_at_the_end_is_cut_off_and_the_rest_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let segment = {
+    let (segment, length) = {
         let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
         spool.append_alert(1, 1_000, b"kept").unwrap();
         spool.append_alert(2, 1_000, b"torn").unwrap();
         spool.sync_now().unwrap();
-        let segment = spool.writer().segment;
-        segment_path(dir.path(), segment)
+        let writer = spool.writer();
+        (segment_path(dir.path(), writer.segment), writer.length)
     };
-    let length = std::fs::metadata(&segment).unwrap().len();
+    // The file holds zeros after its records (written ahead). A write torn before its end
+    // leaves zeros where its last bytes should be.
+    assert!(std::fs::metadata(&segment).unwrap().len() > length);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&segment)
         .unwrap();
-    file.set_len(length - 2).unwrap();
+    file.write_all_at(&[0, 0], length - 2).unwrap();
     let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
     assert!(spool.alert(1).unwrap().is_some());
     assert!(spool.alert(2).unwrap().is_none());
@@ -123,6 +125,45 @@ fn a_torn_write_at_the_end_is_cut_off_and_the_rest_kept() {
     let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
     assert_eq!(spool.alert_count(), 2);
     assert!(spool.alert(3).unwrap().is_some());
+}
+
+#[test]
+fn a_segment_reopened_is_cut_to_its_records_and_sealed_ones_hold_only_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, first_length) = {
+        let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+        spool.append_alert(1, 1_000, b"one").unwrap();
+        spool.sync_now().unwrap();
+        let writer = spool.writer();
+        (segment_path(dir.path(), writer.segment), writer.length)
+    };
+    assert_eq!(
+        std::fs::metadata(&first).unwrap().len(),
+        (first_length + ZEROED_AHEAD).next_multiple_of(4096),
+        "zeros written ahead"
+    );
+    let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+    assert_eq!(std::fs::metadata(&first).unwrap().len(), first_length);
+    assert!(spool.alert(1).unwrap().is_some());
+    // Sealed by a sweep: cut to its records, so its index is the one read at the next start.
+    spool.append_alert(2, 1_000, b"two").unwrap();
+    spool.sync_now().unwrap();
+    let (second, second_length) = {
+        let writer = spool.writer();
+        (segment_path(dir.path(), writer.segment), writer.length)
+    };
+    spool.sweep(10, 0, &|_| true).unwrap();
+    spool.sync_now().unwrap();
+    assert_eq!(std::fs::metadata(&second).unwrap().len(), second_length);
+    let index = std::fs::read(second.with_extension("index")).unwrap();
+    assert_eq!(
+        format::decode_index(&index).unwrap().segment_length,
+        second_length
+    );
+    drop(spool);
+    let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+    assert_eq!(spool.alert_count(), 2);
+    assert!(spool.alert(2).unwrap().is_some());
 }
 
 #[test]
