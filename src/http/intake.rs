@@ -8,7 +8,7 @@
 //! stores the alert and its delivery jobs, waits for them to be on disk, and answers 202.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use http_body_util::BodyExt;
@@ -47,23 +47,26 @@ pub struct IntakeReceipt {
     pub folded: Vec<String>,
 }
 
+/// The hooks take the whole request: axum's `HeaderMap` extractor would copy every header of
+/// every callback.
 pub async fn sentry_hook(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
-    let resource = header_text(&headers, RESOURCE_HEADER);
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let resource = header_text(headers, RESOURCE_HEADER);
     let live = state.reloadable.load_full();
     let result = async {
         refuse_unless_accepting(&state)?;
-        let Some(signature) = header_text(&headers, SIGNATURE_HEADER) else {
+        let Some(signature) = header_text(headers, SIGNATURE_HEADER) else {
             return Err(refuse_unread(
                 body,
                 ApiError::Unauthorized("missing Sentry-Hook-Signature header"),
             )
             .await);
         };
-        let body = read_limited(&headers, body, &live).await?;
+        let body = read_limited(headers, body, &live).await?;
         if !live.verifier.verify(&body, signature) {
             return Err(ApiError::Unauthorized(
                 "Sentry-Hook-Signature does not match the body under any configured client secret",
@@ -97,9 +100,9 @@ pub async fn sentry_hook(
 pub async fn legacy_hook(
     State(state): State<Arc<AppState>>,
     Path(token): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
+    let (parts, body) = request.into_parts();
     let live = state.reloadable.load_full();
     let result = async {
         refuse_unless_accepting(&state)?;
@@ -110,7 +113,7 @@ pub async fn legacy_hook(
             )
             .await);
         }
-        let body = read_limited(&headers, body, &live).await?;
+        let body = read_limited(&parts.headers, body, &live).await?;
         let alert = parse_legacy_payload(&body).map_err(payload_error)?;
         accept(&state, &live, alert).await
     }
@@ -126,18 +129,18 @@ pub async fn legacy_hook(
 
 pub async fn alertmanager_hook(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
-    label_hook(&state, Source::Alertmanager, &headers, body).await
+    let (parts, body) = request.into_parts();
+    label_hook(&state, Source::Alertmanager, &parts.headers, body).await
 }
 
 pub async fn grafana_hook(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<(StatusCode, Json<IntakeReceipt>), ApiError> {
-    label_hook(&state, Source::Grafana, &headers, body).await
+    let (parts, body) = request.into_parts();
+    label_hook(&state, Source::Grafana, &parts.headers, body).await
 }
 
 const GRAFANA_SIGNATURE_HEADER: &str = "x-grafana-alerting-signature";

@@ -155,15 +155,20 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        let mut members = Vec::new();
         while let Some(key) = map.next_key::<JsonKey<'de>>()? {
-            if members.is_empty() && key.0 == NUMBER_TOKEN {
-                // serde_json hands a number over as this one-member map: its text.
-                let text: String = map.next_value()?;
-                return text
-                    .parse::<Number>()
-                    .map(Json::Number)
-                    .map_err(serde::de::Error::custom);
+            if members.is_empty() {
+                if key.0 == NUMBER_TOKEN {
+                    // serde_json hands a number over as this one-member map: its text.
+                    let text: String = map.next_value()?;
+                    return text
+                        .parse::<Number>()
+                        .map(Json::Number)
+                        .map_err(serde::de::Error::custom);
+                }
+                // Room for a Sentry object's first several members in one allocation, where
+                // growing from one would take three.
+                members.reserve(map.size_hint().unwrap_or(8));
             }
             members.push((key.0, map.next_value::<Json<'de>>()?));
         }
