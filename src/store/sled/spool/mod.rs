@@ -926,7 +926,7 @@ fn zero_ahead(writer: &mut Writer, end: u64) -> std::io::Result<()> {
     if end <= writer.zeroed {
         return Ok(());
     }
-    const ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
     let until = (end + ZEROED_AHEAD).next_multiple_of(4096);
     let mut at = end;
     while at < until {
