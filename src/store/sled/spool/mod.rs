@@ -10,7 +10,8 @@
 //! files (`ids.rs`); everything else is read from the segments when it is needed.
 //!
 //! Writing: records are framed into a buffer and written to the segment being filled at every
-//! [`Spool::sync_then`] (the group commit), which then makes them durable with one `fdatasync`. A
+//! [`Spool::sync_then`] (the group commit), which then makes them durable with one `fdatasync`
+//! (into zeros written ahead, so that the file's size rarely changes: [`Writer::zeroed`]). A
 //! segment is sealed when it reaches [`SEGMENT_BYTES`] or [`SEGMENT_RECORDS`]; once it is on disk
 //! its index file is written beside it, so that opening reads indexes, not payloads. Segments go
 //! as a whole, when nothing in them matters any more (`sweep`); an alert past the retention in a
