@@ -95,17 +95,27 @@ fn what_was_synced_is_found_again_after_sealing_and_reopening() {
     }
 }
 
+/// The segment `spool` is filling, and where its records end.
+fn being_filled(spool: &Spool, dir: &Path) -> (PathBuf, u64) {
+    let writer = spool.writer();
+    (segment_path(dir, writer.segment), writer.length)
+}
+
+/// The segment a spool opened in `dir` wrote `alerts` to and synced before it was closed, and
+/// where its records end.
+fn written_and_closed(dir: &Path, alerts: &[(AlertId, &[u8])]) -> (PathBuf, u64) {
+    let spool = Spool::open(dir, &HashMap::new()).unwrap();
+    for (id, body) in alerts {
+        spool.append_alert(*id, 1_000, body).unwrap();
+    }
+    spool.sync_now().unwrap();
+    being_filled(&spool, dir)
+}
+
 #[test]
 fn a_torn_write_at_the_end_is_cut_off_and_the_rest_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let (segment, length) = {
-        let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
-        spool.append_alert(1, 1_000, b"kept").unwrap();
-        spool.append_alert(2, 1_000, b"torn").unwrap();
-        spool.sync_now().unwrap();
-        let writer = spool.writer();
-        (segment_path(dir.path(), writer.segment), writer.length)
-    };
+    let (segment, length) = written_and_closed(dir.path(), &[(1, b"kept"), (2, b"torn")]);
     // The file holds zeros after its records (written ahead). A write torn before its end
     // leaves zeros where its last bytes should be.
     assert!(std::fs::metadata(&segment).unwrap().len() > length);
@@ -130,13 +140,7 @@ fn a_torn_write_at_the_end_is_cut_off_and_the_rest_kept() {
 #[test]
 fn a_segment_reopened_is_cut_to_its_records_and_sealed_ones_hold_only_records() {
     let dir = tempfile::tempdir().unwrap();
-    let (first, first_length) = {
-        let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
-        spool.append_alert(1, 1_000, b"one").unwrap();
-        spool.sync_now().unwrap();
-        let writer = spool.writer();
-        (segment_path(dir.path(), writer.segment), writer.length)
-    };
+    let (first, first_length) = written_and_closed(dir.path(), &[(1, b"one")]);
     assert_eq!(
         std::fs::metadata(&first).unwrap().len(),
         (first_length + ZEROED_AHEAD).next_multiple_of(4096),
@@ -148,10 +152,7 @@ fn a_segment_reopened_is_cut_to_its_records_and_sealed_ones_hold_only_records() 
     // Sealed by a sweep: cut to its records, so its index is the one read at the next start.
     spool.append_alert(2, 1_000, b"two").unwrap();
     spool.sync_now().unwrap();
-    let (second, second_length) = {
-        let writer = spool.writer();
-        (segment_path(dir.path(), writer.segment), writer.length)
-    };
+    let (second, second_length) = being_filled(&spool, dir.path());
     spool.sweep(10, 0, &|_| true).unwrap();
     spool.sync_now().unwrap();
     assert_eq!(std::fs::metadata(&second).unwrap().len(), second_length);
