@@ -10,11 +10,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     let mut text = [0u8; 30];
-    match write(time, &mut text) {
-        // Only ASCII digits and separators were written.
-        Some(length) => {
-            serializer.serialize_str(std::str::from_utf8(&text[..length]).unwrap_or(""))
-        }
+    let written =
+        write(time, &mut text).and_then(|length| std::str::from_utf8(&text[..length]).ok());
+    match written {
+        Some(text) => serializer.serialize_str(text),
         // A year beyond 0–9999, or a leap second: chrono's own text.
         None => time.serialize(serializer),
     }

@@ -79,8 +79,8 @@ struct Writer {
     file: Arc<File>,
     /// Bytes of records in the file.
     length: u64,
-    /// The file's size: from `length` on it holds zeros, written ahead (through the page cache)
-    /// [`ZEROED_AHEAD`] at a time. A commit then writes into pages the page cache holds and
+    /// Up to where the file holds zeros after `length` (its size, unless writing them failed),
+    /// written ahead through the page cache [`ZEROED_AHEAD`] at a time. A commit then writes into pages the page cache holds and
     /// leaves the file's size alone, so its `fdatasync` writes the data and flushes the disk's
     /// cache: two round trips to the disk instead of three with an append, whose new size must
     /// be written too (0.20–0.23 ms against 0.40 ms for 80 KiB on the development machine).
