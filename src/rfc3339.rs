@@ -10,9 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     let mut text = [0u8; 30];
-    let written =
-        write(time, &mut text).and_then(|length| std::str::from_utf8(&text[..length]).ok());
-    match written {
+    match write(time, &mut text) {
         Some(text) => serializer.serialize_str(text),
         // A year beyond 0–9999, or a leap second: chrono's own text.
         None => time.serialize(serializer),
@@ -23,9 +21,9 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTim
     DateTime::<Utc>::deserialize(deserializer)
 }
 
-/// `time` as chrono writes it (seconds, then 3, 6 or 9 digits of fraction when there is one);
-/// `None` for what it writes otherwise.
-fn write(time: &DateTime<Utc>, out: &mut [u8; 30]) -> Option<usize> {
+/// `time` as chrono writes it (seconds, then 3, 6 or 9 digits of fraction when there is one),
+/// in `out`; `None` for what it writes otherwise.
+fn write<'a>(time: &DateTime<Utc>, out: &'a mut [u8; 30]) -> Option<&'a str> {
     let year = u32::try_from(time.year())
         .ok()
         .filter(|year| *year <= 9999)?;
@@ -56,7 +54,8 @@ fn write(time: &DateTime<Utc>, out: &mut [u8; 30]) -> Option<usize> {
         }
     }
     text.push(b'Z');
-    Some(text.at)
+    let length = text.at;
+    std::str::from_utf8(&out[..length]).ok()
 }
 
 struct Text<'a> {

@@ -54,6 +54,16 @@ impl Drop for Tmpfs {
     }
 }
 
+/// What each test runs on: a temporary folder, a 24 MiB tmpfs in it, and a downstream that
+/// answers 503 for now; `None` where no tmpfs can be mounted (the test is skipped). Dropped in
+/// reverse order, the tmpfs is unmounted before its folder goes.
+async fn small_disk_and_a_down_hook() -> Option<(Arc<tempfile::TempDir>, Tmpfs, FakeDownstream)> {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let disk = Tmpfs::mount(dir.path(), "24m")?;
+    let hook = FakeDownstream::start(503, "down").await;
+    Some((dir, disk, hook))
+}
+
 /// herald with its data folder on `disk` and one webhook target posting to `hook`, retried as
 /// `retry` (a TOML list of durations) says.
 fn herald_on(
@@ -86,11 +96,9 @@ retry = {retry}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_never_makes_herald_send_a_message_again_and_again() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let Some(disk) = Tmpfs::mount(dir.path(), "24m") else {
+    let Some((dir, disk, hook)) = small_disk_and_a_down_hook().await else {
         return;
     };
-    let hook = FakeDownstream::start(503, "down").await;
     let herald = herald_on(
         &dir,
         &disk,
@@ -157,11 +165,9 @@ async fn a_full_disk_never_makes_herald_send_a_message_again_and_again() {
 /// for certain; here the disk decides which write fails first.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn callbacks_arriving_as_the_disk_fills_are_refused_or_kept() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let Some(disk) = Tmpfs::mount(dir.path(), "24m") else {
+    let Some((dir, disk, hook)) = small_disk_and_a_down_hook().await else {
         return;
     };
-    let hook = FakeDownstream::start(503, "down").await;
     let mut herald = herald_on(&dir, &disk, &hook, r#"["1h"]"#);
     let first = herald.post_sentry("issue", &issue_created(7_000_000)).await;
     assert_eq!(first.status(), 202);

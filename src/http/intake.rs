@@ -326,16 +326,15 @@ pub(super) async fn read_limited(
                 held += more;
             }
             length += data.len();
-            match first.take() {
-                None if joined.is_empty() => first = Some(data),
-                earlier => {
-                    if let Some(earlier) = earlier {
-                        joined.reserve(expected.max(length));
-                        joined.extend_from_slice(&earlier);
-                    }
-                    joined.extend_from_slice(&data);
-                }
+            if first.is_none() && joined.is_empty() {
+                first = Some(data);
+                continue;
             }
+            if let Some(earlier) = first.take() {
+                joined.reserve(expected.max(length));
+                joined.extend_from_slice(&earlier);
+            }
+            joined.extend_from_slice(&data);
         }
         Ok(first.unwrap_or_else(|| Bytes::from(joined)))
     };
