@@ -2,7 +2,9 @@
 //! of each claim's hash and its offset (8 bytes a claim), behind a small filter (1 byte a claim)
 //! that answers "not here" for most keys without touching the table. A callback's key is looked
 //! up in every segment whose claims are remembered, and most keys are new: without the filter,
-//! each lookup was a binary search with a cache miss at every step, in every segment.
+//! each lookup was a binary search with a cache miss at every step, in every segment. One more
+//! filter, over all sealed segments ([`SealedFilter`]), answers for most keys before any of them
+//! is asked.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -68,6 +70,72 @@ impl SealedClaims {
         self.table
             .retain(|&entry| (entry >> 32) as u32 != fingerprint);
         self.table.len() != before
+    }
+}
+
+/// One filter over the claims of every sealed segment, in front of theirs.
+///
+/// Each segment's own filter costs a cache miss to ask. A callback's key, new almost always, was
+/// asked of every sealed segment whose claims are remembered: under a busy intake that is one a
+/// second for `dedupe.remember` (an hour by default), and a claim came to cost more than the rest
+/// of a callback. Here one probe answers "in no sealed segment" for most keys.
+///
+/// Bits are only ever set: a claim released or forgotten leaves its bits (a false "maybe", which
+/// the segments' own filters then answer). [`SealedFilter::needs_rebuilding`] says when stale
+/// bits, or more claims than it was sized for, make a new one worth building.
+#[derive(Default)]
+pub(super) struct SealedFilter {
+    filter: Vec<u64>,
+    /// Claims whose bits are set, released ones included.
+    added: usize,
+}
+
+/// Claims a filter is built for, relative to those it holds when built: room to take the next
+/// sealed segments before it must be built again.
+const FILTER_HEADROOM: usize = 2;
+
+impl SealedFilter {
+    /// A filter over `tables`, with room for as many claims again.
+    pub(super) fn over<'a>(tables: impl Iterator<Item = &'a SealedClaims> + Clone) -> SealedFilter {
+        let claims: usize = tables.clone().map(SealedClaims::len).sum();
+        let words = (claims * FILTER_HEADROOM / 8).max(1).next_power_of_two();
+        let mut filter = SealedFilter {
+            filter: vec![0; words],
+            added: 0,
+        };
+        for table in tables {
+            filter.add(table);
+        }
+        filter
+    }
+
+    /// Sets the bits of a newly sealed table's claims.
+    pub(super) fn add(&mut self, table: &SealedClaims) {
+        self.added += table.len();
+        if self.filter.is_empty() {
+            return;
+        }
+        for entry in &table.table {
+            let (word, bits) = filter_place((entry >> 32) as u32, self.filter.len());
+            self.filter[word] |= bits;
+        }
+    }
+
+    /// Whether a sealed segment may hold a claim whose fingerprint is `hash`'s. A filter never
+    /// built knows nothing, and says "maybe".
+    pub(super) fn may_hold(&self, hash: &[u8; 16]) -> bool {
+        if self.filter.is_empty() {
+            return true;
+        }
+        let (word, bits) = filter_place(fingerprint(hash), self.filter.len());
+        self.filter[word] & bits == bits
+    }
+
+    /// Whether a filter built anew over `live` claims would answer "no" more often: more claims
+    /// were added than it was sized for (it fills up), or most of its bits are stale.
+    pub(super) fn needs_rebuilding(&self, live: usize) -> bool {
+        let room = self.filter.len() * 8;
+        self.added > room || (self.added > 1024 && self.added > live * FILTER_HEADROOM)
     }
 }
 
@@ -145,6 +213,32 @@ mod tests {
             passed < 10_000,
             "{passed} of 100,000 new keys passed the filter"
         );
+        let mut global = SealedFilter::over(std::iter::once(&claims));
+        assert!((0..20_000).all(|n| global.may_hold(&hash(n))));
+        let passed = (20_000..120_000)
+            .filter(|n| global.may_hold(&hash(*n)))
+            .count();
+        assert!(passed < 10_000, "{passed} of 100,000 new keys passed");
+        assert!(!global.needs_rebuilding(claims.len()));
+        // Tables sealed later are added until they are more than it was sized for.
+        let more = SealedClaims::new((20_000..40_000).map(|n| (hash(n), n)));
+        global.add(&more);
+        assert!(!global.needs_rebuilding(claims.len() + more.len()));
+        let most = SealedClaims::new((40_000..100_000).map(|n| (hash(n), n)));
+        global.add(&most);
+        assert!(global.needs_rebuilding(100_000));
+        assert!((0..100_000).all(|n| global.may_hold(&hash(n))));
+        // Built anew over the tables still kept, it forgets the others' bits.
+        let rebuilt = SealedFilter::over([&more, &most].into_iter());
+        assert!((20_000..100_000).all(|n| rebuilt.may_hold(&hash(n))));
+        assert!(!rebuilt.needs_rebuilding(80_000));
+        let stale = (0..20_000).filter(|n| rebuilt.may_hold(&hash(*n))).count();
+        assert!(stale < 2_000, "{stale} of 20,000 dropped claims passed");
+        let mut unbuilt = SealedFilter::default();
+        assert!(unbuilt.may_hold(&hash(1)));
+        unbuilt.add(&more);
+        assert!(unbuilt.needs_rebuilding(more.len()));
+
         let mut released = claims;
         assert!(released.release(&hash(7)));
         assert!(released.candidates(&hash(7)).is_empty());

@@ -5,8 +5,9 @@
 //! Why not sled: sled 0.34 keeps memory for every page it has touched whatever its cache is set
 //! to (a million queued jobs took 60–100 MiB, a million alerts more), and reads its whole page
 //! table on open (seconds for a big store). The spool keeps in memory only small fixed-size
-//! entries: 8 bytes per queued job (its place, `queue.rs`) and 9 per dedupe claim still remembered
-//! (32 bits of its hash, its place and a byte of filter, `claim_table.rs`). Alerts and deliveries are found through tables in the index
+//! entries: 8 bytes per queued job (its place, `queue.rs`) and 11–13 per dedupe claim still
+//! remembered (32 bits of its hash, its place, a byte of its segment's filter and 2–4 of the filter
+//! in front of all sealed segments, `claim_table.rs`). Alerts and deliveries are found through tables in the index
 //! files (`ids.rs`); everything else is read from the segments when it is needed.
 //!
 //! Writing: records are framed into a buffer and written to the segment being filled at every
@@ -37,8 +38,8 @@ mod queue;
 #[cfg(test)]
 mod tests;
 
-use claim_table::SealedClaims;
 pub(super) use claim_table::TakePrefix;
+use claim_table::{SealedClaims, SealedFilter};
 use format::{Entry, FRAME_HEADER};
 use ids::{IdEntry, IdTable};
 pub(super) use queue::Cursor;
@@ -104,6 +105,9 @@ struct Writer {
 struct State {
     segments: BTreeMap<u32, Segment>,
     queues: BTreeMap<String, Queue>,
+    /// In front of the sealed segments' claim tables (kept by [`State::sealed`] and
+    /// [`State::refresh_sealed_filter`]).
+    sealed_filter: SealedFilter,
 }
 
 /// What is kept in memory of one segment.
@@ -330,9 +334,7 @@ impl Spool {
                 alert_count =
                     alert_count.saturating_add_signed(state.apply(number, offset, entry, 0));
             }
-            if let Some(segment) = state.segments.get_mut(&number) {
-                segment.seal();
-            }
+            state.sealed(number);
         }
         for (target, queue) in state.queues.iter_mut() {
             if let Some((first_live, _)) = done.get(target.as_str()) {
@@ -511,9 +513,9 @@ impl Spool {
         let file = Arc::new(open_file(&segment_path(&self.dir, next))?);
         let others = std::mem::take(&mut writer.written);
         let mut state = self.write_state();
-        let index = match state.segments.get_mut(&writer.segment) {
+        state.sealed(writer.segment);
+        let index = match state.segments.get(&writer.segment) {
             Some(segment) => {
-                segment.seal();
                 let (alerts, deliveries) =
                     (segment.alerts.in_memory(), segment.deliveries.in_memory());
                 format::encode_index(&others, alerts, deliveries, writer.length)
@@ -769,6 +771,7 @@ impl Spool {
     /// The newest claim of `hash` in the spool.
     pub(super) fn claim(&self, hash: &[u8; 16]) -> Result<Option<DedupeClaim>, StoreError> {
         let state = self.read_state();
+        let maybe_sealed = state.sealed_filter.may_hold(hash);
         for (number, segment) in state.segments.iter().rev() {
             match &segment.claims {
                 Claims::Open(claims) => {
@@ -776,6 +779,8 @@ impl Spool {
                         return Ok(Some(*claim));
                     }
                 }
+                // Only the segment being filled, the newest, is open: none is left to ask.
+                Claims::Sealed(_) if !maybe_sealed => break,
                 Claims::Sealed(table) => {
                     for entry in table.candidates(hash).iter().rev() {
                         let body = self.read(&segment.file, position(*number, *entry as u32))?;
@@ -871,6 +876,7 @@ impl Spool {
                     swept.alerts += segment.alert_count() as u64;
                 }
             }
+            state.refresh_sealed_filter();
         }
         self.alert_count.fetch_sub(swept.alerts, Ordering::Relaxed);
         // Alerts past the retention in segments that stay: forgotten one by one, for good (a
@@ -973,6 +979,35 @@ fn damaged(at: Position) -> StoreError {
 }
 
 impl State {
+    /// Segment `number` is complete: its claims become a sorted table, behind the filter.
+    fn sealed(&mut self, number: u32) {
+        let Some(segment) = self.segments.get_mut(&number) else {
+            return;
+        };
+        segment.seal();
+        if let Claims::Sealed(table) = &segment.claims {
+            self.sealed_filter.add(table);
+        }
+        self.refresh_sealed_filter();
+    }
+
+    /// Builds the filter over the sealed claim tables anew when it has filled up or gone stale
+    /// (claims forgotten by a sweep, or released). Amortised: each build has room for as many
+    /// claims again as it holds.
+    fn refresh_sealed_filter(&mut self) {
+        let tables = self
+            .segments
+            .values()
+            .filter_map(|segment| match &segment.claims {
+                Claims::Sealed(table) => Some(table),
+                Claims::Open(_) => None,
+            });
+        let live = tables.clone().map(SealedClaims::len).sum();
+        if self.sealed_filter.needs_rebuilding(live) {
+            self.sealed_filter = SealedFilter::over(tables);
+        }
+    }
+
     /// Takes the entry of a record at `offset` in segment `number` into what is kept in memory;
     /// returns how the count of alerts changes.
     fn apply(&mut self, number: u32, offset: u32, entry: Entry, received_ms: u64) -> i64 {

@@ -114,7 +114,9 @@ impl Spool {
     /// was not queued (any more).
     pub(in crate::store::sled) fn take(&self, target: &str, at: Position) -> Option<Cursor> {
         let mut state = self.write_state();
-        let State { segments, queues } = &mut *state;
+        let State {
+            segments, queues, ..
+        } = &mut *state;
         let queue = queues.get_mut(target)?;
         if queue.positions.front() == Some(&at) {
             queue.positions.pop_front();

@@ -269,3 +269,44 @@ fn alerts_are_walked_in_id_order_across_segments_both_ways() {
     assert_eq!(walk(Some(6), Direction::Earlier), [5, 4, 3, 2, 1]);
     assert_eq!(walk(Some(6), Direction::Later), [7, 8, 9, 10]);
 }
+
+/// Not a test: `bench/claims.sh` runs it. How long a claim not seen before takes to look up
+/// behind 400 sealed segments whose claims are still remembered.
+#[test]
+#[ignore]
+fn bench_claims_behind_many_sealed_segments() {
+    use sha2::Digest;
+    let hash = |n: u32| -> [u8; 16] {
+        sha2::Sha256::digest(n.to_be_bytes())[..16]
+            .try_into()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+    for segment in 0..400u32 {
+        for n in segment * 200..(segment + 1) * 200 {
+            let claim = DedupeClaim {
+                hash: hash(n),
+                alert_id: 1,
+                seen_ms: 5,
+                keep_ms: 3_600_000,
+            };
+            spool.append_claim(&claim).unwrap();
+        }
+        spool.sync_now().unwrap();
+        spool.sweep(10, 0, &|_| true).unwrap();
+    }
+    assert!(spool.claim(&hash(77)).unwrap().is_some());
+    let lookups = 200_000u32;
+    let keys: Vec<[u8; 16]> = (1_000_000..1_000_000 + lookups).map(hash).collect();
+    let started = std::time::Instant::now();
+    let found = keys
+        .iter()
+        .filter(|key| spool.claim(key).unwrap().is_some())
+        .count();
+    assert_eq!(found, 0);
+    println!(
+        "new key behind 400 sealed segments: {} ns a lookup",
+        started.elapsed().as_nanos() / u128::from(lookups)
+    );
+}
