@@ -270,7 +270,7 @@ fn alerts_are_walked_in_id_order_across_segments_both_ways() {
     assert_eq!(walk(Some(6), Direction::Later), [7, 8, 9, 10]);
 }
 
-/// Not a test: `bench/claims.sh` runs it. How long a claim not seen before takes to look up
+/// Not a test: `bench/micro.sh` runs it. How long a claim not seen before takes to look up
 /// behind 400 sealed segments whose claims are still remembered.
 #[test]
 #[ignore]
