@@ -76,9 +76,10 @@ impl SealedClaims {
 /// One filter over the claims of every sealed segment, in front of theirs.
 ///
 /// Each segment's own filter costs a cache miss to ask. A callback's key, new almost always, was
-/// asked of every sealed segment whose claims are remembered: under a busy intake that is one a
-/// second for `dedupe.remember` (an hour by default), and a claim came to cost more than the rest
-/// of a callback. Here one probe answers "in no sealed segment" for most keys.
+/// asked of every sealed segment whose claims are remembered. A busy intake seals about a segment
+/// a second, and their claims are remembered for `dedupe.remember` (an hour by default): a claim
+/// came to cost more than the rest of a callback. Here one probe answers "in no sealed segment"
+/// for most keys.
 ///
 /// Bits are only ever set: a claim released or forgotten leaves its bits (a false "maybe", which
 /// the segments' own filters then answer). [`SealedFilter::needs_rebuilding`] says when stale
@@ -181,14 +182,15 @@ impl Hasher for PrefixHasher {
 mod tests {
     use super::*;
 
+    fn hash(n: u32) -> [u8; 16] {
+        use sha2::Digest;
+        sha2::Sha256::digest(n.to_be_bytes())[..16]
+            .try_into()
+            .unwrap()
+    }
+
     #[test]
     fn every_claim_is_found_and_most_others_stop_at_the_filter() {
-        use sha2::Digest;
-        let hash = |n: u32| -> [u8; 16] {
-            sha2::Sha256::digest(n.to_be_bytes())[..16]
-                .try_into()
-                .unwrap()
-        };
         let claims = SealedClaims::new((0..20_000).map(|n| (hash(n), n * 10)));
         for n in 0..20_000 {
             assert!(
@@ -213,6 +215,17 @@ mod tests {
             passed < 10_000,
             "{passed} of 100,000 new keys passed the filter"
         );
+        let mut released = claims;
+        assert!(released.release(&hash(7)));
+        assert!(released.candidates(&hash(7)).is_empty());
+        assert!(!released.release(&hash(7)));
+    }
+
+    /// The filter in front of all sealed segments holds every claim added, even past the room it
+    /// was built with, and says when building it again would do better.
+    #[test]
+    fn the_filter_over_all_sealed_tables_holds_every_claim_added() {
+        let claims = SealedClaims::new((0..20_000).map(|n| (hash(n), n * 10)));
         let mut global = SealedFilter::over(std::iter::once(&claims));
         assert!((0..20_000).all(|n| global.may_hold(&hash(n))));
         let passed = (20_000..120_000)
@@ -238,10 +251,5 @@ mod tests {
         assert!(unbuilt.may_hold(&hash(1)));
         unbuilt.add(&more);
         assert!(unbuilt.needs_rebuilding(more.len()));
-
-        let mut released = claims;
-        assert!(released.release(&hash(7)));
-        assert!(released.candidates(&hash(7)).is_empty());
-        assert!(!released.release(&hash(7)));
     }
 }

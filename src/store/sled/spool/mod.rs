@@ -7,8 +7,9 @@
 //! table on open (seconds for a big store). The spool keeps in memory only small fixed-size
 //! entries: 8 bytes per queued job (its place, `queue.rs`) and 11–13 per dedupe claim still
 //! remembered (32 bits of its hash, its place, a byte of its segment's filter and 2–4 of the filter
-//! in front of all sealed segments, `claim_table.rs`). Alerts and deliveries are found through tables in the index
-//! files (`ids.rs`); everything else is read from the segments when it is needed.
+//! in front of all sealed segments, `claim_table.rs`). Alerts and deliveries are found through
+//! tables in the index files (`ids.rs`); everything else is read from the segments when it is
+//! needed.
 //!
 //! Writing: records are framed into a buffer and written to the segment being filled at every
 //! [`Spool::sync_then`] (the group commit), which then makes them durable with one `fdatasync`
