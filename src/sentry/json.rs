@@ -273,6 +273,23 @@ impl<'de> Visitor<'de> for JsonKeyVisitor {
 mod tests {
     use super::*;
 
+    /// A text that is not UTF-8 is still refused, and the reason says where (it is parsed as
+    /// bytes then, not as a `str`).
+    #[test]
+    fn a_text_that_is_not_utf8_is_refused_with_where() {
+        let error = Json::parse(b"{\"title\": \"caf\xe9\"}").unwrap_err();
+        assert!(error.to_string().contains("line 1 column"), "{error}");
+        let error = Json::parse(b"{\"ok\": \"yes\", \"n\": 1,}").unwrap_err();
+        assert!(error.to_string().contains("line 1 column"), "{error}");
+        assert_eq!(
+            Json::parse("{\"title\": \"caf\u{e9}\"}".as_bytes())
+                .unwrap()
+                .get("title")
+                .and_then(Json::as_str),
+            Some("caf\u{e9}")
+        );
+    }
+
     #[test]
     fn strings_without_escapes_are_borrowed_and_escaped_ones_decoded() {
         let text = br#"{"plain":"abc","escaped":"a\nb","key\u0021":1}"#;
