@@ -348,37 +348,38 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(Json::parse(deep.as_bytes()).is_err());
     }
-}
 
-/// Not a test: `bench/micro.sh` runs it. How long the parse of a compact `issue.created` payload
-/// takes: herald's tree, serde_json's own tree, and a scan that builds nothing (the floor).
-#[test]
-#[ignore]
-fn bench_parse_a_sentry_payload() {
-    use std::hint::black_box;
-    let fixture = include_bytes!("../../tests/fixtures/sentry/issue-created.json");
-    let value: serde_json::Value = serde_json::from_slice(fixture).unwrap();
-    let body = serde_json::to_vec(&value).unwrap();
-    let rounds = 200_000;
-    let time = |parse: &dyn Fn(&[u8])| {
-        let started = std::time::Instant::now();
-        for _ in 0..rounds {
-            parse(black_box(&body));
-        }
-        started.elapsed().as_nanos() / rounds
-    };
-    let ours = time(&|body| drop(black_box(Json::parse(body).unwrap())));
-    let value = time(&|body| {
-        drop(black_box(
-            serde_json::from_slice::<serde_json::Value>(body).unwrap(),
-        ))
-    });
-    let scan = time(&|body| {
-        serde_json::from_slice::<serde::de::IgnoredAny>(body).unwrap();
-    });
-    println!(
-        "a {}-byte Sentry payload: {ours} ns herald's tree, {value} ns serde_json::Value, \
-         {scan} ns scanned only",
-        body.len()
-    );
+    /// Not a test: `bench/micro.sh` runs it. How long the parse of a compact `issue.created`
+    /// payload takes: herald's tree, serde_json's own tree, and a scan that builds nothing (the
+    /// floor).
+    #[test]
+    #[ignore]
+    fn bench_parse_a_sentry_payload() {
+        use std::hint::black_box;
+        let fixture = include_bytes!("../../tests/fixtures/sentry/issue-created.json");
+        let value: serde_json::Value = serde_json::from_slice(fixture).unwrap();
+        let body = serde_json::to_vec(&value).unwrap();
+        let rounds = 200_000;
+        let time = |parse: &dyn Fn(&[u8])| {
+            let started = std::time::Instant::now();
+            for _ in 0..rounds {
+                parse(black_box(&body));
+            }
+            started.elapsed().as_nanos() / rounds
+        };
+        let ours = time(&|body| drop(black_box(Json::parse(body).unwrap())));
+        let value = time(&|body| {
+            drop(black_box(
+                serde_json::from_slice::<serde_json::Value>(body).unwrap(),
+            ))
+        });
+        let scan = time(&|body| {
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).unwrap();
+        });
+        println!(
+            "a {}-byte Sentry payload: {ours} ns herald's tree, {value} ns serde_json::Value, \
+             {scan} ns scanned only",
+            body.len()
+        );
+    }
 }

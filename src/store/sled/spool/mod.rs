@@ -88,7 +88,6 @@ struct Writer {
     /// append, whose new size must be written too (0.20–0.23 ms against 0.40 ms for 80 KiB on
     /// the development machine).
     /// Zeros end a scan (`format::frame_header`): reopened, the segment is cut to its records.
-    /// `u64::MAX` while a segment is sealed: its last write needs no zeros after it.
     zeroed: u64,
     records: u32,
     buffer: Vec<u8>,
@@ -216,7 +215,7 @@ fn load_segment(dir: &Path, number: u32) -> Result<Option<(Segment, Entries)>, S
         None => {
             let (entries, end) = format::scan(&file).map_err(io_error)?;
             // Only zeros after the records: those written ahead of them (`Writer::zeroed`).
-            if end < file_length && !only_zeros(&file, end, file_length).map_err(io_error)? {
+            if end < file_length && !only_zeros(&file, end, file_length)? {
                 tracing::warn!(
                     segment = %segment_path(dir, number).display(),
                     kept = end,
@@ -268,12 +267,12 @@ fn load_segment(dir: &Path, number: u32) -> Result<Option<(Segment, Entries)>, S
 }
 
 /// Whether `file` holds only zeros from `start` to `end`.
-fn only_zeros(file: &File, start: u64, end: u64) -> std::io::Result<bool> {
+fn only_zeros(file: &File, start: u64, end: u64) -> Result<bool, StoreError> {
     let mut chunk = vec![0u8; 64 * 1024];
     let mut at = start;
     while at < end {
         let want = (end - at).min(chunk.len() as u64) as usize;
-        let read = file.read_at(&mut chunk[..want], at)?;
+        let read = read_at_most(file, &mut chunk[..want], at)?;
         if read == 0 {
             break;
         }
@@ -471,7 +470,6 @@ impl Spool {
             return Ok(());
         }
         let buffered = std::mem::take(&mut writer.buffered);
-        let end = writer.length + writer.buffer.len() as u64;
         if let Err(error) = writer.file.write_all_at(&writer.buffer, writer.length) {
             self.failed.store(true, Ordering::SeqCst);
             writer.buffer.clear();
@@ -480,11 +478,7 @@ impl Spool {
             writer.zeroed = writer.length;
             return Err(io_error(error));
         }
-        if zero_ahead(writer, end).is_err() {
-            // Zeros are only a speed-up: on a disk too full for them, records are appended.
-            writer.zeroed = end;
-        }
-        writer.length = end;
+        writer.length += writer.buffer.len() as u64;
         writer.buffer.clear();
         writer.unsynced = true;
         let mut state = self.write_state();
@@ -506,8 +500,6 @@ impl Spool {
 
     /// Seals the segment being filled and starts the next one.
     fn seal(&self, writer: &mut Writer) -> Result<(), StoreError> {
-        // Its last records need no zeros after them: they would be cut off below.
-        writer.zeroed = u64::MAX;
         self.write_buffer(writer)?;
         // A sealed segment is as long as its records: its index says so, and is read only then.
         if let Err(error) = writer.file.set_len(writer.length) {
@@ -575,6 +567,10 @@ impl Spool {
     fn take_unsynced(&self) -> Result<Option<Unsynced>, StoreError> {
         let mut writer = self.writer();
         self.write_buffer(&mut writer)?;
+        if zero_ahead(&mut writer).is_err() {
+            // Zeros are only a speed-up: on a disk too full for them, records are appended.
+            writer.zeroed = writer.length;
+        }
         if !writer.unsynced {
             return Ok(None);
         }
@@ -931,10 +927,13 @@ impl Unsynced {
     }
 }
 
-/// Keeps zeros ahead of `end` (where the records written end): when they run out, the next
-/// [`ZEROED_AHEAD`] bytes are written as zeros, which this commit's `fdatasync` makes durable
-/// with its records. A write that fails part way leaves some zeros, which records overwrite.
-fn zero_ahead(writer: &mut Writer, end: u64) -> std::io::Result<()> {
+/// Keeps zeros ahead of the records written, before a commit syncs them: when they run out, the
+/// next [`ZEROED_AHEAD`] bytes are written as zeros, which this commit's `fdatasync` makes durable
+/// with its records. (Only a commit does this: a segment being sealed, whose last records are
+/// written by the seal, is cut to them right after.) A write that fails part way leaves some
+/// zeros, which records overwrite.
+fn zero_ahead(writer: &mut Writer) -> std::io::Result<()> {
+    let end = writer.length;
     if end <= writer.zeroed {
         return Ok(());
     }
