@@ -88,8 +88,8 @@ impl Shared {
     ) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let covered = self.tickets_issued.load(Ordering::SeqCst);
-        // sled's own `flush_async` would hop to one of its threads: flushed where the spool
-        // syncs instead, with the folder check (below).
+        // sled's own `flush_async` would hop to one of its threads: flushed on the spool's
+        // instead, with the folder check (below).
         let shared = self.clone();
         self.spool
             .sync_then(move || shared.flush_sled_and_check_folder())
@@ -99,7 +99,7 @@ impl Shared {
         Ok(())
     }
 
-    /// Runs where the spool synced, once it is durable. The folder is checked
+    /// Runs on the commit's blocking thread once the spool is durable. The folder is checked
     /// here, once per commit, not per callback (a `stat` costs ~6 µs in a virtual machine, a
     /// sixth of a callback's CPU; README "Performance"). A folder gone by now fails the commit:
     /// what it wrote is not where herald will look.
@@ -125,8 +125,8 @@ impl Shared {
 
 /// Lets callers that are ready to run finish their writes and join the coming flush: yields to the
 /// runtime until new tickets stop arriving (bounded). Idle, this costs two yields; under load it
-/// makes batches larger, and each commit (the spool's write and `fdatasync`, sled's flush) is paid
-/// by more callbacks.
+/// makes batches larger, and each commit (the spool's write and `fdatasync`, a hand-off to a
+/// blocking thread, sled's flush) is paid by more callbacks.
 async fn gather(tickets_issued: &AtomicU64) {
     const QUIET_YIELDS: u32 = 2;
     const MAX_YIELDS: u32 = 64;

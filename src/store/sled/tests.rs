@@ -240,45 +240,6 @@ async fn accepted_alerts_and_jobs_survive_reopening() {
     assert!(second > first);
 }
 
-/// A sync handed to the blocking pool (as after a slow one) makes the same promise as one made
-/// in place, and a failed one fails everyone who shares it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_synced_on_the_blocking_pool_is_durable_and_fails_as_one_in_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data");
-    let handed_off = {
-        let sled_store = Arc::new(SledStore::open(&path).unwrap());
-        let store = Store::new(sled_store.clone());
-        accept(&store, &sample_alert(1), &["a"]).await.unwrap();
-        sled_store.spool.hand_off_next_sync();
-        assert!(!sled_store.spool.syncs_in_place());
-        let handed_off = accept(&store, &sample_alert(2), &["b"]).await.unwrap();
-        let (commits, _) = sled_store.commit_totals();
-        assert_eq!(commits, 2);
-        handed_off
-    };
-    let (sled_store, store) = {
-        let sled_store = Arc::new(SledStore::open(&path).unwrap());
-        (sled_store.clone(), Store::new(sled_store))
-    };
-    assert_eq!(store.alert_count(), 2);
-    assert_eq!(
-        store.alert(handed_off).unwrap().unwrap().alert.issue_id.as_deref(),
-        Some("2")
-    );
-    let targets: Vec<String> = store.queued_jobs().map(|j| j.unwrap().target).collect();
-    assert_eq!(targets, ["a", "b"]);
-
-    sled_store.spool.fail_syncs();
-    sled_store.spool.hand_off_next_sync();
-    assert!(!sled_store.spool.syncs_in_place());
-    let alerts: Vec<Alert> = (3..=6).map(sample_alert).collect();
-    let together = alerts.iter().map(|alert| accept(&store, alert, &["t"]));
-    let outcomes = futures::future::join_all(together).await;
-    assert!(outcomes.iter().all(Result::is_err), "{outcomes:?}");
-    assert!(store.needs_reopening());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_commits_all_complete_and_share_flushes() {
     let (_dir, sled_store, store) = open_store();

@@ -36,7 +36,6 @@ mod claim_table;
 mod format;
 mod ids;
 mod queue;
-mod sync_place;
 #[cfg(test)]
 mod tests;
 
@@ -46,7 +45,6 @@ use format::{Entry, FRAME_HEADER};
 use ids::{IdEntry, IdTable};
 pub(super) use queue::Cursor;
 use queue::Queue;
-use sync_place::SyncPlace;
 
 /// A segment is sealed once it holds this many bytes…
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -75,8 +73,6 @@ pub(super) struct Spool {
     /// A write or sync failed (a full disk): the store is opened again (`needs_reopening`),
     /// which reads the segments back as they are on disk.
     failed: AtomicBool,
-    /// Whether a commit's sync waits on its own thread or on the blocking pool.
-    sync_place: SyncPlace,
 }
 
 /// The segment being filled, and what is buffered for it.
@@ -378,7 +374,6 @@ impl Spool {
             state: RwLock::new(state),
             alert_count: AtomicU64::new(alert_count),
             failed: AtomicBool::new(false),
-            sync_place: SyncPlace::default(),
         })
     }
 
@@ -536,32 +531,25 @@ impl Spool {
     }
 
     /// Writes what is buffered and makes every record written so far durable, then runs `then`
-    /// on the same thread (sled's flush). Sealed segments get their index file once they are on
-    /// disk. `then` runs only once the spool is durable. Whether the sync waits on this thread or
-    /// on one of the blocking pool's: [`SyncPlace`].
+    /// on the same blocking thread (sled's flush: one hand-off for both, each costing a context
+    /// switch or two on a busy core). Sealed segments get their index file once they are on disk.
+    /// `then` runs only once the spool is durable.
     pub(super) async fn sync_then<F>(&self, then: F) -> Result<(), StoreError>
     where
         F: FnOnce() -> Result<(), StoreError> + Send + 'static,
     {
         let unsynced = self.take_unsynced()?;
         let dir = self.dir.clone();
-        let sync = move || {
+        let (synced, then) = tokio::task::spawn_blocking(move || {
             let synced = unsynced.map(|unsynced| unsynced.make_durable(&dir));
             match synced {
                 // Its error is returned below, before `then`'s would be.
                 Some(Err(_)) => (synced, Ok(())),
                 _ => (synced, then()),
             }
-        };
-        let started = std::time::Instant::now();
-        let (synced, then) = if self.sync_place.in_place() {
-            sync()
-        } else {
-            tokio::task::spawn_blocking(sync)
-                .await
-                .map_err(|error| StoreError::Backend(Box::new(error)))?
-        };
-        self.sync_place.took(started.elapsed());
+        })
+        .await
+        .map_err(|error| StoreError::Backend(Box::new(error)))?;
         if let Some(synced) = synced {
             self.synced(synced)?;
         }
@@ -639,18 +627,6 @@ impl Spool {
     pub(super) fn fail_syncs(&self) {
         let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
         self.writer().file = Arc::new(null.unwrap());
-    }
-
-    /// The next sync is handed to the blocking pool, as after a slow one.
-    #[cfg(test)]
-    pub(super) fn hand_off_next_sync(&self) {
-        self.sync_place.took(std::time::Duration::from_secs(1));
-    }
-
-    /// Whether the next sync runs on the commit's own thread.
-    #[cfg(test)]
-    pub(super) fn syncs_in_place(&self) -> bool {
-        self.sync_place.in_place()
     }
 
     /// Whether every record appended so far has been handed to a sync.
