@@ -1,0 +1,24 @@
+# Prometheus Alertmanager, the peer herald's intake is measured beside (sourced after common.sh by
+# the bench scripts that compare with it).
+
+# run_alertmanager WORK_DIR: one run of a fresh Alertmanager on CPU 0, keeping alerts in memory,
+# under wrk on CPU 1 for DURATION seconds at 32 connections, each request a distinct alert. Sets
+# am_rate, am_p50_ms, am_p99_ms, am_rss (KiB) and am_cpu_us (its CPU per request answered 2xx);
+# am_pid names it while it runs, for the caller's trap.
+run_alertmanager() {
+  local work=$1 port result ticks_before ticks_after
+  printf 'route:\n  receiver: "null"\n  group_by: ["issue"]\nreceivers:\n  - name: "null"\n' >"$work/alertmanager.yml"
+  port=$(free_port)
+  rm -rf "$work/am-data"
+  taskset -c 0 prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am-data" \
+    --web.listen-address="127.0.0.1:$port" --cluster.listen-address="" --log.level=warn >"$work/am.log" 2>&1 &
+  am_pid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break; sleep 0.1; done
+  ticks_before=$(awk '{print $14 + $15}' "/proc/$am_pid/stat")
+  result=$(taskset -c 1 wrk -t2 -c32 -d"${DURATION}s" --timeout 5s -s bench/alertmanager.lua "http://127.0.0.1:$port" | grep '^RESULT')
+  ticks_after=$(awk '{print $14 + $15}' "/proc/$am_pid/stat")
+  am_rss=$(awk '/^VmRSS/ {print $2}' "/proc/$am_pid/status")
+  kill "$am_pid"; wait "$am_pid" 2>/dev/null || true; am_pid=""
+  eval "$(echo "$result" | sed 's/^RESULT //; s/ /\n/g' | sed 's/^/am_/')"
+  am_cpu_us=$(python3 -c "print(f'{($ticks_after - $ticks_before) / $(getconf CLK_TCK) / max($am_requests - $am_errors_status, 1) * 1e6:.0f}')")
+}
