@@ -116,6 +116,9 @@ hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$herald_pid/status"; }
 # CPU time herald used (user + system), in clock ticks: less noisy than a rate when the disk is.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$herald_pid/stat"; }
 sleep 1
+# Earlier work's dirty pages (a build, the last run's log) written back mid-run would stall
+# herald's syncs behind them: they go to disk first.
+sync
 idle_rss=$(rss_kib)
 cpu_before=$(cpu_ticks)
 
