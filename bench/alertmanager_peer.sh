@@ -14,7 +14,7 @@ run_alertmanager() {
     --web.listen-address="127.0.0.1:$port" --cluster.listen-address="" --log.level=warn >"$work/am.log" 2>&1 &
   am_pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break; sleep 0.1; done
-  sync # as bench/intake.sh does before herald's run
+  settle_disk
   ticks_before=$(awk '{print $14 + $15}' "/proc/$am_pid/stat")
   result=$(taskset -c 1 wrk -t2 -c32 -d"${DURATION}s" --timeout 5s -s bench/alertmanager.lua "http://127.0.0.1:$port" | grep '^RESULT')
   ticks_after=$(awk '{print $14 + $15}' "/proc/$am_pid/stat")

@@ -116,11 +116,7 @@ hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$herald_pid/status"; }
 # CPU time herald used (user + system), in clock ticks: less noisy than a rate when the disk is.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$herald_pid/stat"; }
 sleep 1
-# Earlier work's dirty pages (a build, the last run's log) written back mid-run would stall
-# herald's syncs behind them: they go to disk first. And wrk reads the pool a line per request:
-# it is read into the page cache here, so that none of it comes from herald's disk during the run.
-sync
-cat "$pool".* >/dev/null
+settle_disk "$pool".*
 idle_rss=$(rss_kib)
 cpu_before=$(cpu_ticks)
 

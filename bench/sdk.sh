@@ -54,6 +54,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "$address" ] || { cat "$work/herald.log"; exit 1; }
+settle_disk "$work"/pool.*
 sdk=$(HERALD_BENCH_POOL="$work/pool" HERALD_BENCH_KEY=$KEY taskset -c 1 \
   wrk -t2 -c32 -d"${DURATION}s" --timeout 5s -s bench/sdk.lua "http://$address" | grep '^RESULT')
 eval "$(echo "$sdk" | sed 's/^RESULT //; s/ /\n/g' | sed 's/^/sdk_/')"

@@ -183,10 +183,7 @@ mod tests {
     use super::*;
 
     fn hash(n: u32) -> [u8; 16] {
-        use sha2::Digest;
-        sha2::Sha256::digest(n.to_be_bytes())[..16]
-            .try_into()
-            .unwrap()
+        crate::store::sled::keys::dedupe_hash(&n.to_string())
     }
 
     #[test]

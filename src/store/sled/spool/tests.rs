@@ -275,12 +275,7 @@ fn alerts_are_walked_in_id_order_across_segments_both_ways() {
 #[test]
 #[ignore]
 fn bench_claims_behind_many_sealed_segments() {
-    use sha2::Digest;
-    let hash = |n: u32| -> [u8; 16] {
-        sha2::Sha256::digest(n.to_be_bytes())[..16]
-            .try_into()
-            .unwrap()
-    };
+    let hash = |n: u32| crate::store::sled::keys::dedupe_hash(&n.to_string());
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
     for segment in 0..400u32 {
