@@ -101,6 +101,10 @@ struct Writer {
     sealed: Vec<(u32, Arc<File>, Vec<u8>)>,
     /// Whether anything was written since the last `fdatasync`.
     unsynced: bool,
+    /// The segment being filled was created since the last sync: the next one also syncs the
+    /// folder, which holds its name (a file's own `fdatasync` makes its data durable, not
+    /// necessarily the entry that finds it).
+    created: bool,
 }
 
 #[derive(Default)]
@@ -370,6 +374,7 @@ impl Spool {
                 written: Vec::new(),
                 sealed: Vec::new(),
                 unsynced: false,
+                created: true,
             }),
             state: RwLock::new(state),
             alert_count: AtomicU64::new(alert_count),
@@ -527,6 +532,7 @@ impl Spool {
         writer.zeroed = 0;
         writer.records = 0;
         writer.unsynced = true;
+        writer.created = true;
         Ok(())
     }
 
@@ -578,6 +584,7 @@ impl Spool {
         Ok(Some(Unsynced {
             file: writer.file.clone(),
             sealed: std::mem::take(&mut writer.sealed),
+            created: std::mem::take(&mut writer.created),
         }))
     }
 
@@ -588,7 +595,9 @@ impl Spool {
             Err(error) => {
                 // Nothing written since the last good sync can be taken as durable.
                 self.failed.store(true, Ordering::SeqCst);
-                self.writer().unsynced = true;
+                let mut writer = self.writer();
+                writer.unsynced = true;
+                writer.created = true;
                 return Err(io_error(error));
             }
         };
@@ -904,6 +913,8 @@ pub(super) struct SpoolSweep {
 struct Unsynced {
     file: Arc<File>,
     sealed: Vec<(u32, Arc<File>, Vec<u8>)>,
+    /// The segment being filled is new: the folder is synced too.
+    created: bool,
 }
 
 impl Unsynced {
@@ -913,6 +924,10 @@ impl Unsynced {
             sealed_file.sync_data()?;
         }
         self.file.sync_data()?;
+        if self.created {
+            // Once a segment, every 64 MiB of records.
+            File::open(dir)?.sync_all()?;
+        }
         let mut indexed = Vec::new();
         for (number, _, index) in self.sealed {
             match write_index(dir, number, &index) {
