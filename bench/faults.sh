@@ -2,9 +2,11 @@
 # The intake while a downstream fails, in one run: herald's intake (bench/intake.sh) with its one
 # target's downstream silent (nothing is attempted: the reference), refusing connections,
 # answering 503, or hanging past a 2 s timeout; and Prometheus Alertmanager, in memory, under the
-# same load. Each server on CPU 0 in turn, wrk on CPU 1. Prints each rate and its ratios.
+# same load, run before, between and after herald's states. Each server on CPU 0 in turn, wrk on
+# CPU 1. Prints each rate, each state's ratio to the silent one and to the Alertmanager runs
+# around it, and the CPU each used per request.
 #
-#   bench/faults.sh                 # DURATION=10 per run
+#   bench/faults.sh                 # DURATION=10 per run (about two minutes in all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,30 +18,61 @@ require prometheus-alertmanager wrk python3 curl
 
 # HERALD_BIN: another herald binary to measure (an older build, to see what changed).
 if [ -z "${HERALD_BIN:-}" ]; then cargo build --release --quiet --bin herald; fi
-HERALD_BIN=${HERALD_BIN:-target/release/herald}
-declare -A rate p99 cpu
-for state in silent refused failing hanging; do
-  out=$(TARGET=$state HERALD_BIN=$HERALD_BIN bench/intake.sh 2>/dev/null)
-  rate[$state]=$(echo "$out" | awk '/accepted\/s/ {print $2}')
-  p99[$state]=$(echo "$out" | awk '/latency/ {print $6}')
-  cpu[$state]=$(echo "$out" | awk '/^  CPU/ {print $2}')
-  echo "herald, downstream $state: ${rate[$state]}/s, p99 ${p99[$state]} ms" >&2
-done
+export HERALD_BIN=${HERALD_BIN:-target/release/herald}
 
 work=$(mktemp -d)
 am_pid=""
 trap 'kill $am_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
-run_alertmanager "$work"
+
+# Alertmanager runs before, between and after herald's states (two states between runs), and each
+# state is compared with the mean of the two Alertmanager runs around it: this machine's speed
+# drifts by 20-30 % within minutes, and a single Alertmanager run at one end of the set would
+# carry that drift into every ratio.
+declare -A rate p99 cpu
+am_rates=() am_cpus=() am_p99s=()
+measure_alertmanager() {
+  run_alertmanager "$work"
+  am_rates+=("$am_rate"); am_cpus+=("$am_cpu_us"); am_p99s+=("$am_p99_ms")
+  echo "Alertmanager: ${am_rate}/s, p99 ${am_p99_ms} ms, CPU ${am_cpu_us} µs a request" >&2
+}
+measure_herald() { # $1: the downstream's state
+  local out
+  out=$(TARGET=$1 bench/intake.sh 2>/dev/null)
+  rate[$1]=$(echo "$out" | awk '/accepted\/s/ {print $2}')
+  p99[$1]=$(echo "$out" | awk '/latency/ {print $6}')
+  cpu[$1]=$(echo "$out" | awk '/^  CPU/ {print $2}')
+  echo "herald, downstream $1: ${rate[$1]}/s, p99 ${p99[$1]} ms, CPU ${cpu[$1]} µs a callback" >&2
+}
+measure_alertmanager
+measure_herald silent
+measure_herald refused
+measure_alertmanager
+measure_herald failing
+measure_herald hanging
+measure_alertmanager
 
 echo
 echo "intake while the downstream fails: ${DURATION}s each, 32 connections, server on CPU 0, wrk on CPU 1"
-printf "  %-40s %8s/s   p99 %6s ms   CPU %4s µs a request\n" "Alertmanager (in memory)" "$am_rate" "$am_p99_ms" "$am_cpu_us"
-for state in silent refused failing hanging; do
-  python3 - "$state" "${rate[$state]}" "${p99[$state]}" "${cpu[$state]}" "${rate[silent]}" "$am_rate" <<'PY'
+echo "(Alertmanager, in memory, measured before, between and after: each state is compared with the"
+echo " mean of the two runs around it)"
+python3 - "${am_rates[*]}" "${am_cpus[*]}" "${am_p99s[*]}" \
+  "silent ${rate[silent]} ${p99[silent]} ${cpu[silent]}" \
+  "refused ${rate[refused]} ${p99[refused]} ${cpu[refused]}" \
+  "failing ${rate[failing]} ${p99[failing]} ${cpu[failing]}" \
+  "hanging ${rate[hanging]} ${p99[hanging]} ${cpu[hanging]}" <<'PY'
 import sys
-state, rate, p99, cpu = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
-silent, am = float(sys.argv[5]), float(sys.argv[6])
-print(f"  herald, downstream {state:<21} {rate:8.0f}/s   p99 {p99:>6} ms   CPU {cpu:>4} µs a request"
-      f"   {rate / silent:.2f}x silent   {rate / am:.2f}x Alertmanager")
+am_rates = [float(x) for x in sys.argv[1].split()]
+am_cpus = [float(x) for x in sys.argv[2].split()]
+am_p99s = sys.argv[3].split()
+for i, (r, c, p) in enumerate(zip(am_rates, am_cpus, am_p99s)):
+    print(f"  {'Alertmanager, run ' + str(i + 1):<40} {r:8.0f}/s   p99 {p:>6} ms   CPU {c:4.0f} µs a request")
+states = [a.split() for a in sys.argv[4:]]
+silent = float(states[0][1])
+for i, (state, rate, p99, cpu) in enumerate(states):
+    rate, cpu = float(rate), float(cpu)
+    around = am_rates[i // 2: i // 2 + 2]
+    around_cpu = am_cpus[i // 2: i // 2 + 2]
+    am, am_cpu = sum(around) / 2, sum(around_cpu) / 2
+    print(f"  herald, downstream {state:<21} {rate:8.0f}/s   p99 {p99:>6} ms   CPU {cpu:4.0f} µs a request"
+          f"   {rate / silent:.2f}x silent   {rate / am:.2f}x Alertmanager   CPU {am_cpu / cpu:.2f}x less")
 PY
-done
