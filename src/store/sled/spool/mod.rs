@@ -111,8 +111,8 @@ struct Writer {
 struct State {
     segments: BTreeMap<u32, Segment>,
     queues: BTreeMap<String, Queue>,
-    /// In front of the sealed segments' claim tables (kept by [`State::sealed`] and
-    /// [`State::refresh_sealed_filter`]).
+    /// In front of the sealed segments' claim tables (built once when the spool is opened, then
+    /// kept by [`State::sealed`] and [`State::refresh_sealed_filter`]).
     sealed_filter: SealedFilter,
 }
 
@@ -340,8 +340,13 @@ impl Spool {
                 alert_count =
                     alert_count.saturating_add_signed(state.apply(number, offset, entry, 0));
             }
-            state.sealed(number);
+            if let Some(segment) = state.segments.get_mut(&number) {
+                segment.seal();
+            }
         }
+        // Built once over every loaded segment: refreshed after each one, opening would sum the
+        // claims of all the segments before it each time.
+        state.sealed_filter = SealedFilter::over(state.sealed_tables());
         for (target, queue) in state.queues.iter_mut() {
             if let Some((first_live, _)) = done.get(target.as_str()) {
                 queue.first_live = *first_live;
@@ -1014,17 +1019,20 @@ impl State {
     /// (claims forgotten by a sweep, or released). Amortised: each build has room for as many
     /// claims again as it holds.
     fn refresh_sealed_filter(&mut self) {
-        let tables = self
-            .segments
+        let live = self.sealed_tables().map(SealedClaims::len).sum();
+        if self.sealed_filter.needs_rebuilding(live) {
+            self.sealed_filter = SealedFilter::over(self.sealed_tables());
+        }
+    }
+
+    /// The claim tables of the sealed segments.
+    fn sealed_tables(&self) -> impl Iterator<Item = &SealedClaims> + Clone {
+        self.segments
             .values()
             .filter_map(|segment| match &segment.claims {
                 Claims::Sealed(table) => Some(table),
                 Claims::Open(_) => None,
-            });
-        let live = tables.clone().map(SealedClaims::len).sum();
-        if self.sealed_filter.needs_rebuilding(live) {
-            self.sealed_filter = SealedFilter::over(tables);
-        }
+            })
     }
 
     /// Takes the entry of a record at `offset` in segment `number` into what is kept in memory;

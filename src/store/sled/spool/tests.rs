@@ -270,18 +270,14 @@ fn alerts_are_walked_in_id_order_across_segments_both_ways() {
     assert_eq!(walk(Some(6), Direction::Later), [7, 8, 9, 10]);
 }
 
-/// Not a test: `bench/micro.sh` runs it. How long a claim not seen before takes to look up
-/// behind 400 sealed segments whose claims are still remembered.
-#[test]
-#[ignore]
-fn bench_claims_behind_many_sealed_segments() {
-    let hash = |n: u32| crate::store::sled::keys::dedupe_hash(&n.to_string());
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
-    for segment in 0..400u32 {
+/// `segments` sealed segments of 200 remembered claims each, the claims of keys `0..200 *
+/// segments` (for the benches below).
+fn sealed_claims(dir: &Path, segments: u32) -> Spool {
+    let spool = Spool::open(dir, &HashMap::new()).unwrap();
+    for segment in 0..segments {
         for n in segment * 200..(segment + 1) * 200 {
             let claim = DedupeClaim {
-                hash: hash(n),
+                hash: bench_hash(n),
                 alert_id: 1,
                 seen_ms: 5,
                 keep_ms: 3_600_000,
@@ -291,9 +287,23 @@ fn bench_claims_behind_many_sealed_segments() {
         spool.sync_now().unwrap();
         spool.sweep(10, 0, &|_| true).unwrap();
     }
-    assert!(spool.claim(&hash(77)).unwrap().is_some());
+    spool
+}
+
+fn bench_hash(n: u32) -> [u8; 16] {
+    crate::store::sled::keys::dedupe_hash(&n.to_string())
+}
+
+/// Not a test: `bench/micro.sh` runs it. How long a claim not seen before takes to look up
+/// behind 400 sealed segments whose claims are still remembered.
+#[test]
+#[ignore]
+fn bench_claims_behind_many_sealed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = sealed_claims(dir.path(), 400);
+    assert!(spool.claim(&bench_hash(77)).unwrap().is_some());
     let lookups = 200_000u32;
-    let keys: Vec<[u8; 16]> = (1_000_000..1_000_000 + lookups).map(hash).collect();
+    let keys: Vec<[u8; 16]> = (1_000_000..1_000_000 + lookups).map(bench_hash).collect();
     let started = std::time::Instant::now();
     let found = keys
         .iter()
@@ -303,5 +313,24 @@ fn bench_claims_behind_many_sealed_segments() {
     println!(
         "new key behind 400 sealed segments: {} ns a lookup",
         started.elapsed().as_nanos() / u128::from(lookups)
+    );
+}
+
+/// Not a test: `bench/micro.sh` runs it. How long opening takes with 3,600 sealed segments whose
+/// claims are remembered (an hour of a busy intake, which seals about a segment a second).
+#[test]
+#[ignore]
+fn bench_open_behind_many_sealed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(sealed_claims(dir.path(), 3_600));
+    let started = std::time::Instant::now();
+    let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+    let elapsed = started.elapsed();
+    assert!(spool.claim(&bench_hash(77)).unwrap().is_some());
+    assert!(spool.claim(&bench_hash(3_600 * 200)).unwrap().is_none());
+    println!(
+        "opening 3,600 sealed segments: {} ns a segment ({} ms in all)",
+        elapsed.as_nanos() / 3_600,
+        elapsed.as_millis()
     );
 }
