@@ -571,13 +571,22 @@ async fn unknown_resources_and_actions_are_accepted_and_recorded() {
 /// POSTs `body` the way a plain blocking client does (Python's urllib, curl): the whole body is
 /// written before the answer is read. Returns the status and the answer's body.
 fn post_blocking(address: std::net::SocketAddr, body: &[u8]) -> Result<(u16, String), String> {
+    post_blocking_to(address, "/hooks/sentry", body)
+}
+
+/// [`post_blocking`] to `path`.
+fn post_blocking_to(
+    address: std::net::SocketAddr,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let mut socket = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
     socket
         .set_read_timeout(Some(Duration::from_secs(20)))
         .map_err(|e| e.to_string())?;
     let head = format!(
-        "POST /hooks/sentry HTTP/1.1\r\nHost: {address}\r\nSentry-Hook-Resource: issue\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nSentry-Hook-Resource: issue\r\n\
          Sentry-Hook-Signature: 00\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
@@ -601,6 +610,43 @@ fn post_blocking(address: std::net::SocketAddr, body: &[u8]) -> Result<(u16, Str
         .unwrap_or_default()
         .to_string();
     Ok((status, text))
+}
+
+/// Refusals that come before the body is read (a path herald does not serve, a method a path
+/// does not take, an intake that is off, an SDK project herald does not know): the client still
+/// reads them while it sends a large body, rather than a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_refused_before_its_body_is_read_still_reads_the_answer() {
+    let herald = Herald::start();
+    let address = herald.address;
+    let refusals = [
+        ("/hooks/nonexistent", 404, "nothing at this path"),
+        ("/healthz", 405, "does not take this method"),
+        ("/hooks/alertmanager", 404, "intake is off"),
+        ("/hooks/grafana", 404, "intake is off"),
+        ("/api/999/envelope/", 404, "no project \\\"999\\\""),
+    ];
+    let answers = tokio::task::spawn_blocking(move || {
+        let body = vec![b' '; 2 * 1024 * 1024];
+        refusals
+            .iter()
+            .flat_map(|refusal| std::iter::repeat_n(refusal, 3))
+            .map(|&(path, status, reason)| {
+                (path, status, reason, post_blocking_to(address, path, &body))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (path, expected, reason, answer) in answers {
+        match answer {
+            Ok((status, text)) => {
+                assert_eq!(status, expected, "{path}: {text}");
+                assert!(text.contains(reason), "{path}: {text}");
+            }
+            Err(error) => panic!("{path}: the {expected} did not reach the client: {error}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,8 @@ pub enum ApiError {
     Busy,
     #[error("{0}")]
     NotFound(String),
+    #[error("this path does not take this method")]
+    MethodNotAllowed,
     /// A failure of herald's own (a task that died): the log says what.
     #[error("herald failed to answer this request")]
     Internal(String),
@@ -50,6 +52,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::SdkQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Busy => "busy",
             ApiError::SdkQuota { .. } => "rate_limited",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal(_) => "internal",
         }
     }

@@ -11,7 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use super::intake::{header_text, read_limited, refuse_unless_accepting, refuse_unread};
+use super::intake::{body_if_accepting, header_text, read_limited, refuse_unread};
 use super::issues::apply;
 use super::{ApiError, AppState};
 use crate::sdk::issue::{issue_id_of_key, Resolution};
@@ -47,7 +47,7 @@ pub async fn hook(
         )
         .await);
     }
-    refuse_unless_accepting(&state)?;
+    let body = body_if_accepting(&state, body).await?;
     let Some(signature) = header_text(&headers, "x-hub-signature-256") else {
         return Err(refuse_unread(
             body,

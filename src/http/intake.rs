@@ -58,7 +58,7 @@ pub async fn sentry_hook(
     let resource = header_text(headers, RESOURCE_HEADER);
     let live = state.reloadable.load_full();
     let result = async {
-        refuse_unless_accepting(&state)?;
+        let body = body_if_accepting(&state, body).await?;
         let Some(signature) = header_text(headers, SIGNATURE_HEADER) else {
             return Err(refuse_unread(
                 body,
@@ -105,7 +105,7 @@ pub async fn legacy_hook(
     let (parts, body) = request.into_parts();
     let live = state.reloadable.load_full();
     let result = async {
-        refuse_unless_accepting(&state)?;
+        let body = body_if_accepting(&state, body).await?;
         if !is_one_of(&token, live.legacy_tokens()) {
             return Err(refuse_unread(
                 body,
@@ -160,15 +160,16 @@ async fn label_hook(
         let settings = match source {
             Source::Grafana => live.config.grafana.as_ref(),
             _ => live.config.alertmanager.as_ref(),
-        }
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
+        };
+        let Some(settings) = settings else {
+            let off = ApiError::NotFound(format!(
                 "the {} intake is off: add [{}] to herald's config",
                 source.as_str(),
                 source.as_str()
-            ))
-        })?;
-        refuse_unless_accepting(state)?;
+            ));
+            return Err(refuse_unread(body, off).await);
+        };
+        let body = body_if_accepting(state, body).await?;
         let refused = match TokenCheck::of(
             header_text(headers, header::AUTHORIZATION.as_str()),
             &settings.tokens,
@@ -246,8 +247,17 @@ pub(super) async fn accept(
     })
 }
 
+/// `body` back while herald accepts callbacks; otherwise the 503 of [`refuse_unless_accepting`],
+/// once what the client still sends of `body` is drained (so that it hears the answer).
+pub(super) async fn body_if_accepting(state: &AppState, body: Body) -> Result<Body, ApiError> {
+    match refuse_unless_accepting(state) {
+        Ok(()) => Ok(body),
+        Err(refusal) => Err(refuse_unread(body, refusal).await),
+    }
+}
+
 /// 503 while herald is shutting down, or while its store can write no more (until it restarts).
-pub(super) fn refuse_unless_accepting(state: &AppState) -> Result<(), ApiError> {
+fn refuse_unless_accepting(state: &AppState) -> Result<(), ApiError> {
     if state.shutting_down.load(Ordering::Relaxed) {
         Err(ApiError::ShuttingDown)
     } else if state.store_failed.load(Ordering::Relaxed) {

@@ -148,5 +148,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/targets/{name}/pause", post(admin::pause_target))
         .route("/api/targets/{name}/resume", post(admin::resume_target))
         .merge(console::routes())
+        // Last, so that they cover every route above.
+        .method_not_allowed_fallback(wrong_method)
+        .fallback(no_such_path)
         .with_state(state)
+}
+
+/// Nothing is served at this path: 404, once what the client still sends is drained (so that it
+/// hears the answer instead of a reset).
+async fn no_such_path(request: axum::extract::Request) -> ApiError {
+    let unknown = ApiError::NotFound("herald serves nothing at this path".into());
+    intake::refuse_unread(request.into_body(), unknown).await
+}
+
+/// The path is served, not with this method: 405 (axum adds `Allow`), once the body is drained.
+async fn wrong_method(request: axum::extract::Request) -> ApiError {
+    intake::refuse_unread(request.into_body(), ApiError::MethodNotAllowed).await
 }
