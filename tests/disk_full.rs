@@ -142,6 +142,21 @@ async fn a_full_disk_never_makes_herald_send_a_message_again_and_again() {
     assert_eq!(ready.status(), 503);
     let ready: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(ready["status"], "store_failed");
+    // A client still sending a large body hears the 503 too, rather than a reset.
+    let address = herald.address;
+    let answers = tokio::task::spawn_blocking(move || {
+        let body = vec![b' '; 12 * 1024 * 1024];
+        (0..5)
+            .map(|_| common::post_blocking(address, "/hooks/sentry", &body))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for answer in answers {
+        let (status, text) = answer.expect("the 503 reaches a client still sending");
+        assert_eq!(status, 503, "{text}");
+        assert!(text.contains("cannot store"), "{text}");
+    }
 
     // Room again: herald restarts in place (same pid, same address), opens its store anew, and
     // the queued message goes out once more, at most.

@@ -20,6 +20,47 @@ use std::time::Duration;
 pub const SECRET: &str = "integration-test-secret";
 pub const LEGACY_TOKEN: &str = "legacy-token-0123456789";
 
+/// POSTs `body` to `path` the way a plain blocking client does (Python's urllib, curl): the whole
+/// body is written before the answer is read, as a Sentry callback with a signature that matches
+/// nothing. Returns the status and the answer's body, or how the client failed to read them (a
+/// server that closes while the client still sends makes it a reset).
+pub fn post_blocking(
+    address: SocketAddr,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nSentry-Hook-Resource: issue\r\n\
+         Sentry-Hook-Signature: 00\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    socket
+        .write_all(head.as_bytes())
+        .and_then(|()| socket.write_all(body))
+        .map_err(|e| format!("writing: {e}"))?;
+    let mut answer = Vec::new();
+    socket
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("reading: {e}"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {answer:?}"))?;
+    let text = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Ok((status, text))
+}
+
 /// Polls `check` every 20 ms until it gives a value; panics after `timeout` with `what()`.
 pub async fn eventually<T>(
     timeout: Duration,
