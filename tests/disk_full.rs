@@ -143,15 +143,7 @@ async fn a_full_disk_never_makes_herald_send_a_message_again_and_again() {
     let ready: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(ready["status"], "store_failed");
     // A client still sending a large body hears the 503 too, rather than a reset.
-    let address = herald.address;
-    let answers = tokio::task::spawn_blocking(move || {
-        let body = vec![b' '; 12 * 1024 * 1024];
-        (0..5)
-            .map(|_| common::post_blocking(address, "/hooks/sentry", &body))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
+    let answers = common::post_blocking_tries(herald.address, "/hooks/sentry", 12 << 20, 5).await;
     for answer in answers {
         let (status, text) = answer.expect("the 503 reaches a client still sending");
         assert_eq!(status, 503, "{text}");

@@ -61,6 +61,24 @@ pub fn post_blocking(
     Ok((status, text))
 }
 
+/// [`post_blocking`] of `size` bytes to `path`, `tries` times one after the other, off the
+/// runtime.
+pub async fn post_blocking_tries(
+    address: SocketAddr,
+    path: &'static str,
+    size: usize,
+    tries: usize,
+) -> Vec<Result<(u16, String), String>> {
+    tokio::task::spawn_blocking(move || {
+        let body = vec![b' '; size];
+        (0..tries)
+            .map(|_| post_blocking(address, path, &body))
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
 /// Polls `check` every 20 ms until it gives a value; panics after `timeout` with `what()`.
 pub async fn eventually<T>(
     timeout: Duration,
