@@ -27,3 +27,14 @@ settle_disk() {
   sync
   [ $# -eq 0 ] || cat "$@" >/dev/null
 }
+
+# run_intake [NAME=value ...]: one run of bench/intake.sh with those variables set (TARGET,
+# DURATION, ...). Sets herald_out (what it printed) and, read from it, herald_rate, herald_p50,
+# herald_p99 (ms) and herald_cpu_us (herald's CPU per callback).
+run_intake() {
+  herald_out=$(env "$@" bench/intake.sh 2>/dev/null)
+  herald_rate=$(echo "$herald_out" | awk '/accepted\/s/ {print $2}')
+  herald_p50=$(echo "$herald_out" | awk '/latency/ {print $3}')
+  herald_p99=$(echo "$herald_out" | awk '/latency/ {print $6}')
+  herald_cpu_us=$(echo "$herald_out" | awk '/^  CPU/ {print $2}')
+}

@@ -36,11 +36,8 @@ measure_alertmanager() {
   echo "Alertmanager: ${am_rate}/s, p99 ${am_p99_ms} ms, CPU ${am_cpu_us} µs a request" >&2
 }
 measure_herald() { # $1: the downstream's state
-  local out
-  out=$(TARGET=$1 bench/intake.sh 2>/dev/null)
-  rate[$1]=$(echo "$out" | awk '/accepted\/s/ {print $2}')
-  p99[$1]=$(echo "$out" | awk '/latency/ {print $6}')
-  cpu[$1]=$(echo "$out" | awk '/^  CPU/ {print $2}')
+  run_intake TARGET="$1"
+  rate[$1]=$herald_rate; p99[$1]=$herald_p99; cpu[$1]=$herald_cpu_us
   echo "herald, downstream $1: ${rate[$1]}/s, p99 ${p99[$1]} ms, CPU ${cpu[$1]} µs a callback" >&2
 }
 measure_alertmanager

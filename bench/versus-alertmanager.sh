@@ -26,22 +26,12 @@ work=$(mktemp -d)
 am_pid=""
 trap 'kill $am_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-# Sets herald_out, herald_rate, herald_p50, herald_p99 and herald_cpu_us from one run of
-# bench/intake.sh.
-run_herald() {
-  herald_out=$(DURATION=$DURATION bench/intake.sh 2>/dev/null)
-  herald_rate=$(echo "$herald_out" | awk '/accepted\/s/ {print $2}')
-  herald_cpu_us=$(echo "$herald_out" | awk '/^  CPU/ {print $2}')
-  herald_p50=$(echo "$herald_out" | awk '/latency/ {print $3}')
-  herald_p99=$(echo "$herald_out" | awk '/latency/ {print $6}')
-}
-
 herald_label="herald (durable, signed, deduped)"
 if [ "$(stat -f -c %T "${TMPDIR:-/tmp}")" = tmpfs ]; then herald_label="herald (data on tmpfs: not durable)"; fi
 ratios=()
 cpu_ratios=()
 for round in $(seq "$ROUNDS"); do
-  if [ $((round % 2)) = 1 ]; then run_alertmanager "$work"; run_herald; else run_herald; run_alertmanager "$work"; fi
+  if [ $((round % 2)) = 1 ]; then run_alertmanager "$work"; run_intake DURATION="$DURATION"; else run_intake DURATION="$DURATION"; run_alertmanager "$work"; fi
   [ "$ROUNDS" = 1 ] && echo "$herald_out"
   echo
   order="Alertmanager first"; [ $((round % 2)) = 0 ] && order="herald first"

@@ -11,7 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-use super::intake::{body_if_accepting, header_text, read_limited, refuse_unread};
+use super::intake::{header_text, read_limited, refuse_unless_accepting};
 use super::issues::apply;
 use super::{ApiError, AppState};
 use crate::sdk::issue::{issue_id_of_key, Resolution};
@@ -39,21 +39,15 @@ pub async fn hook(
         })
         .collect();
     if secrets.is_empty() {
-        return Err(refuse_unread(
-            body,
-            ApiError::NotFound(
-                "the GitHub hook is off: set webhook_secret on a github target".into(),
-            ),
-        )
-        .await);
+        return Err(ApiError::NotFound(
+            "the GitHub hook is off: set webhook_secret on a github target".into(),
+        ));
     }
-    let body = body_if_accepting(&state, body).await?;
+    refuse_unless_accepting(&state)?;
     let Some(signature) = header_text(&headers, "x-hub-signature-256") else {
-        return Err(refuse_unread(
-            body,
-            ApiError::Unauthorized("missing X-Hub-Signature-256: set the webhook's secret"),
-        )
-        .await);
+        return Err(ApiError::Unauthorized(
+            "missing X-Hub-Signature-256: set the webhook's secret",
+        ));
     };
     let body = read_limited(&headers, body, &live).await?;
     let signature = signature.strip_prefix("sha256=").unwrap_or_default();

@@ -4,7 +4,8 @@
 //! Order of checks: the credentials a request carries in its headers (401), size (413), the
 //! signature over the body (401), then shape (400). An unauthenticated caller learns nothing about
 //! what herald would have accepted, and a caller without credentials makes herald hold nothing of
-//! its body. The handler does no network I/O: it
+//! its body (what the client still sends is read and dropped after the answer: `drain.rs`). The
+//! handler does no network I/O: it
 //! stores the alert and its delivery jobs, waits for them to be on disk, and answers 202.
 
 use axum::body::{Body, Bytes};
@@ -58,13 +59,11 @@ pub async fn sentry_hook(
     let resource = header_text(headers, RESOURCE_HEADER);
     let live = state.reloadable.load_full();
     let result = async {
-        let body = body_if_accepting(&state, body).await?;
+        refuse_unless_accepting(&state)?;
         let Some(signature) = header_text(headers, SIGNATURE_HEADER) else {
-            return Err(refuse_unread(
-                body,
-                ApiError::Unauthorized("missing Sentry-Hook-Signature header"),
-            )
-            .await);
+            return Err(ApiError::Unauthorized(
+                "missing Sentry-Hook-Signature header",
+            ));
         };
         let body = read_limited(headers, body, &live).await?;
         if !live.verifier.verify(&body, signature) {
@@ -105,13 +104,9 @@ pub async fn legacy_hook(
     let (parts, body) = request.into_parts();
     let live = state.reloadable.load_full();
     let result = async {
-        let body = body_if_accepting(&state, body).await?;
+        refuse_unless_accepting(&state)?;
         if !is_one_of(&token, live.legacy_tokens()) {
-            return Err(refuse_unread(
-                body,
-                ApiError::Unauthorized("unknown legacy webhook token"),
-            )
-            .await);
+            return Err(ApiError::Unauthorized("unknown legacy webhook token"));
         }
         let body = read_limited(&parts.headers, body, &live).await?;
         let alert = parse_legacy_payload(&body).map_err(payload_error)?;
@@ -161,15 +156,14 @@ async fn label_hook(
             Source::Grafana => live.config.grafana.as_ref(),
             _ => live.config.alertmanager.as_ref(),
         };
-        let Some(settings) = settings else {
-            let off = ApiError::NotFound(format!(
+        let settings = settings.ok_or_else(|| {
+            ApiError::NotFound(format!(
                 "the {} intake is off: add [{}] to herald's config",
                 source.as_str(),
                 source.as_str()
-            ));
-            return Err(refuse_unread(body, off).await);
-        };
-        let body = body_if_accepting(state, body).await?;
+            ))
+        })?;
+        refuse_unless_accepting(state)?;
         let refused = match TokenCheck::of(
             header_text(headers, header::AUTHORIZATION.as_str()),
             &settings.tokens,
@@ -184,7 +178,7 @@ async fn label_hook(
             }
         };
         if let Some(reason) = refused {
-            return Err(refuse_unread(body, ApiError::Unauthorized(reason)).await);
+            return Err(ApiError::Unauthorized(reason));
         }
         let body = read_limited(headers, body, &live).await?;
         if let Some(secret) = &settings.hmac_secret {
@@ -247,17 +241,8 @@ pub(super) async fn accept(
     })
 }
 
-/// `body` back while herald accepts callbacks; otherwise the 503 of [`refuse_unless_accepting`],
-/// once what the client still sends of `body` is drained (so that it hears the answer).
-pub(super) async fn body_if_accepting(state: &AppState, body: Body) -> Result<Body, ApiError> {
-    match refuse_unless_accepting(state) {
-        Ok(()) => Ok(body),
-        Err(refusal) => Err(refuse_unread(body, refusal).await),
-    }
-}
-
 /// 503 while herald is shutting down, or while its store can write no more (until it restarts).
-fn refuse_unless_accepting(state: &AppState) -> Result<(), ApiError> {
+pub(super) fn refuse_unless_accepting(state: &AppState) -> Result<(), ApiError> {
     if state.shutting_down.load(Ordering::Relaxed) {
         Err(ApiError::ShuttingDown)
     } else if state.store_failed.load(Ordering::Relaxed) {
@@ -298,7 +283,7 @@ pub(super) async fn read_limited(
     let declared =
         header_text(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
-        return Err(refuse_unread(body, ApiError::PayloadTooLarge { limit }).await);
+        return Err(ApiError::PayloadTooLarge { limit });
     }
     let limit_bytes = usize::try_from(limit).unwrap_or(usize::MAX);
     let expected = declared
@@ -310,7 +295,7 @@ pub(super) async fn read_limited(
     if expected > 0 {
         match budget.reserve(expected) {
             Ok(reservation) => reserved.push(reservation),
-            Err(busy) => return Err(refuse_unread(body, busy).await),
+            Err(busy) => return Err(busy),
         }
         held = expected;
     }
@@ -354,9 +339,6 @@ pub(super) async fn read_limited(
             bytes,
             _reserved: reserved,
         }),
-        Ok(Err(error @ (ApiError::PayloadTooLarge { .. } | ApiError::Busy))) => {
-            Err(refuse_unread(body, error).await)
-        }
         Ok(Err(error)) => Err(error),
         Err(_) => Err(ApiError::BodyTimeout {
             timeout: server.body_timeout,
@@ -390,32 +372,6 @@ impl BodyMemory {
             .try_acquire_many_owned(kib)
             .map_err(|_| ApiError::Busy)
     }
-}
-
-/// `error`, after reading and dropping what the client still sends of `body` (up to
-/// [`DRAIN_MAX_BYTES`], for at most [`DRAIN_MAX_TIME`]): a client still sending when herald closes
-/// the connection would get a reset, not the answer.
-pub(super) async fn refuse_unread(body: Body, error: ApiError) -> ApiError {
-    drain(body).await;
-    error
-}
-
-/// The most of a refused body herald reads to let its client hear the answer.
-const DRAIN_MAX_BYTES: usize = 16 * 1024 * 1024;
-const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Reads and drops what is left of `body`, within the bounds above; nothing is kept.
-async fn drain(mut body: Body) {
-    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
-        let mut drained = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            drained += frame.data_ref().map_or(0, Bytes::len);
-            if drained > DRAIN_MAX_BYTES {
-                break;
-            }
-        }
-    })
-    .await;
 }
 
 pub(super) fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod console;
+mod drain;
 mod error;
 mod github;
 mod health;
@@ -151,17 +152,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Last, so that they cover every route above.
         .method_not_allowed_fallback(wrong_method)
         .fallback(no_such_path)
+        .layer(axum::middleware::from_fn(drain::drain_unread_bodies))
         .with_state(state)
 }
 
-/// Nothing is served at this path: 404, once what the client still sends is drained (so that it
-/// hears the answer instead of a reset).
-async fn no_such_path(request: axum::extract::Request) -> ApiError {
-    let unknown = ApiError::NotFound("herald serves nothing at this path".into());
-    intake::refuse_unread(request.into_body(), unknown).await
+/// Nothing is served at this path.
+async fn no_such_path() -> ApiError {
+    ApiError::NotFound("herald serves nothing at this path".into())
 }
 
-/// The path is served, not with this method: 405 (axum adds `Allow`), once the body is drained.
-async fn wrong_method(request: axum::extract::Request) -> ApiError {
-    intake::refuse_unread(request.into_body(), ApiError::MethodNotAllowed).await
+/// The path is served, not with this method (axum adds `Allow`).
+async fn wrong_method() -> ApiError {
+    ApiError::MethodNotAllowed
 }

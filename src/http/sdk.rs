@@ -14,9 +14,7 @@ use axum::Json;
 use serde_json::json;
 use std::sync::Arc;
 
-use super::intake::{
-    accept, body_if_accepting, header_text, log_outcome, read_limited, refuse_unread,
-};
+use super::intake::{accept, header_text, log_outcome, read_limited, refuse_unless_accepting};
 use super::{ApiError, AppState};
 use crate::alert::Source;
 use crate::sdk::{auth, decode, envelope, event};
@@ -87,22 +85,24 @@ async fn handle(
 ) -> Result<Option<String>, ApiError> {
     let live = state.reloadable.load_full();
     let result = async {
-        let body = body_if_accepting(state, body).await?;
+        refuse_unless_accepting(state)?;
         let sdk = &live.config.sdk;
-        let found = project.parse::<u64>().ok().and_then(|id| sdk.project(id));
-        let Some(project) = found else {
-            let unknown = ApiError::NotFound(format!(
-                "no project {project:?} in herald's [[sdk.projects]]"
-            ));
-            return Err(refuse_unread(body, unknown).await);
-        };
+        let project = project
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| sdk.project(id))
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "no project {project:?} in herald's [[sdk.projects]]"
+                ))
+            })?;
         let carried = header_text(headers, "x-sentry-auth")
             .or_else(|| header_text(headers, header::AUTHORIZATION.as_str()))
             .and_then(auth::key_of_auth_header)
             .map(str::to_string)
             .or_else(|| query.and_then(auth::key_of_query));
         if carried.is_none() && shape == Shape::Event {
-            return Err(refuse_unread(body, missing_key()).await);
+            return Err(missing_key());
         }
         let sent = read_limited(headers, body, &live).await?;
         let limit = usize::try_from(sdk.envelope_limit).unwrap_or(usize::MAX);

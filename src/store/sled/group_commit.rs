@@ -89,7 +89,7 @@ impl Shared {
         let started = std::time::Instant::now();
         let covered = self.tickets_issued.load(Ordering::SeqCst);
         // sled's own `flush_async` would hop to one of its threads: flushed on the spool's
-        // instead, with the folder check (below).
+        // sync thread instead, with the folder check (below).
         let shared = self.clone();
         self.spool
             .sync_then(move || shared.flush_sled_and_check_folder())

@@ -182,9 +182,7 @@ impl Hasher for PrefixHasher {
 mod tests {
     use super::*;
 
-    fn hash(n: u32) -> [u8; 16] {
-        crate::store::sled::keys::dedupe_hash(&n.to_string())
-    }
+    use crate::store::sled::spool::tests::key_hash as hash;
 
     #[test]
     fn every_claim_is_found_and_most_others_stop_at_the_filter() {

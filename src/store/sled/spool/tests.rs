@@ -277,7 +277,7 @@ fn sealed_claims(dir: &Path, segments: u32) -> Spool {
     for segment in 0..segments {
         for n in segment * 200..(segment + 1) * 200 {
             let claim = DedupeClaim {
-                hash: bench_hash(n),
+                hash: key_hash(n),
                 alert_id: 1,
                 seen_ms: 5,
                 keep_ms: 3_600_000,
@@ -290,7 +290,8 @@ fn sealed_claims(dir: &Path, segments: u32) -> Spool {
     spool
 }
 
-fn bench_hash(n: u32) -> [u8; 16] {
+/// The dedupe hash of the key `n` (written out in decimal).
+pub(super) fn key_hash(n: u32) -> [u8; 16] {
     crate::store::sled::keys::dedupe_hash(&n.to_string())
 }
 
@@ -301,9 +302,9 @@ fn bench_hash(n: u32) -> [u8; 16] {
 fn bench_claims_behind_many_sealed_segments() {
     let dir = tempfile::tempdir().unwrap();
     let spool = sealed_claims(dir.path(), 400);
-    assert!(spool.claim(&bench_hash(77)).unwrap().is_some());
+    assert!(spool.claim(&key_hash(77)).unwrap().is_some());
     let lookups = 200_000u32;
-    let keys: Vec<[u8; 16]> = (1_000_000..1_000_000 + lookups).map(bench_hash).collect();
+    let keys: Vec<[u8; 16]> = (1_000_000..1_000_000 + lookups).map(key_hash).collect();
     let started = std::time::Instant::now();
     let found = keys
         .iter()
@@ -326,8 +327,8 @@ fn bench_open_behind_many_sealed_segments() {
     let started = std::time::Instant::now();
     let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
     let elapsed = started.elapsed();
-    assert!(spool.claim(&bench_hash(77)).unwrap().is_some());
-    assert!(spool.claim(&bench_hash(3_600 * 200)).unwrap().is_none());
+    assert!(spool.claim(&key_hash(77)).unwrap().is_some());
+    assert!(spool.claim(&key_hash(3_600 * 200)).unwrap().is_none());
     println!(
         "opening 3,600 sealed segments: {} ns a segment ({} ms in all)",
         elapsed.as_nanos() / 3_600,
