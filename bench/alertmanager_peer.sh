@@ -3,10 +3,11 @@
 
 # run_alertmanager WORK_DIR: one run of a fresh Alertmanager on CPU 0, keeping alerts in memory,
 # under wrk on CPU 1 for DURATION seconds at 32 connections, each request a distinct alert. Sets
-# am_rate, am_p50_ms, am_p99_ms, am_rss (KiB) and am_cpu_us (its CPU per request answered 2xx);
+# am_rate, am_p50_ms, am_p99_ms, am_rss (KiB), am_cpu_us (its CPU per request answered 2xx) and
+# am_busy (% of its core busy while the load ran);
 # am_pid names it while it runs, for the caller's trap.
 run_alertmanager() {
-  local work=$1 port result ticks_before ticks_after
+  local work=$1 port result ticks_before ticks_after core_before core_after
   printf 'route:\n  receiver: "null"\n  group_by: ["issue"]\nreceivers:\n  - name: "null"\n' >"$work/alertmanager.yml"
   port=$(free_port)
   rm -rf "$work/am-data"
@@ -16,8 +17,11 @@ run_alertmanager() {
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break; sleep 0.1; done
   settle_disk
   ticks_before=$(awk '{print $14 + $15}' "/proc/$am_pid/stat")
+  core_before=$(cpu_ticks_of 0)
   result=$(taskset -c 1 wrk -t2 -c32 -d"${DURATION}s" --timeout 5s -s bench/alertmanager.lua "http://127.0.0.1:$port" | grep '^RESULT')
+  core_after=$(cpu_ticks_of 0)
   ticks_after=$(awk '{print $14 + $15}' "/proc/$am_pid/stat")
+  am_busy=$(busy_percent "$core_before" "$core_after")
   am_rss=$(awk '/^VmRSS/ {print $2}' "/proc/$am_pid/status")
   kill "$am_pid"; wait "$am_pid" 2>/dev/null || true; am_pid=""
   eval "$(echo "$result" | sed 's/^RESULT //; s/ /\n/g' | sed 's/^/am_/')"

@@ -30,11 +30,26 @@ settle_disk() {
 
 # run_intake [NAME=value ...]: one run of bench/intake.sh with those variables set (TARGET,
 # DURATION, ...). Sets herald_out (what it printed) and, read from it, herald_rate, herald_p50,
-# herald_p99 (ms) and herald_cpu_us (herald's CPU per callback).
+# herald_p99 (ms), herald_cpu_us (herald's CPU per callback) and herald_busy (% of its core busy).
 run_intake() {
   herald_out=$(env "$@" bench/intake.sh 2>/dev/null)
   herald_rate=$(echo "$herald_out" | awk '/accepted\/s/ {print $2}')
   herald_p50=$(echo "$herald_out" | awk '/latency/ {print $3}')
   herald_p99=$(echo "$herald_out" | awk '/latency/ {print $6}')
   herald_cpu_us=$(echo "$herald_out" | awk '/^  CPU/ {print $2}')
+  herald_busy=$(echo "$herald_out" | awk '/^  core busy/ {print $3}')
+}
+
+# cpu_ticks_of CPU: how long that CPU has been busy, and how long it has run in all, in clock ticks
+# (/proc/stat). Idle and waiting on I/O are not busy; time the hypervisor gave to someone else
+# (steal) counts in all, not as busy.
+cpu_ticks_of() {
+  awk -v cpu="cpu$1" '$1 == cpu {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
+}
+
+# busy_percent "BEFORE" "AFTER": how busy a CPU was between two of cpu_ticks_of's readings. A server
+# whose core is busy less than all the time was waiting with nothing to do (for its disk, or for
+# the load's next request).
+busy_percent() {
+  python3 -c "import sys; b0, t0, b1, t1 = map(int, sys.argv[1:]); print(f'{100 * (b1 - b0) / max(t1 - t0, 1):.0f}')" $1 $2
 }

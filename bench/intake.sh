@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Intake benchmark: distinct, signed Sentry callbacks at 32 connections against herald pinned to
 # one core (the load generator gets the other). Every 2xx is durable (flushed to disk) before it is
-# sent. Prints accepted/s, p50/p99 latency, RSS idle and after the load, and checks that herald
-# stored exactly as many alerts as it answered 2xx.
+# sent. Prints accepted/s, p50/p99 latency, herald's CPU per callback and how busy its core was,
+# RSS idle and after the load, and checks that herald stored exactly as many alerts as it answered
+# 2xx.
 #
 #   bench/intake.sh                  # 20 s run, intake alone
 #   TARGET=console bench/intake.sh   # while delivering every alert to the console target
@@ -17,6 +18,7 @@
 # delivers every alert (to /dev/null) on the same core while accepting. TARGET=refused, failing
 # and hanging point a webhook target at a downstream that refuses connections, answers 503, or
 # never answers (2 s timeout): the intake while a downstream is down (bench/faults.sh runs them all).
+# A downstream runs on the load's CPU: it is part of the harness, and takes nothing from herald's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,7 +67,7 @@ case "$TARGET" in
     ;;
   failing) # a downstream that answers every request 503
     silent_port=$(free_port)
-    python3 - "$silent_port" <<'PY' &
+    taskset -c "$LOAD_CPU" python3 - "$silent_port" <<'PY' &
 import http.server, sys
 class Unavailable(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
@@ -80,7 +82,7 @@ PY
   hanging|silent)
     # A listener that accepts connections and never answers.
     silent_port=$(free_port)
-    python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',$silent_port)); s.listen(64); time.sleep(3600)" &
+    taskset -c "$LOAD_CPU" python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',$silent_port)); s.listen(64); time.sleep(3600)" &
     silent_pid=$!
     if [ "$TARGET" = hanging ]; then # requests time out after 2 s
       target_toml=$(webhook_to "http://127.0.0.1:$silent_port/hook" "2s")
@@ -119,9 +121,11 @@ sleep 1
 settle_disk "$pool".*
 idle_rss=$(rss_kib)
 cpu_before=$(cpu_ticks)
+core_before=$(cpu_ticks_of "$HERALD_CPU")
 
 result=$(HERALD_BENCH_POOL="$pool" taskset -c "$LOAD_CPU" \
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s -s bench/sentry.lua "http://$address" | grep '^RESULT')
+core_after=$(cpu_ticks_of "$HERALD_CPU")
 loaded_rss=$(rss_kib)
 cpu_after=$(cpu_ticks)
 peak_rss=$(hwm_kib)
@@ -138,6 +142,7 @@ echo "  accepted/s      $rate   ($accepted accepted, $errors_status non-2xx, $er
 echo "  latency         p50 ${p50_ms} ms   p99 ${p99_ms} ms   max ${max_ms} ms"
 ticks_per_second=$(getconf CLK_TCK)
 echo "  CPU             $(python3 -c "print(f'{($cpu_after - $cpu_before) / $ticks_per_second / max($accepted, 1) * 1e6:.0f}')") µs of herald's CPU per accepted callback"
+echo "  core busy       $(busy_percent "$core_before" "$core_after") % of CPU $HERALD_CPU while the load ran (the rest, herald had nothing to do)"
 echo "  RSS             idle $((idle_rss / 1024)) MiB   after load $((loaded_rss / 1024)) MiB   peak $((peak_rss / 1024)) MiB"
 echo "  stored alerts   $stored   data folder $((disk / 1024)) MiB"
 python3 - $commits "$stored" <<'PY'
