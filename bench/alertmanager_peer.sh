@@ -16,14 +16,14 @@ run_alertmanager() {
   am_pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break; sleep 0.1; done
   settle_disk
-  ticks_before=$(awk '{print $14 + $15}' "/proc/$am_pid/stat")
-  core_before=$(cpu_ticks_of 0)
+  ticks_before=$(process_ticks "$am_pid")
+  core_before=$(core_ticks 0)
   result=$(taskset -c 1 wrk -t2 -c32 -d"${DURATION}s" --timeout 5s -s bench/alertmanager.lua "http://127.0.0.1:$port" | grep '^RESULT')
-  core_after=$(cpu_ticks_of 0)
-  ticks_after=$(awk '{print $14 + $15}' "/proc/$am_pid/stat")
+  core_after=$(core_ticks 0)
+  ticks_after=$(process_ticks "$am_pid")
   am_busy=$(busy_percent "$core_before" "$core_after")
   am_rss=$(awk '/^VmRSS/ {print $2}' "/proc/$am_pid/status")
   kill "$am_pid"; wait "$am_pid" 2>/dev/null || true; am_pid=""
   eval "$(echo "$result" | sed 's/^RESULT //; s/ /\n/g' | sed 's/^/am_/')"
-  am_cpu_us=$(python3 -c "print(f'{($ticks_after - $ticks_before) / $(getconf CLK_TCK) / max($am_requests - $am_errors_status, 1) * 1e6:.0f}')")
+  am_cpu_us=$(cpu_us_each "$ticks_before" "$ticks_after" $((am_requests - am_errors_status)))
 }

@@ -40,14 +40,25 @@ run_intake() {
   herald_busy=$(echo "$herald_out" | awk '/^  core busy/ {print $3}')
 }
 
-# cpu_ticks_of CPU: how long that CPU has been busy, and how long it has run in all, in clock ticks
+# process_ticks PID: the CPU time a process has used so far (user + system), in clock ticks: less
+# noisy than a rate when the disk is.
+process_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# cpu_us_each TICKS_BEFORE TICKS_AFTER COUNT: the CPU time between two of process_ticks's
+# readings, in µs for each of COUNT requests.
+cpu_us_each() {
+  python3 -c "import sys; b, a, n, hz = map(int, sys.argv[1:]); print(f'{(a - b) / hz / max(n, 1) * 1e6:.0f}')" \
+    "$1" "$2" "$3" "$(getconf CLK_TCK)"
+}
+
+# core_ticks CPU: how long that CPU has been busy, and how long it has run in all, in clock ticks
 # (/proc/stat). Idle and waiting on I/O are not busy; time the hypervisor gave to someone else
 # (steal) counts in all, not as busy.
-cpu_ticks_of() {
+core_ticks() {
   awk -v cpu="cpu$1" '$1 == cpu {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
 }
 
-# busy_percent "BEFORE" "AFTER": how busy a CPU was between two of cpu_ticks_of's readings. A server
+# busy_percent "BEFORE" "AFTER": how busy a CPU was between two of core_ticks's readings. A server
 # whose core is busy less than all the time was waiting with nothing to do (for its disk, or for
 # the load's next request).
 busy_percent() {

@@ -115,19 +115,17 @@ done
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$herald_pid/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$herald_pid/status"; }
-# CPU time herald used (user + system), in clock ticks: less noisy than a rate when the disk is.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$herald_pid/stat"; }
 sleep 1
 settle_disk "$pool".*
 idle_rss=$(rss_kib)
-cpu_before=$(cpu_ticks)
-core_before=$(cpu_ticks_of "$HERALD_CPU")
+cpu_before=$(process_ticks "$herald_pid")
+core_before=$(core_ticks "$HERALD_CPU")
 
 result=$(HERALD_BENCH_POOL="$pool" taskset -c "$LOAD_CPU" \
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s -s bench/sentry.lua "http://$address" | grep '^RESULT')
-core_after=$(cpu_ticks_of "$HERALD_CPU")
+core_after=$(core_ticks "$HERALD_CPU")
 loaded_rss=$(rss_kib)
-cpu_after=$(cpu_ticks)
+cpu_after=$(process_ticks "$herald_pid")
 peak_rss=$(hwm_kib)
 stored=$(curl -s "http://$address/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["alerts"])')
 # Group commits over the whole run: how many callbacks shared one, and how long each took.
@@ -140,8 +138,7 @@ echo
 echo "herald intake: ${DURATION}s, $CONNECTIONS connections, herald on CPU $HERALD_CPU, wrk on CPU $LOAD_CPU, target $TARGET"
 echo "  accepted/s      $rate   ($accepted accepted, $errors_status non-2xx, $errors_other socket errors)"
 echo "  latency         p50 ${p50_ms} ms   p99 ${p99_ms} ms   max ${max_ms} ms"
-ticks_per_second=$(getconf CLK_TCK)
-echo "  CPU             $(python3 -c "print(f'{($cpu_after - $cpu_before) / $ticks_per_second / max($accepted, 1) * 1e6:.0f}')") µs of herald's CPU per accepted callback"
+echo "  CPU             $(cpu_us_each "$cpu_before" "$cpu_after" "$accepted") µs of herald's CPU per accepted callback"
 echo "  core busy       $(busy_percent "$core_before" "$core_after") % of CPU $HERALD_CPU while the load ran (the rest, herald had nothing to do)"
 echo "  RSS             idle $((idle_rss / 1024)) MiB   after load $((loaded_rss / 1024)) MiB   peak $((peak_rss / 1024)) MiB"
 echo "  stored alerts   $stored   data folder $((disk / 1024)) MiB"

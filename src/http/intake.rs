@@ -5,8 +5,8 @@
 //! signature over the body (401), then shape (400). An unauthenticated caller learns nothing about
 //! what herald would have accepted, and a caller without credentials makes herald hold nothing of
 //! its body (what the client still sends is read and dropped after the answer: `drain.rs`). The
-//! handler does no network I/O: it
-//! stores the alert and its delivery jobs, waits for them to be on disk, and answers 202.
+//! handler does no network I/O: it stores the alert and its delivery jobs, waits for them to be on
+//! disk, and answers 202.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -155,8 +155,8 @@ async fn label_hook(
         let settings = match source {
             Source::Grafana => live.config.grafana.as_ref(),
             _ => live.config.alertmanager.as_ref(),
-        };
-        let settings = settings.ok_or_else(|| {
+        }
+        .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "the {} intake is off: add [{}] to herald's config",
                 source.as_str(),

@@ -930,7 +930,7 @@ impl Unsynced {
         }
         self.file.sync_data()?;
         if self.created {
-            // Once a segment (which holds up to 64 MiB or 65,536 records).
+            // Once a segment (which holds up to 64 MiB or 65,536 records; each start begins one).
             File::open(dir)?.sync_all()?;
         }
         let mut indexed = Vec::new();
