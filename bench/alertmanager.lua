@@ -1,5 +1,8 @@
 -- wrk script for Prometheus Alertmanager: each request posts one distinct firing alert to
 -- /api/v2/alerts (a unique label per request), the same size class as a Sentry callback's alert.
+-- BENCH_SLICE (a number), if set, keeps a run's alerts apart from those of the runs before it
+-- against the same Alertmanager (bench/alternating.sh).
+local slice = tonumber(os.getenv("BENCH_SLICE") or "0")
 local counter = 0
 local thread_index = 0
 local next_thread = 0
@@ -11,7 +14,7 @@ end
 
 function request()
   counter = counter + 1
-  local id = thread_index * 100000000 + counter
+  local id = slice * 1000000000 + thread_index * 100000000 + counter
   local body = string.format('[{"labels":{"alertname":"SentryIssue","issue":"%d","project":"python","level":"error"},' ..
     '"annotations":{"title":"ValueError: benchmark alert %d","link":"https://example-org.sentry.io/issues/%d/"},' ..
     '"generatorURL":"https://example-org.sentry.io/issues/%d/"}]', id, id, id, id)

@@ -1,29 +1,46 @@
 # Prometheus Alertmanager, the peer herald's intake is measured beside (sourced after common.sh by
 # the bench scripts that compare with it).
 
-# run_alertmanager WORK_DIR: one run of a fresh Alertmanager on CPU 0, keeping alerts in memory,
-# under wrk on CPU 1 for DURATION seconds at 32 connections, each request a distinct alert. Sets
-# am_rate, am_p50_ms, am_p99_ms, am_rss (KiB), am_cpu_us (its CPU per request answered 2xx) and
-# am_busy (% of its core busy while the load ran);
-# am_pid names it while it runs, for the caller's trap.
-run_alertmanager() {
-  local work=$1 port result ticks_before ticks_after core_before core_after
+# start_alertmanager WORK_DIR: a fresh Alertmanager on CPU 0, keeping alerts in memory; waits until
+# it is ready. Sets am_pid (for the caller's trap) and am_port.
+start_alertmanager() {
+  local work=$1
   printf 'route:\n  receiver: "null"\n  group_by: ["issue"]\nreceivers:\n  - name: "null"\n' >"$work/alertmanager.yml"
-  port=$(free_port)
+  am_port=$(free_port)
   rm -rf "$work/am-data"
   taskset -c 0 prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am-data" \
-    --web.listen-address="127.0.0.1:$port" --cluster.listen-address="" --log.level=warn >"$work/am.log" 2>&1 &
+    --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address="" --log.level=warn >"$work/am.log" 2>&1 &
   am_pid=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$am_port/-/ready" >/dev/null && break; sleep 0.1; done
+}
+
+stop_alertmanager() {
+  kill "$am_pid"; wait "$am_pid" 2>/dev/null || true; am_pid=""
+}
+
+# load_alertmanager SECONDS [SLICE]: wrk on CPU 1 against the running Alertmanager for SECONDS at
+# 32 connections, each request a distinct alert (SLICE keeps them apart from an earlier load's).
+# Prints wrk's RESULT line.
+load_alertmanager() {
+  BENCH_SLICE="${2:-0}" taskset -c 1 wrk -t2 -c32 -d"$1s" --timeout 5s -s bench/alertmanager.lua \
+    "http://127.0.0.1:$am_port" | grep '^RESULT'
+}
+
+# run_alertmanager WORK_DIR: one run of a fresh Alertmanager under load_alertmanager for DURATION
+# seconds. Sets am_rate, am_p50_ms, am_p99_ms, am_rss (KiB), am_cpu_us (its CPU per request
+# answered 2xx) and am_busy (% of its core busy while the load ran).
+run_alertmanager() {
+  local result ticks_before ticks_after core_before core_after
+  start_alertmanager "$1"
   settle_disk
   ticks_before=$(process_ticks "$am_pid")
   core_before=$(core_ticks 0)
-  result=$(taskset -c 1 wrk -t2 -c32 -d"${DURATION}s" --timeout 5s -s bench/alertmanager.lua "http://127.0.0.1:$port" | grep '^RESULT')
+  result=$(load_alertmanager "$DURATION")
   core_after=$(core_ticks 0)
   ticks_after=$(process_ticks "$am_pid")
   am_busy=$(busy_percent "$core_before" "$core_after")
   am_rss=$(awk '/^VmRSS/ {print $2}' "/proc/$am_pid/status")
-  kill "$am_pid"; wait "$am_pid" 2>/dev/null || true; am_pid=""
+  stop_alertmanager
   eval "$(echo "$result" | sed 's/^RESULT //; s/ /\n/g' | sed 's/^/am_/')"
   am_cpu_us=$(cpu_us_each "$ticks_before" "$ticks_after" $((am_requests - am_errors_status)))
 }

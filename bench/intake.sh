@@ -28,7 +28,6 @@ THREADS=${THREADS:-2}
 HERALD_CPU=${HERALD_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 POOL_SIZE=${POOL_SIZE:-$((DURATION * 45000))}
-SECRET=bench-secret
 TARGET=${TARGET:-silent}
 
 . bench/common.sh
@@ -38,80 +37,13 @@ require wrk python3 taskset=util-linux curl
 if [ -z "${HERALD_BIN:-}" ]; then cargo build --release --quiet; fi
 HERALD_BIN=${HERALD_BIN:-target/release/herald}
 work=$(mktemp -d)
-silent_pid=""
+downstream_pid=""
 herald_pid=""
-trap 'kill $herald_pid $silent_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $herald_pid $downstream_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-# POOL_CACHE: a folder that keeps the pool between runs (generating it takes longer than a 10 s
-# run). Reusing it is fair: each run's data folder is new, so its callbacks are new to herald.
-pool="$work/pool"
-if [ -n "${POOL_CACHE:-}" ]; then
-  mkdir -p "$POOL_CACHE"
-  pool="$POOL_CACHE/pool-$POOL_SIZE-$THREADS"
-fi
-if [ ! -f "$pool.done" ]; then
-  echo "generating $POOL_SIZE distinct signed callbacks..." >&2
-  python3 bench/make_callbacks.py tests/fixtures/sentry/issue-created.json "$SECRET" "$pool" "$POOL_SIZE" "$THREADS"
-  touch "$pool.done"
-fi
-
-webhook_to() { # $1: URL, $2: timeout
-  printf '[[targets]]\nname = "hook"\nkind = "webhook"\nurl = "%s"\ntimeout = "%s"\nretry = ["1h"]\n' "$1" "$2"
-}
-case "$TARGET" in
-  console)
-    target_toml=$'[[targets]]\nname = "stdout"\nkind = "console"'
-    ;;
-  refused) # nothing listens on the port: every connection is refused
-    target_toml=$(webhook_to "http://127.0.0.1:$(free_port)/hook" "10s")
-    ;;
-  failing) # a downstream that answers every request 503
-    silent_port=$(free_port)
-    taskset -c "$LOAD_CPU" python3 - "$silent_port" <<'PY' &
-import http.server, sys
-class Unavailable(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(503); self.send_header("Content-Length", "0"); self.end_headers()
-    def log_message(self, *args): pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Unavailable).serve_forever()
-PY
-    silent_pid=$!
-    target_toml=$(webhook_to "http://127.0.0.1:$silent_port/hook" "10s")
-    ;;
-  hanging|silent)
-    # A listener that accepts connections and never answers.
-    silent_port=$(free_port)
-    taskset -c "$LOAD_CPU" python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',$silent_port)); s.listen(64); time.sleep(3600)" &
-    silent_pid=$!
-    if [ "$TARGET" = hanging ]; then # requests time out after 2 s
-      target_toml=$(webhook_to "http://127.0.0.1:$silent_port/hook" "2s")
-    else # the robot's one request hangs for the whole run: nothing is attempted after it
-      target_toml=$'[[targets]]\nname = "robot"\nkind = "dingtalk"\ntimeout = "1h"\n'"url = \"http://127.0.0.1:$silent_port/robot/send?access_token=bench\""
-    fi
-    ;;
-  *) echo "TARGET must be silent, console, refused, failing or hanging" >&2; exit 2 ;;
-esac
-cat > "$work/herald.toml" <<TOML
-[server]
-listen = "127.0.0.1:0"
-data_dir = "$work/data"
-
-[sentry]
-client_secrets = ["$SECRET"]
-
-$target_toml
-TOML
-
-RUST_LOG="${RUST_LOG:-info},herald::server=info" taskset -c "$HERALD_CPU" "$HERALD_BIN" serve --config "$work/herald.toml" \
-  >/dev/null 2>"$work/herald.log" &
-herald_pid=$!
-for _ in $(seq 100); do
-  address=$(grep -o 'listening on http://[0-9.:]*' "$work/herald.log" | sed 's|listening on http://||' || true)
-  [ -n "$address" ] && break
-  sleep 0.1
-done
-[ -n "$address" ] || { cat "$work/herald.log"; exit 1; }
+. bench/herald_server.sh
+ensure_pool "$POOL_SIZE" "$THREADS"
+start_herald "$work" "$TARGET"
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$herald_pid/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$herald_pid/status"; }
@@ -127,7 +59,7 @@ core_after=$(core_ticks "$HERALD_CPU")
 loaded_rss=$(rss_kib)
 cpu_after=$(process_ticks "$herald_pid")
 peak_rss=$(hwm_kib)
-stored=$(curl -s "http://$address/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["alerts"])')
+stored=$(stored_alerts)
 # Group commits over the whole run: how many callbacks shared one, and how long each took.
 commits=$(curl -s "http://$address/metrics" | awk '/^herald_store_commits_total / {c=$2} /^herald_store_commit_seconds_total / {s=$2} END {print c, s}')
 disk=$(du -sk "$work/data" | cut -f1)
