@@ -13,6 +13,19 @@ require() {
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# herald_address LOG: waits (up to 10 s) until the herald whose log is LOG says where it listens,
+# and prints that address (host:port); otherwise prints the log to stderr and exits.
+herald_address() {
+  local address
+  for _ in $(seq 100); do
+    address=$(grep -o 'listening on http://[0-9.:]*' "$1" | sed 's|listening on http://||' || true)
+    [ -n "$address" ] && { echo "$address"; return; }
+    sleep 0.1
+  done
+  cat "$1" >&2
+  exit 1
+}
+
 # A TCP port on 127.0.0.1 that nothing listens on right now.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -85,13 +85,7 @@ TOML
   RUST_LOG="${RUST_LOG:-info},herald::server=info" taskset -c "$HERALD_CPU" "$HERALD_BIN" serve --config "$folder/herald.toml" \
     >/dev/null 2>"$folder/herald.log" &
   herald_pid=$!
-  address=""
-  for _ in $(seq 100); do
-    address=$(grep -o 'listening on http://[0-9.:]*' "$folder/herald.log" | sed 's|listening on http://||' || true)
-    [ -n "$address" ] && break
-    sleep 0.1
-  done
-  [ -n "$address" ] || { cat "$folder/herald.log"; exit 1; }
+  address=$(herald_address "$folder/herald.log")
 }
 
 # stored_alerts: how many alerts the herald at $address holds (its /readyz).

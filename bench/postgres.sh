@@ -73,12 +73,7 @@ timeout = "1h"
 url = "http://127.0.0.1:$silent_port/robot/send?access_token=bench"
 TOML
   RUST_LOG=warn,herald::server=info target/release/herald serve --config "$work/$1.toml" >/dev/null 2>"$work/$1.log" &
-  for _ in $(seq 100); do
-    address=$(grep -o 'listening on http://[0-9.:]*' "$work/$1.log" | sed 's|listening on http://||' || true)
-    [ -n "$address" ] && { echo "$address"; return; }
-    sleep 0.1
-  done
-  cat "$work/$1.log" >&2; exit 1
+  herald_address "$work/$1.log"
 }
 load() { # $1: address, $2: connections, $3: pool file prefix → the RESULT line
   HERALD_BENCH_POOL="$3" wrk -t2 -c"$2" -d"${DURATION}s" --timeout 5s -s bench/sentry.lua "http://$1" | grep '^RESULT'

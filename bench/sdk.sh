@@ -48,12 +48,7 @@ url = "http://127.0.0.1:$silent_port/robot/send?access_token=bench"
 TOML
 RUST_LOG=warn,herald::server=info taskset -c 0 "$HERALD_BIN" serve --config "$work/herald.toml" >/dev/null 2>"$work/herald.log" &
 herald_pid=$!
-for _ in $(seq 100); do
-  address=$(grep -o 'listening on http://[0-9.:]*' "$work/herald.log" | sed 's|listening on http://||' || true)
-  [ -n "$address" ] && break
-  sleep 0.1
-done
-[ -n "$address" ] || { cat "$work/herald.log"; exit 1; }
+address=$(herald_address "$work/herald.log")
 settle_disk "$work"/pool.*
 sdk=$(HERALD_BENCH_POOL="$work/pool" HERALD_BENCH_KEY=$KEY taskset -c 1 \
   wrk -t2 -c32 -d"${DURATION}s" --timeout 5s -s bench/sdk.lua "http://$address" | grep '^RESULT')
