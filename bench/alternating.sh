@@ -50,8 +50,8 @@ trap cleanup EXIT
 . bench/herald_server.sh
 ensure_pool $((SLICES * SLICE * 45000)) "$THREADS"
 
-# slice NAME PID SETUP... -- one slice of load on the server PID (continued for it, stopped
-# after); adds to NAME's totals. The command after -- prints wrk's RESULT line.
+# slice NAME PID -- COMMAND...: one slice of load on the server PID (continued for it, stopped
+# after), adding to NAME's totals. COMMAND runs wrk and prints its RESULT line.
 declare -A requests seconds ticks busy_ticks all_ticks worst_p99
 slice() {
   local name=$1 pid=$2 result core_before core_after ticks_before

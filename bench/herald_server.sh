@@ -5,8 +5,9 @@
 BENCH_SECRET=bench-secret
 
 # ensure_pool SIZE THREADS: sets pool to the prefix of SIZE distinct signed callbacks split in
-# THREADS files (one per wrk thread), generated unless POOL_CACHE already holds them. Reusing them
-# is fair: each run's data folder is new, so its callbacks are new to herald.
+# THREADS files (one per wrk thread), generated in $work, or kept in POOL_CACHE (a folder) for the
+# next run: generating them takes longer than a 10 s run. Reusing them is fair: each run's data
+# folder is new, so its callbacks are new to herald.
 ensure_pool() {
   local size=$1 threads=$2
   pool="$work/pool"
