@@ -41,6 +41,6 @@ run_alertmanager() {
   am_busy=$(busy_percent "$core_before" "$core_after")
   am_rss=$(awk '/^VmRSS/ {print $2}' "/proc/$am_pid/status")
   stop_alertmanager
-  eval "$(echo "$result" | sed 's/^RESULT //; s/ /\n/g' | sed 's/^/am_/')"
+  eval "$(wrk_result am_ "$result")"
   am_cpu_us=$(cpu_us_each "$ticks_before" "$ticks_after" $((am_requests - am_errors_status)))
 }

@@ -51,8 +51,8 @@ trap cleanup EXIT
 ensure_pool $((SLICES * SLICE * 45000)) "$THREADS"
 
 # slice NAME PID -- COMMAND...: one slice of load on the server PID (continued for it, stopped
-# after), adding to NAME's totals. COMMAND runs wrk and prints its RESULT line.
-declare -A requests seconds ticks busy_ticks all_ticks worst_p99
+# after), adding to NAME's totals (reset for each state, below). COMMAND runs wrk and prints its
+# RESULT line.
 slice() {
   local name=$1 pid=$2 result core_before core_after ticks_before
   shift 3
@@ -66,7 +66,7 @@ slice() {
   busy_ticks[$name]=$((${busy_ticks[$name]:-0} + ${core_after% *} - ${core_before% *}))
   all_ticks[$name]=$((${all_ticks[$name]:-0} + ${core_after#* } - ${core_before#* }))
   local RESULT_requests RESULT_errors_status RESULT_seconds RESULT_p99_ms RESULT_offsets="" RESULT_pool_wraps=0
-  eval "$(echo "$result" | sed 's/^RESULT //; s/ /\n/g' | sed 's/^/RESULT_/')"
+  eval "$(wrk_result RESULT_ "$result")"
   if [ "$RESULT_pool_wraps" != 0 ]; then
     echo "note: the pool wrapped: some callbacks were posted twice (run with fewer or shorter slices)" >&2
   fi
@@ -84,7 +84,7 @@ load_herald() {
 lines=()
 for state in $STATES; do
   offsets="" # a new herald: the pool from its start
-  unset requests seconds ticks busy_ticks all_ticks worst_p99
+  unset requests seconds ticks busy_ticks all_ticks worst_p99 # the state's totals
   declare -A requests seconds ticks busy_ticks all_ticks worst_p99
   start_herald "$work/$state" "$state"
   start_alertmanager "$work"

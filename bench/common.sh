@@ -26,6 +26,12 @@ herald_address() {
   exit 1
 }
 
+# wrk_result PREFIX LINE: the fields of a wrk script's RESULT line (requests=… errors_status=…)
+# as shell assignments, each name after PREFIX, for the caller to eval.
+wrk_result() {
+  echo "$2" | sed 's/^RESULT //; s/ /\n/g' | sed "s/^/$1/"
+}
+
 # A TCP port on 127.0.0.1 that nothing listens on right now.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

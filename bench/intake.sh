@@ -13,12 +13,11 @@
 #                                    # fast herald is when the disk's sync latency is not the limit
 #                                    # (a diagnostic: nothing on tmpfs survives a reboot)
 #
-# TARGET=silent (the default) measures the intake alone: herald's one target is a DingTalk robot that
-# never answers, so jobs are queued but not sent during the run. TARGET=console also renders and
-# delivers every alert (to /dev/null) on the same core while accepting. TARGET=refused, failing
-# and hanging point a webhook target at a downstream that refuses connections, answers 503, or
-# never answers (2 s timeout): the intake while a downstream is down (bench/faults.sh runs them all).
-# A downstream runs on the load's CPU: it is part of the harness, and takes nothing from herald's.
+# TARGET: herald's one target and the state of its downstream (start_herald in
+# bench/herald_server.sh says what each does): silent (the default: the intake alone, nothing is
+# sent during the run), console (every alert also rendered and delivered on herald's core), and
+# refused, failing and hanging (the intake while a downstream is down; bench/faults.sh runs them
+# all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,7 +63,7 @@ stored=$(stored_alerts)
 commits=$(curl -s "http://$address/metrics" | awk '/^herald_store_commits_total / {c=$2} /^herald_store_commit_seconds_total / {s=$2} END {print c, s}')
 disk=$(du -sk "$work/data" | cut -f1)
 
-eval "$(echo "$result" | sed 's/^RESULT //; s/ /\n/g')"
+eval "$(wrk_result "" "$result")"
 accepted=$((requests - errors_status))
 echo
 echo "herald intake: ${DURATION}s, $CONNECTIONS connections, herald on CPU $HERALD_CPU, wrk on CPU $LOAD_CPU, target $TARGET"

@@ -52,7 +52,7 @@ address=$(herald_address "$work/herald.log")
 settle_disk "$work"/pool.*
 sdk=$(HERALD_BENCH_POOL="$work/pool" HERALD_BENCH_KEY=$KEY taskset -c 1 \
   wrk -t2 -c32 -d"${DURATION}s" --timeout 5s -s bench/sdk.lua "http://$address" | grep '^RESULT')
-eval "$(echo "$sdk" | sed 's/^RESULT //; s/ /\n/g' | sed 's/^/sdk_/')"
+eval "$(wrk_result sdk_ "$sdk")"
 kill $herald_pid; wait $herald_pid 2>/dev/null || true; herald_pid=""
 
 hook=$(DURATION=$DURATION TARGET=silent HERALD_BIN=$HERALD_BIN bench/intake.sh 2>/dev/null)

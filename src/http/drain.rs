@@ -21,8 +21,8 @@ use axum::response::Response;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
-/// The most of an unread body herald reads to let its client hear the answer: nothing of it is
-/// kept.
+/// The most of an unread body herald reads to let its client hear the answer, and for how long:
+/// nothing of it is kept.
 const DRAIN_MAX_BYTES: usize = 16 * 1024 * 1024;
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
 
