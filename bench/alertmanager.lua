@@ -1,15 +1,22 @@
 -- wrk script for Prometheus Alertmanager: each request posts one distinct firing alert to
 -- /api/v2/alerts (a unique label per request), the same size class as a Sentry callback's alert.
 -- BENCH_SLICE (a number), if set, keeps a run's alerts apart from those of the runs before it
--- against the same Alertmanager (bench/alternating.sh).
+-- against the same Alertmanager (bench/alternating.sh). BENCH_THINK_MS: pauses between requests
+-- (bench/think.lua).
+dofile("bench/think.lua")
 local slice = tonumber(os.getenv("BENCH_SLICE") or "0")
 local counter = 0
-local thread_index = 0
 local next_thread = 0
 
+-- thread_index is a global of each thread's own state, set here before the thread starts (a local
+-- of the same name would hide it from request(), and every thread would post the same alerts).
 function setup(thread)
   thread:set("thread_index", next_thread)
   next_thread = next_thread + 1
+end
+
+function init(args)
+  math.randomseed(thread_index + 1)
 end
 
 function request()

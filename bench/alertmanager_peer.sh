@@ -19,10 +19,11 @@ stop_alertmanager() {
 }
 
 # load_alertmanager SECONDS [SLICE]: wrk on CPU 1 against the running Alertmanager for SECONDS at
-# 32 connections, each request a distinct alert (SLICE keeps them apart from an earlier load's).
+# CONNECTIONS (32 unless set), each request a distinct alert (SLICE keeps them apart from an
+# earlier load's).
 # Prints wrk's RESULT line.
 load_alertmanager() {
-  BENCH_SLICE="${2:-0}" taskset -c 1 wrk -t2 -c32 -d"$1s" --timeout 5s -s bench/alertmanager.lua \
+  BENCH_SLICE="${2:-0}" taskset -c 1 wrk -t2 -c"${CONNECTIONS:-32}" -d"$1s" --timeout 5s -s bench/alertmanager.lua \
     "http://127.0.0.1:$am_port" | grep '^RESULT'
 }
 

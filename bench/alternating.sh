@@ -12,6 +12,10 @@
 #
 #   bench/alternating.sh                         # SLICES=6 SLICE=2 (about two minutes in all)
 #   STATES="silent failing" bench/alternating.sh
+#   CONNECTIONS=512 BENCH_THINK_MS=16 bench/alternating.sh   # many senders pausing at random
+#
+# CONNECTIONS (32 unless set) is how many wrk keeps open to each server; with BENCH_THINK_MS each
+# one pauses that long on average after each answer (bench/think.lua).
 #
 # A stopped server does nothing: herald's work left from its slice (a commit, the deliveries it
 # queued) and Alertmanager's (its garbage collection) wait for their own next slice. Each slice's
@@ -25,7 +29,7 @@ STATES=${STATES:-silent refused failing hanging}
 HERALD_CPU=0
 LOAD_CPU=1
 THREADS=2
-CONNECTIONS=32
+CONNECTIONS=${CONNECTIONS:-32}
 . bench/common.sh
 . bench/alertmanager_peer.sh
 require prometheus-alertmanager wrk python3 curl taskset=util-linux
@@ -116,7 +120,7 @@ for state in $STATES; do
 done
 
 echo
-echo "herald and Alertmanager in turns: $SLICES slices of ${SLICE}s each per state, 32 connections, servers on CPU 0, wrk on CPU 1"
+echo "herald and Alertmanager in turns: $SLICES slices of ${SLICE}s each per state, $CONNECTIONS connections${BENCH_THINK_MS:+ pausing ${BENCH_THINK_MS} ms on average}, servers on CPU 0, wrk on CPU 1"
 python3 - "$(getconf CLK_TCK)" "${lines[@]}" <<'PY'
 import sys
 hz = int(sys.argv[1])

@@ -50,7 +50,7 @@ measure_herald hanging
 measure_alertmanager
 
 echo
-echo "intake while the downstream fails: ${DURATION}s each, 32 connections, server on CPU 0, wrk on CPU 1"
+echo "intake while the downstream fails: ${DURATION}s each, ${CONNECTIONS:-32} connections, server on CPU 0, wrk on CPU 1"
 echo "(Alertmanager, in memory, measured before, between and after: each state is compared with the"
 echo " mean of the two runs around it)"
 python3 - "${am_rates[*]}" "${am_cpus[*]}" "${am_p99s[*]}" "${am_busies[*]}" \

@@ -3,7 +3,8 @@
 -- when it is used up (and saying so in the RESULT line). A script defines request() with
 -- next_line(). HERALD_BENCH_OFFSETS ("o0,o1,..."), if set, is where each thread starts in its
 -- file: the RESULT line's offsets= from the run before, so that runs in turn post distinct
--- callbacks (bench/alternating.sh).
+-- callbacks (bench/alternating.sh). BENCH_THINK_MS: pauses between requests (bench/think.lua).
+dofile("bench/think.lua")
 local prefix = os.getenv("HERALD_BENCH_POOL")
 local offsets = os.getenv("HERALD_BENCH_OFFSETS") or ""
 local next_thread = 0
@@ -16,6 +17,7 @@ function setup(thread)
 end
 
 function init(args)
+  math.randomseed(thread_index + 1)
   pool = assert(io.open(prefix .. "." .. thread_index, "r"))
   wrapped = 0
   offset = 0

@@ -35,7 +35,7 @@ for round in $(seq "$ROUNDS"); do
   [ "$ROUNDS" = 1 ] && echo "$herald_out"
   echo
   order="Alertmanager first"; [ $((round % 2)) = 0 ] && order="herald first"
-  echo "side by side (round $round of $ROUNDS, $order): ${DURATION}s each, 32 connections, server on CPU 0, wrk on CPU 1"
+  echo "side by side (round $round of $ROUNDS, $order): ${DURATION}s each, ${CONNECTIONS:-32} connections, server on CPU 0, wrk on CPU 1"
   printf "  %-34s %8s/s   p50 %6s ms   p99 %6s ms   CPU %4s µs a request   core %3s %% busy\n" "$herald_label" "$herald_rate" "$herald_p50" "$herald_p99" "$herald_cpu_us" "$herald_busy"
   printf "  %-34s %8s/s   p50 %6s ms   p99 %6s ms   CPU %4s µs a request   core %3s %% busy   RSS %s MiB\n" "Alertmanager (in memory)" "$am_rate" "$am_p50_ms" "$am_p99_ms" "$am_cpu_us" "$am_busy" "$((am_rss / 1024))"
   ratio=$(python3 -c "print(f'{$herald_rate / $am_rate:.2f}')")
