@@ -3,9 +3,14 @@
 
 # start_alertmanager WORK_DIR: a fresh Alertmanager on CPU 0, keeping alerts in memory; waits until
 # it is ready. Sets am_pid (for the caller's trap) and am_port.
+#
+# Each alert is a group of its own (group_by issue), and a group is first sent group_wait after
+# its first alert (30 s unless set). A run shorter than that never reaches it, but a server that
+# takes turns does (bench/alternating.sh), and then tens of thousands of groups come due at once.
+# group_wait is an hour here, so Alertmanager is measured taking alerts in, as herald is.
 start_alertmanager() {
   local work=$1
-  printf 'route:\n  receiver: "null"\n  group_by: ["issue"]\nreceivers:\n  - name: "null"\n' >"$work/alertmanager.yml"
+  printf 'route:\n  receiver: "null"\n  group_by: ["issue"]\n  group_wait: 1h\nreceivers:\n  - name: "null"\n' >"$work/alertmanager.yml"
   am_port=$(free_port)
   rm -rf "$work/am-data"
   taskset -c 0 prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am-data" \
