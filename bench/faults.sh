@@ -7,6 +7,9 @@
 # around it, the CPU each used per request, and how busy its core was (a durable server waits for
 # its disk with nothing else to do; one that keeps everything in memory need not).
 #
+# Its runs come one after the other, so each ratio also carries how the machine's speed moved
+# between them; bench/alternating.sh measures the same servers taking turns in short slices.
+#
 #   bench/faults.sh                 # DURATION=10 per run (about two minutes in all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
