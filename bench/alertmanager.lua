@@ -15,10 +15,6 @@ function setup(thread)
   next_thread = next_thread + 1
 end
 
-function init(args)
-  math.randomseed(thread_index + 1)
-end
-
 function request()
   counter = counter + 1
   local id = slice * 1000000000 + thread_index * 100000000 + counter

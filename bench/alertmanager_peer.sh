@@ -16,7 +16,10 @@ start_alertmanager() {
   taskset -c 0 prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am-data" \
     --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address="" --log.level=warn >"$work/am.log" 2>&1 &
   am_pid=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$am_port/-/ready" >/dev/null && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$am_port/-/ready" >/dev/null && return; sleep 0.1; done
+  cat "$work/am.log" >&2
+  echo "Alertmanager was not ready after 10 s" >&2
+  exit 1
 }
 
 stop_alertmanager() {

@@ -93,3 +93,14 @@ TOML
 stored_alerts() {
   curl -s "http://$address/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["alerts"])'
 }
+
+# check_stored STORED ANSWERED IN_FLIGHT [LABEL]: exits, saying so, unless a herald that answered
+# ANSWERED callbacks 2xx stored them all. wrk counts only the answers it read before it stopped:
+# up to IN_FLIGHT requests still in flight then may be stored without being counted. Fewer stored
+# than answered is a lost callback.
+check_stored() {
+  if [ "$1" -lt "$2" ] || [ "$1" -gt $(($2 + $3)) ]; then
+    echo "MISMATCH: herald${4:+ ($4)} answered 2xx to $2 callbacks but stored $1" >&2
+    exit 1
+  fi
+}

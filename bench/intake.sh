@@ -80,9 +80,4 @@ if commits:
     print(f"  group commits   {commits}   {stored / commits:.1f} callbacks each   {seconds / commits * 1e3:.2f} ms each")
 PY
 [ "$pool_wraps" = 0 ] || echo "  note: the pool of $POOL_SIZE callbacks wrapped $pool_wraps times; raise POOL_SIZE for all-distinct callbacks"
-# wrk counts only the answers it read before it stopped; requests still in flight then (at most one
-# per connection) may be stored without being counted. Fewer stored than accepted is a lost callback.
-if [ "$stored" -lt "$accepted" ] || [ "$stored" -gt $((accepted + CONNECTIONS)) ]; then
-  echo "MISMATCH: herald answered 2xx to $accepted callbacks but stored $stored" >&2
-  exit 1
-fi
+check_stored "$stored" "$accepted" "$CONNECTIONS" # at most one in flight per connection

@@ -17,7 +17,6 @@ function setup(thread)
 end
 
 function init(args)
-  math.randomseed(thread_index + 1)
   pool = assert(io.open(prefix .. "." .. thread_index, "r"))
   wrapped = 0
   offset = 0

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # herald beside Prometheus Alertmanager, in one run: each on CPU 0 in turn, the same load tool
-# (wrk, on CPU 1) at 32 connections for the same time. herald takes distinct, signed Sentry
-# callbacks and answers only after they are on disk; Alertmanager takes distinct alerts and keeps
-# them in memory. Prints both rates, p50/p99 latency, the CPU each server used per request, and
-# the ratios. (The CPU per request moves far less with the machine's drift than the rates do, and
-# herald's rate is also bound by the disk's wait for its syncs, which uses no CPU.)
+# (wrk, on CPU 1) at CONNECTIONS (32 unless set) for the same time. herald takes distinct, signed
+# Sentry callbacks and answers only after they are on disk; Alertmanager takes distinct alerts and
+# keeps them in memory. Prints both rates, p50/p99 latency, the CPU each server used per request,
+# and the ratios. (The CPU per request moves far less with the machine's drift than the rates do,
+# and herald's rate is also bound by the disk's wait for its syncs, which uses no CPU.)
 #
 #   bench/versus-alertmanager.sh          # DURATION=20
 #   ROUNDS=3 bench/versus-alertmanager.sh # three rounds, Alertmanager first in the odd ones and
