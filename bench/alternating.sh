@@ -15,6 +15,10 @@
 #   bench/alternating.sh                         # SLICES=6 SLICE=2 (about two minutes in all)
 #   STATES="silent failing" bench/alternating.sh
 #   CONNECTIONS=512 BENCH_THINK_MS=16 bench/alternating.sh   # many senders pausing at random
+#   BASE_BIN=/path/to/an/older/herald bench/alternating.sh     # that build too, in the same turns
+#
+# BASE_BIN adds a herald of another build for each of BASE_STATES (STATES unless set), named
+# "base, STATE", taking turns with the others: what a change did, measured in the same minutes.
 #
 # CONNECTIONS (32 unless set) is how many wrk keeps open to each server; with BENCH_THINK_MS each
 # one pauses that long on average after each answer (bench/think.lua).
@@ -44,6 +48,7 @@ HERALD_BIN=${HERALD_BIN:-target/release/herald}
 work=$(mktemp -d)
 am_pid=""
 declare -A herald_pids addresses downstream_pids offsets
+heralds=()
 cleanup() {
   # A stopped process must be continued to act on its SIGTERM.
   for pid in ${herald_pids[@]} $am_pid; do kill -CONT "$pid" 2>/dev/null || true; done
@@ -90,12 +95,17 @@ load_herald() {
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SLICE}s" --timeout 5s -s bench/sentry.lua "http://${addresses[$1]}" | grep '^RESULT'
 }
 
-servers=()
-for state in $STATES; do
-  start_herald "$work/$state" "$state"
-  herald_pids[$state]=$herald_pid addresses[$state]=$address downstream_pids[$state]=$downstream_pid
-  servers+=("$state")
-done
+# add_herald NAME STATE: a herald of HERALD_BIN whose downstream is in STATE.
+add_herald() {
+  start_herald "$work/$1" "$2"
+  herald_pids[$1]=$herald_pid addresses[$1]=$address downstream_pids[$1]=$downstream_pid
+  heralds+=("$1")
+}
+for state in $STATES; do add_herald "$state" "$state"; done
+if [ -n "${BASE_BIN:-}" ]; then
+  for state in ${BASE_STATES:-$STATES}; do HERALD_BIN=$BASE_BIN add_herald "base-$state" "$state"; done
+fi
+servers=("${heralds[@]}")
 start_alertmanager "$work"
 servers+=(alertmanager)
 sleep 1
@@ -116,10 +126,10 @@ done
 
 kill -CONT ${herald_pids[@]} "$am_pid"
 lines=()
-for state in $STATES; do
-  address=${addresses[$state]}
+for name in "${heralds[@]}"; do
+  address=${addresses[$name]}
   # At most one request in flight per connection and slice.
-  check_stored "$(stored_alerts)" "${requests[$state]}" $((CONNECTIONS * SLICES)) "$state"
+  check_stored "$(stored_alerts)" "${requests[$name]}" $((CONNECTIONS * SLICES)) "$name"
 done
 for name in "${servers[@]}"; do
   lines+=("$name ${requests[$name]} ${seconds[$name]} ${ticks[$name]} ${busy_ticks[$name]} ${all_ticks[$name]} ${worst_p99[$name]}")
@@ -127,6 +137,7 @@ done
 
 echo
 echo "herald and Alertmanager in turns: $SLICES rounds of one ${SLICE}s slice each, $CONNECTIONS connections${BENCH_THINK_MS:+ pausing ${BENCH_THINK_MS} ms on average}, servers on CPU 0, wrk on CPU 1"
+[ -z "${BASE_BIN:-}" ] || echo "base: $BASE_BIN"
 python3 - "$(getconf CLK_TCK)" "${lines[@]}" <<'PY'
 import sys
 hz = int(sys.argv[1])
@@ -137,12 +148,14 @@ for line in sys.argv[2:]:
     servers[name] = dict(rate=req / sec, cpu=ticks / hz / max(req, 1) * 1e6,
                          busy=100 * busy / max(all_ticks, 1), p99=p99)
 am = servers.pop("alertmanager")
-silent = servers.get("silent")
 print(f"  {'server':<22} {'rate':>9} {'p99 (worst slice)':>18} {'CPU a request':>14} {'core busy':>10}"
       f"   {'x silent':>8} {'x Alertmanager':>14} {'CPU ratio':>9}")
 print(f"  {'Alertmanager':<22} {am['rate']:>7.0f}/s {am['p99']:>15.1f} ms {am['cpu']:>11.0f} µs {am['busy']:>8.0f} %")
-for state, s in servers.items():
+for name, s in servers.items():
+    build, _, state = name.rpartition("-")
+    silent = servers.get(f"{build}-silent" if build else "silent")
     vs_silent = f"{s['rate'] / silent['rate']:>7.2f}x" if silent else f"{'':>8}"
-    print(f"  {'herald, ' + state:<22} {s['rate']:>7.0f}/s {s['p99']:>15.1f} ms {s['cpu']:>11.0f} µs {s['busy']:>8.0f} %"
+    label = f"{build}, {state}" if build else f"herald, {state}"
+    print(f"  {label:<22} {s['rate']:>7.0f}/s {s['p99']:>15.1f} ms {s['cpu']:>11.0f} µs {s['busy']:>8.0f} %"
           f"   {vs_silent} {s['rate'] / am['rate']:>13.2f}x {am['cpu'] / s['cpu']:>8.2f}x")
 PY
