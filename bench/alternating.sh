@@ -127,9 +127,8 @@ done
 kill -CONT ${herald_pids[@]} "$am_pid"
 lines=()
 for name in "${heralds[@]}"; do
-  address=${addresses[$name]}
   # At most one request in flight per connection and slice.
-  check_stored "$(stored_alerts)" "${requests[$name]}" $((CONNECTIONS * SLICES)) "$name"
+  check_stored "$(stored_alerts "${addresses[$name]}")" "${requests[$name]}" $((CONNECTIONS * SLICES)) "$name"
 done
 for name in "${servers[@]}"; do
   lines+=("$name ${requests[$name]} ${seconds[$name]} ${ticks[$name]} ${busy_ticks[$name]} ${all_ticks[$name]} ${worst_p99[$name]}")

@@ -89,9 +89,10 @@ TOML
   address=$(herald_address "$folder/herald.log")
 }
 
-# stored_alerts: how many alerts the herald at $address holds (its /readyz).
+# stored_alerts [ADDRESS]: how many alerts the herald at ADDRESS ($address unless given) holds
+# (its /readyz).
 stored_alerts() {
-  curl -s "http://$address/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["alerts"])'
+  curl -s "http://${1:-$address}/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["alerts"])'
 }
 
 # check_stored STORED ANSWERED IN_FLIGHT [LABEL]: exits, saying so, unless a herald that answered
