@@ -623,6 +623,32 @@ fn store_in(cluster: &PgCluster, database: &str) -> herald::store::Store {
     herald::store::Store::new(Arc::new(PgStore::open(&settings).unwrap()))
 }
 
+/// A transaction of its own that holds `table` of `database` locked against writes until it ends:
+/// a store's statement on that table waits at the database for as long as a test needs it to,
+/// however fast or slow the machine.
+async fn lock_table(cluster: &PgCluster, database: &str, table: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname={database}",
+            cluster.port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE"))
+        .await
+        .unwrap();
+    client
+}
+
+/// Ends the transaction `lock_table` began, and with it the lock.
+async fn unlock_table(holder: tokio_postgres::Client) {
+    holder.batch_execute("COMMIT").await.unwrap();
+}
+
 /// A caller that goes away while its group commit is at the database (hyper drops a request's
 /// future when its client hangs up) leaves the commit to go on: the writes it took along, other
 /// callers' included, reach the database, and those callers are told so only once they have.
@@ -631,7 +657,8 @@ async fn a_group_commit_goes_on_when_its_caller_goes_away() {
     let Some(cluster) = PgCluster::start() else {
         return;
     };
-    let store = store_in(&cluster, "herald_cancelled_commit");
+    let database = "herald_cancelled_commit";
+    let store = store_in(&cluster, database);
     let alert = |id: u64| herald::sentry::parse_integration_payload("issue", &created(id)).unwrap();
     let mut ids = Vec::new();
     for issue in [1, 2] {
@@ -641,12 +668,15 @@ async fn a_group_commit_goes_on_when_its_caller_goes_away() {
             .unwrap();
         ids.push(id);
     }
+    // The commit waits at the database until the lock is let go, whatever the machine's pace.
+    let holder = lock_table(&cluster, database, "herald_alert").await;
     let mut first = Box::pin(store.commit());
     let mut second = Box::pin(store.commit());
     // The first caller's commit takes both writes to the database; then its caller is gone.
     assert!(futures::poll!(&mut first).is_pending());
     assert!(futures::poll!(&mut second).is_pending());
     drop(first);
+    unlock_table(holder).await;
     second.await.unwrap();
     for id in ids {
         assert!(
@@ -664,9 +694,13 @@ async fn a_batch_of_claims_goes_on_when_its_caller_goes_away() {
     let Some(cluster) = PgCluster::start() else {
         return;
     };
-    let store = store_in(&cluster, "herald_cancelled_claims");
+    let database = "herald_cancelled_claims";
+    let store = store_in(&cluster, database);
     let now = chrono::Utc::now();
     let hour = Duration::from_secs(3600);
+    // Each batch waits at the database while the claims table is locked, so that what is
+    // pending below is pending however fast the database answers.
+    let holder = lock_table(&cluster, database, "herald_claim").await;
     // One batch at the database while two more claims wait their turn: they go together next.
     let mut running = Box::pin(store.claim_dedupe_key("running", 1, now, hour));
     let mut leaving = Box::pin(store.claim_dedupe_key("leaving", 2, now, hour));
@@ -674,10 +708,13 @@ async fn a_batch_of_claims_goes_on_when_its_caller_goes_away() {
     assert!(futures::poll!(&mut running).is_pending());
     assert!(futures::poll!(&mut leaving).is_pending());
     assert!(futures::poll!(&mut staying).is_pending());
+    unlock_table(holder).await;
     assert!(matches!(running.await.unwrap(), ClaimOutcome::New(_)));
     // The next batch, both claims, is run by the first in line, which then goes away.
+    let holder = lock_table(&cluster, database, "herald_claim").await;
     assert!(futures::poll!(&mut leaving).is_pending());
     drop(leaving);
+    unlock_table(holder).await;
     match staying.await {
         Ok(ClaimOutcome::New(_)) => {}
         Ok(ClaimOutcome::Duplicate(first)) => panic!("a fresh key taken for {first}"),
