@@ -62,18 +62,20 @@ trap cleanup EXIT
 ensure_pool $((SLICES * SLICE * 45000)) "$THREADS"
 
 # Each server's totals over its slices, by name (a state, or alertmanager).
-declare -A requests seconds ticks busy_ticks all_ticks worst_p99
+declare -A requests seconds ticks busy_ticks all_ticks stolen_ticks worst_p99
 
 # slice NAME PID -- COMMAND...: one slice of load on the server PID (continued for it, stopped
 # after), adding to NAME's totals. COMMAND runs wrk and prints its RESULT line.
 slice() {
-  local name=$1 pid=$2 result core_before core_after ticks_before
+  local name=$1 pid=$2 result core_before core_after ticks_before stolen_before
   shift 3
   kill -CONT "$pid"
   ticks_before=$(process_ticks "$pid")
   core_before=$(core_ticks "$HERALD_CPU")
+  stolen_before=$(stolen_ticks "$HERALD_CPU")
   result=$("$@")
   core_after=$(core_ticks "$HERALD_CPU")
+  stolen_ticks[$name]=$((${stolen_ticks[$name]:-0} + $(stolen_ticks "$HERALD_CPU") - stolen_before))
   ticks[$name]=$((${ticks[$name]:-0} + $(process_ticks "$pid") - ticks_before))
   kill -STOP "$pid"
   busy_ticks[$name]=$((${busy_ticks[$name]:-0} + ${core_after% *} - ${core_before% *}))
@@ -131,7 +133,7 @@ for name in "${heralds[@]}"; do
   check_stored "$(stored_alerts "${addresses[$name]}")" "${requests[$name]}" $((CONNECTIONS * SLICES)) "$name"
 done
 for name in "${servers[@]}"; do
-  lines+=("$name ${requests[$name]} ${seconds[$name]} ${ticks[$name]} ${busy_ticks[$name]} ${all_ticks[$name]} ${worst_p99[$name]}")
+  lines+=("$name ${requests[$name]} ${seconds[$name]} ${ticks[$name]} ${busy_ticks[$name]} ${all_ticks[$name]} ${stolen_ticks[$name]} ${worst_p99[$name]}")
 done
 
 echo
@@ -143,18 +145,19 @@ hz = int(sys.argv[1])
 servers = {}
 for line in sys.argv[2:]:
     name, *values = line.split()
-    req, sec, ticks, busy, all_ticks, p99 = map(float, values)
+    req, sec, ticks, busy, all_ticks, stolen, p99 = map(float, values)
     servers[name] = dict(rate=req / sec, cpu=ticks / hz / max(req, 1) * 1e6,
-                         busy=100 * busy / max(all_ticks, 1), p99=p99)
+                         busy=100 * busy / max(all_ticks, 1), stolen=100 * stolen / max(all_ticks, 1),
+                         p99=p99)
 am = servers.pop("alertmanager")
-print(f"  {'server':<22} {'rate':>9} {'p99 (worst slice)':>18} {'CPU a request':>14} {'core busy':>10}"
+print(f"  {'server':<22} {'rate':>9} {'p99 (worst slice)':>18} {'CPU a request':>14} {'core busy':>10} {'stolen':>7}"
       f"   {'x silent':>8} {'x Alertmanager':>14} {'CPU ratio':>9}")
-print(f"  {'Alertmanager':<22} {am['rate']:>7.0f}/s {am['p99']:>15.1f} ms {am['cpu']:>11.0f} µs {am['busy']:>8.0f} %")
+print(f"  {'Alertmanager':<22} {am['rate']:>7.0f}/s {am['p99']:>15.1f} ms {am['cpu']:>11.0f} µs {am['busy']:>8.0f} % {am['stolen']:>5.0f} %")
 for name, s in servers.items():
     build, _, state = name.rpartition("-")
     silent = servers.get(f"{build}-silent" if build else "silent")
     vs_silent = f"{s['rate'] / silent['rate']:>7.2f}x" if silent else f"{'':>8}"
     label = f"{build}, {state}" if build else f"herald, {state}"
-    print(f"  {label:<22} {s['rate']:>7.0f}/s {s['p99']:>15.1f} ms {s['cpu']:>11.0f} µs {s['busy']:>8.0f} %"
+    print(f"  {label:<22} {s['rate']:>7.0f}/s {s['p99']:>15.1f} ms {s['cpu']:>11.0f} µs {s['busy']:>8.0f} % {s['stolen']:>5.0f} %"
           f"   {vs_silent} {s['rate'] / am['rate']:>13.2f}x {am['cpu'] / s['cpu']:>8.2f}x")
 PY

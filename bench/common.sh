@@ -77,6 +77,12 @@ core_ticks() {
   awk -v cpu="cpu$1" '$1 == cpu {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
 }
 
+# stolen_ticks CPU: how long the hypervisor has kept that CPU for others so far (steal, in
+# /proc/stat), in clock ticks: a run in which it took much measured a slower machine.
+stolen_ticks() {
+  awk -v cpu="cpu$1" '$1 == cpu {print $9}' /proc/stat
+}
+
 # busy_percent "BEFORE" "AFTER": how busy a CPU was between two of core_ticks's readings. A server
 # whose core is busy less than all the time was waiting with nothing to do (for its disk, or for
 # the load's next request).
