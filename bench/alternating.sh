@@ -67,19 +67,18 @@ declare -A requests seconds ticks busy_ticks all_ticks stolen_ticks worst_p99
 # slice NAME PID -- COMMAND...: one slice of load on the server PID (continued for it, stopped
 # after), adding to NAME's totals. COMMAND runs wrk and prints its RESULT line.
 slice() {
-  local name=$1 pid=$2 result core_before core_after ticks_before stolen_before
+  local name=$1 pid=$2 result ticks_before busy0 all0 stolen0 busy1 all1 stolen1
   shift 3
   kill -CONT "$pid"
   ticks_before=$(process_ticks "$pid")
-  core_before=$(core_ticks "$HERALD_CPU")
-  stolen_before=$(stolen_ticks "$HERALD_CPU")
+  read -r busy0 all0 stolen0 <<<"$(core_ticks "$HERALD_CPU")"
   result=$("$@")
-  core_after=$(core_ticks "$HERALD_CPU")
-  stolen_ticks[$name]=$((${stolen_ticks[$name]:-0} + $(stolen_ticks "$HERALD_CPU") - stolen_before))
+  read -r busy1 all1 stolen1 <<<"$(core_ticks "$HERALD_CPU")"
   ticks[$name]=$((${ticks[$name]:-0} + $(process_ticks "$pid") - ticks_before))
   kill -STOP "$pid"
-  busy_ticks[$name]=$((${busy_ticks[$name]:-0} + ${core_after% *} - ${core_before% *}))
-  all_ticks[$name]=$((${all_ticks[$name]:-0} + ${core_after#* } - ${core_before#* }))
+  busy_ticks[$name]=$((${busy_ticks[$name]:-0} + busy1 - busy0))
+  all_ticks[$name]=$((${all_ticks[$name]:-0} + all1 - all0))
+  stolen_ticks[$name]=$((${stolen_ticks[$name]:-0} + stolen1 - stolen0))
   local RESULT_requests RESULT_errors_status RESULT_seconds RESULT_p99_ms RESULT_offsets="" RESULT_pool_wraps=0
   eval "$(wrk_result RESULT_ "$result")"
   if [ "$RESULT_pool_wraps" != 0 ]; then
@@ -137,7 +136,7 @@ for name in "${servers[@]}"; do
 done
 
 echo
-echo "herald and Alertmanager in turns: $SLICES rounds of one ${SLICE}s slice each, $CONNECTIONS connections${BENCH_THINK_MS:+ pausing ${BENCH_THINK_MS} ms on average}, servers on CPU 0, wrk on CPU 1"
+echo "herald and Alertmanager in turns: $SLICES rounds of one ${SLICE}s slice each, $CONNECTIONS connections${BENCH_THINK_MS:+ pausing ${BENCH_THINK_MS} ms on average}, servers on CPU $HERALD_CPU, wrk on CPU $LOAD_CPU"
 [ -z "${BASE_BIN:-}" ] || echo "base: $BASE_BIN"
 python3 - "$(getconf CLK_TCK)" "${lines[@]}" <<'PY'
 import sys

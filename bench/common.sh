@@ -70,22 +70,16 @@ cpu_us_each() {
     "$1" "$2" "$3" "$(getconf CLK_TCK)"
 }
 
-# core_ticks CPU: how long that CPU has been busy, and how long it has run in all, in clock ticks
-# (/proc/stat). Idle and waiting on I/O are not busy; time the hypervisor gave to someone else
-# (steal) counts in all, not as busy.
+# core_ticks CPU: how long that CPU has been busy, how long it has run in all, and how long the
+# hypervisor kept it for others (steal), in clock ticks (/proc/stat). Idle and waiting on I/O are
+# not busy; steal counts in all, not as busy: a run in which it took much measured a slower machine.
 core_ticks() {
-  awk -v cpu="cpu$1" '$1 == cpu {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
-}
-
-# stolen_ticks CPU: how long the hypervisor has kept that CPU for others so far (steal, in
-# /proc/stat), in clock ticks: a run in which it took much measured a slower machine.
-stolen_ticks() {
-  awk -v cpu="cpu$1" '$1 == cpu {print $9}' /proc/stat
+  awk -v cpu="cpu$1" '$1 == cpu {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $9}' /proc/stat
 }
 
 # busy_percent "BEFORE" "AFTER": how busy a CPU was between two of core_ticks's readings. A server
 # whose core is busy less than all the time was waiting with nothing to do (for its disk, or for
 # the load's next request).
 busy_percent() {
-  python3 -c "import sys; b0, t0, b1, t1 = map(int, sys.argv[1:]); print(f'{100 * (b1 - b0) / max(t1 - t0, 1):.0f}')" $1 $2
+  python3 -c "import sys; b0, t0, _, b1, t1, _ = map(int, sys.argv[1:]); print(f'{100 * (b1 - b0) / max(t1 - t0, 1):.0f}')" $1 $2
 }

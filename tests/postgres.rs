@@ -627,15 +627,10 @@ fn store_in(cluster: &PgCluster, database: &str) -> herald::store::Store {
 /// a store's statement on that table waits at the database for as long as a test needs it to,
 /// however fast or slow the machine.
 async fn lock_table(cluster: &PgCluster, database: &str, table: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user=postgres dbname={database}",
-            cluster.port
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
+    let (client, connection) =
+        tokio_postgres::connect(&cluster.url(database), tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(connection);
     client
         .batch_execute(&format!("BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE"))

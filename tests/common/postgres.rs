@@ -178,6 +178,11 @@ impl PgCluster {
     /// A new, empty database and its URL.
     pub fn database(&self, name: &str) -> String {
         self.sql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url(name)
+    }
+
+    /// The URL of database `name` as the superuser (the cluster trusts loopback connections).
+    pub fn url(&self, name: &str) -> String {
         format!(
             "postgres://postgres:unused-password@127.0.0.1:{}/{name}",
             self.port
