@@ -13,7 +13,8 @@
 //!
 //! Writing: records are framed into a buffer and written to the segment being filled at every
 //! [`Spool::sync_then`] (the group commit), which then makes them durable with one `fdatasync`
-//! (into zeros written ahead, so that the file's size rarely changes: [`Writer::zeroed`]). A
+//! (into zeros written ahead, so that the file's size rarely changes: [`Writer::zeroed`]), on one
+//! of [`SYNC_LANES`] lanes: a sync may start while others are on their way. A
 //! segment is sealed when it reaches [`SEGMENT_BYTES`] or [`SEGMENT_RECORDS`]; once it is on disk
 //! its index file is written beside it, so that opening reads indexes, not payloads. Segments go
 //! as a whole, when nothing in them matters any more (`sweep`); an alert past the retention in a
@@ -54,6 +55,15 @@ const SEGMENT_RECORDS: u32 = 1 << 16;
 /// How far ahead of its records the segment being filled holds zeros (see [`Writer::zeroed`]).
 const ZEROED_AHEAD: u64 = 1024 * 1024;
 
+/// How many syncs may be on their way at once, each on a lane of its own ([`SyncLane`]).
+///
+/// Why more than one: callbacks that arrive while a sync is on its way wait for it to end before
+/// theirs can begin, and on a core that serves them between syncs the core then idles while the
+/// disk works (a quarter of the time in `bench/alternating.sh`). A disk takes several flushes at
+/// once, so a sync started beside the one on its way answers those callbacks sooner. Three lanes
+/// kept the bench's core busy; one more had nothing left to gain there.
+pub(super) const SYNC_LANES: usize = 3;
+
 /// Where a record is: its segment in the high 32 bits, its offset in the low 32.
 pub(super) type Position = u64;
 
@@ -68,6 +78,9 @@ fn segment_of(position: Position) -> u32 {
 pub(super) struct Spool {
     dir: PathBuf,
     writer: Mutex<Writer>,
+    lanes: Lanes,
+    /// Syncs end in any order; callers are told in the order the syncs took their records.
+    turns: Turns,
     state: RwLock<State>,
     alert_count: AtomicU64,
     /// A write or sync failed (a full disk): the store is opened again (`needs_reopening`),
@@ -79,6 +92,8 @@ pub(super) struct Spool {
 struct Writer {
     segment: u32,
     file: Arc<File>,
+    /// The segment's handles for syncing it, one per lane.
+    sync_handles: Arc<SyncHandles>,
     /// Bytes of records in the file.
     length: u64,
     /// Up to where the file holds zeros after `length` (its size, unless writing them failed),
@@ -98,9 +113,11 @@ struct Writer {
     /// segment's tables): its index file once sealed.
     written: Vec<(u32, Entry)>,
     /// Segments sealed since the last sync: made durable, then given their index file.
-    sealed: Vec<(u32, Arc<File>, Vec<u8>)>,
-    /// Whether anything was written since the last `fdatasync`.
+    sealed: Vec<(u32, Arc<SyncHandles>, Vec<u8>)>,
+    /// Whether anything was written since the last sync took what there was.
     unsynced: bool,
+    /// The turn of the last sync that took something: what is written is durable once it ends.
+    last_turn: u64,
     /// The segment being filled was created since the last sync: the next one also syncs the
     /// folder, which holds its name (a file's own `fdatasync` makes its data durable, not
     /// necessarily the entry that finds it).
@@ -176,6 +193,27 @@ fn remove_segment_files(dir: &Path, segment: u32) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// A segment's handles for syncing it: one per lane and one for [`Spool::sync_now`], each opened
+/// with the segment, before anything is written to it.
+///
+/// Why not one handle shared: Linux tells of a page the disk failed to write once per open file
+/// description, to the first sync through it to look. Syncs on their way at once through the
+/// same handle could leave the one whose pages were lost succeeding while another failed. With a
+/// handle of its own, each sync hears of every failure since the handle's last sync.
+struct SyncHandles(Vec<File>);
+
+impl SyncHandles {
+    fn open(path: &Path) -> Result<Arc<SyncHandles>, StoreError> {
+        let handles = (0..=SYNC_LANES).map(|_| open_file(path));
+        Ok(Arc::new(SyncHandles(handles.collect::<Result<_, _>>()?)))
+    }
+
+    /// The handle of `lane`; [`SYNC_LANES`] is [`Spool::sync_now`]'s.
+    fn on(&self, lane: usize) -> &File {
+        &self.0[lane]
+    }
 }
 
 fn open_file(path: &Path) -> Result<File, StoreError> {
@@ -364,13 +402,16 @@ impl Spool {
             .chain(cursors_reach)
             .max()
             .map_or(1, |last| last + 1);
-        let file = Arc::new(open_file(&segment_path(dir, next))?);
+        let path = segment_path(dir, next);
+        let file = Arc::new(open_file(&path)?);
+        let sync_handles = SyncHandles::open(&path)?;
         state.segments.insert(next, Segment::new(file.clone(), 0));
         Ok(Spool {
             dir: dir.to_path_buf(),
             writer: Mutex::new(Writer {
                 segment: next,
                 file,
+                sync_handles,
                 length: 0,
                 zeroed: 0,
                 records: 0,
@@ -379,8 +420,11 @@ impl Spool {
                 written: Vec::new(),
                 sealed: Vec::new(),
                 unsynced: false,
+                last_turn: 0,
                 created: true,
             }),
+            lanes: Lanes::new(),
+            turns: Turns::default(),
             state: RwLock::new(state),
             alert_count: AtomicU64::new(alert_count),
             failed: AtomicBool::new(false),
@@ -389,9 +433,7 @@ impl Spool {
 
     fn writer(&self) -> MutexGuard<'_, Writer> {
         // The writer's fields are consistent between statements; a panic cannot leave them torn.
-        self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.writer)
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -517,7 +559,9 @@ impl Spool {
             return Err(io_error(error));
         }
         let next = writer.segment + 1;
-        let file = Arc::new(open_file(&segment_path(&self.dir, next))?);
+        let path = segment_path(&self.dir, next);
+        let file = Arc::new(open_file(&path)?);
+        let sync_handles = SyncHandles::open(&path)?;
         let others = std::mem::take(&mut writer.written);
         let mut state = self.write_state();
         state.sealed(writer.segment);
@@ -529,8 +573,9 @@ impl Spool {
             }
             None => format::encode_index(&others, &[], &[], writer.length),
         };
-        let sealed_file = std::mem::replace(&mut writer.file, file.clone());
-        writer.sealed.push((writer.segment, sealed_file, index));
+        writer.file = file.clone();
+        let sealed_handles = std::mem::replace(&mut writer.sync_handles, sync_handles);
+        writer.sealed.push((writer.segment, sealed_handles, index));
         state.segments.insert(next, Segment::new(file, 0));
         writer.segment = next;
         writer.length = 0;
@@ -541,41 +586,71 @@ impl Spool {
         Ok(())
     }
 
-    /// Writes what is buffered and makes every record written so far durable, then runs `then`
-    /// on the same blocking thread (sled's flush: one hand-off for both, each costing a context
-    /// switch or two on a busy core). Sealed segments get their index file once they are on disk.
-    /// `then` runs only once the spool is durable.
-    pub(super) async fn sync_then<F>(&self, then: F) -> Result<(), StoreError>
+    /// Waits for a lane to sync on.
+    pub(super) async fn sync_lane(&self) -> SyncLane {
+        self.lanes.take().await
+    }
+
+    /// Writes what is buffered and makes every record written so far durable on `lane`, then runs
+    /// `then` on the same blocking thread (sled's flush: one hand-off for both, each costing a
+    /// context switch or two on a busy core). Sealed segments get their index file once they are
+    /// on disk. `then` runs only once this sync's records are durable; the call returns once the
+    /// syncs that took records before this one have ended too (or, with nothing left to take,
+    /// once the one that took the last records has), and fails if any of them failed.
+    pub(super) async fn sync_then<F>(&self, lane: SyncLane, then: F) -> Result<(), StoreError>
     where
         F: FnOnce() -> Result<(), StoreError> + Send + 'static,
     {
-        let unsynced = self.take_unsynced()?;
+        let (turn, unsynced) = self.take_unsynced()?;
         let dir = self.dir.clone();
-        let (synced, then) = tokio::task::spawn_blocking(move || {
-            let synced = unsynced.map(|unsynced| unsynced.make_durable(&dir));
+        let joined = tokio::task::spawn_blocking(move || {
+            let synced = unsynced.map(|unsynced| unsynced.make_durable(&dir, lane.index));
+            // The next sync may start on this lane while this one waits for its turn.
+            drop(lane);
             match synced {
                 // Its error is returned below, before `then`'s would be.
                 Some(Err(_)) => (synced, Ok(())),
                 _ => (synced, then()),
             }
         })
-        .await
-        .map_err(|error| StoreError::Backend(Box::new(error)))?;
+        .await;
+        let (synced, then) = match joined {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // The sync may not have happened: nothing written since the last one is durable.
+                self.failed.store(true, Ordering::SeqCst);
+                self.turns.end(turn);
+                return Err(StoreError::Backend(Box::new(error)));
+            }
+        };
         if let Some(synced) = synced {
-            self.synced(synced)?;
+            self.synced(turn, synced)?;
+        }
+        self.turns.until_ended(turn).await;
+        if self.failed() {
+            return Err(StoreError::Backend(
+                "a sync of the spool failed: the store must be opened again".into(),
+            ));
         }
         then
     }
 
-    /// [`Spool::sync_then`] for a caller outside the runtime (opening the store).
+    /// [`Spool::sync_then`] for a caller outside the runtime (opening the store, the sweep). It
+    /// syncs on a handle of its own, one caller at a time, and does not wait for the syncs on
+    /// their way: what it needs durable is what it took.
     pub(super) fn sync_now(&self) -> Result<(), StoreError> {
+        let _alone = lock(&self.lanes.outside);
         match self.take_unsynced()? {
-            Some(unsynced) => self.synced(unsynced.make_durable(&self.dir)),
-            None => Ok(()),
+            (turn, Some(unsynced)) => {
+                self.synced(turn, unsynced.make_durable(&self.dir, SYNC_LANES))
+            }
+            (_, None) => Ok(()),
         }
     }
 
-    fn take_unsynced(&self) -> Result<Option<Unsynced>, StoreError> {
+    /// Writes what is buffered and takes what a sync must make durable, with its turn; with
+    /// nothing to take, the turn of the sync that took the last records.
+    fn take_unsynced(&self) -> Result<(u64, Option<Unsynced>), StoreError> {
         let mut writer = self.writer();
         self.write_buffer(&mut writer)?;
         if zero_ahead(&mut writer).is_err() {
@@ -583,26 +658,38 @@ impl Spool {
             writer.zeroed = writer.length;
         }
         if !writer.unsynced {
-            return Ok(None);
+            return Ok((writer.last_turn, None));
         }
         writer.unsynced = false;
-        Ok(Some(Unsynced {
-            file: writer.file.clone(),
-            sealed: std::mem::take(&mut writer.sealed),
-            created: std::mem::take(&mut writer.created),
-        }))
+        writer.last_turn += 1;
+        Ok((
+            writer.last_turn,
+            Some(Unsynced {
+                sync_handles: writer.sync_handles.clone(),
+                sealed: std::mem::take(&mut writer.sealed),
+                created: std::mem::take(&mut writer.created),
+            }),
+        ))
     }
 
-    /// After a sync: the tables of segments whose index file is now written are read from it.
-    fn synced(&self, outcome: std::io::Result<Vec<(u32, Vec<u8>)>>) -> Result<(), StoreError> {
+    /// After the sync of `turn`: the tables of segments whose index file is now written are read
+    /// from it, and the turn ends (a failure is known before it does).
+    fn synced(
+        &self,
+        turn: u64,
+        outcome: std::io::Result<Vec<(u32, Vec<u8>)>>,
+    ) -> Result<(), StoreError> {
         let indexed = match outcome {
             Ok(indexed) => indexed,
             Err(error) => {
                 // Nothing written since the last good sync can be taken as durable.
                 self.failed.store(true, Ordering::SeqCst);
-                let mut writer = self.writer();
-                writer.unsynced = true;
-                writer.created = true;
+                {
+                    let mut writer = self.writer();
+                    writer.unsynced = true;
+                    writer.created = true;
+                }
+                self.turns.end(turn);
                 return Err(io_error(error));
             }
         };
@@ -623,6 +710,7 @@ impl Spool {
                 }
             }
         }
+        self.turns.end(turn);
         Ok(())
     }
 
@@ -635,12 +723,17 @@ impl Spool {
         writer.file = Arc::new(File::open(path).unwrap());
     }
 
-    /// From now on every sync of the segment being filled fails: its file is swapped for
-    /// `/dev/null`, which takes writes and refuses `fdatasync`.
+    /// From now on every sync of the segment being filled fails: its file and its handles for
+    /// syncing are swapped for `/dev/null`, which takes writes and refuses `fdatasync`.
     #[cfg(test)]
     pub(super) fn fail_syncs(&self) {
-        let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
-        self.writer().file = Arc::new(null.unwrap());
+        let null = || {
+            let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+            null.unwrap()
+        };
+        let mut writer = self.writer();
+        writer.file = Arc::new(null());
+        writer.sync_handles = Arc::new(SyncHandles((0..=SYNC_LANES).map(|_| null()).collect()));
     }
 
     /// Whether every record appended so far has been handed to a sync.
@@ -916,19 +1009,20 @@ pub(super) struct SpoolSweep {
 
 /// What a sync makes durable: the segment being filled, and those sealed since the last sync.
 struct Unsynced {
-    file: Arc<File>,
-    sealed: Vec<(u32, Arc<File>, Vec<u8>)>,
+    sync_handles: Arc<SyncHandles>,
+    sealed: Vec<(u32, Arc<SyncHandles>, Vec<u8>)>,
     /// The segment being filled is new: the folder is synced too.
     created: bool,
 }
 
 impl Unsynced {
-    /// Returns the index files written (segment and content).
-    fn make_durable(self, dir: &Path) -> std::io::Result<Vec<(u32, Vec<u8>)>> {
-        for (_, sealed_file, _) in &self.sealed {
-            sealed_file.sync_data()?;
+    /// Syncs through the handles of `lane`. Returns the index files written (segment and
+    /// content).
+    fn make_durable(self, dir: &Path, lane: usize) -> std::io::Result<Vec<(u32, Vec<u8>)>> {
+        for (_, sealed_handles, _) in &self.sealed {
+            sealed_handles.on(lane).sync_data()?;
         }
-        self.file.sync_data()?;
+        self.sync_handles.on(lane).sync_data()?;
         if self.created {
             // Once a segment (which holds up to 64 MiB or 65,536 records; each start begins one).
             File::open(dir)?.sync_all()?;
@@ -967,6 +1061,91 @@ fn zero_ahead(writer: &mut Writer) -> std::io::Result<()> {
     }
     writer.zeroed = until;
     Ok(())
+}
+
+/// The lanes syncs run on: [`SYNC_LANES`] of them for the group commit, taken in turn, and one
+/// for [`Spool::sync_now`].
+struct Lanes {
+    permits: Arc<tokio::sync::Semaphore>,
+    free: Arc<Mutex<Vec<usize>>>,
+    outside: Mutex<()>,
+}
+
+/// A lane taken for one sync: its handles are this sync's alone until it is dropped.
+pub(super) struct SyncLane {
+    index: usize,
+    free: Arc<Mutex<Vec<usize>>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Lanes {
+    fn new() -> Lanes {
+        Lanes {
+            permits: Arc::new(tokio::sync::Semaphore::new(SYNC_LANES)),
+            free: Arc::new(Mutex::new((0..SYNC_LANES).collect())),
+            outside: Mutex::new(()),
+        }
+    }
+
+    async fn take(&self) -> SyncLane {
+        let permit = self.permits.clone().acquire_owned().await;
+        let permit = permit.expect("the spool never closes its lanes");
+        let index = lock(&self.free).pop();
+        let index = index.expect("a permit is held for every lane taken");
+        SyncLane {
+            index,
+            free: self.free.clone(),
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for SyncLane {
+    /// Gives the lane back before its permit (dropped after this), so that whoever the permit goes
+    /// to next finds it free.
+    fn drop(&mut self) {
+        lock(&self.free).push(self.index);
+    }
+}
+
+/// Locks `mutex`; what each one guards is consistent between statements, so a panic while it was
+/// held leaves nothing torn.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The turns of the syncs, in the order they took their records: turn `n` is over once every
+/// sync up to `n` has ended.
+#[derive(Default)]
+struct Turns {
+    /// The syncs that ended after one before them that has not.
+    ended_early: Mutex<BTreeSet<u64>>,
+    /// Every turn up to this one is over.
+    over: tokio::sync::watch::Sender<u64>,
+}
+
+impl Turns {
+    fn end(&self, turn: u64) {
+        let mut ended_early = lock(&self.ended_early);
+        ended_early.insert(turn);
+        let mut over = *self.over.borrow();
+        while ended_early.remove(&(over + 1)) {
+            over += 1;
+        }
+        self.over.send_if_modified(|was| {
+            let moved = *was != over;
+            *was = over;
+            moved
+        });
+    }
+
+    async fn until_ended(&self, turn: u64) {
+        let mut over = self.over.subscribe();
+        // The sender is `self`'s: it outlives the wait.
+        let _ = over.wait_for(|over| *over >= turn).await;
+    }
 }
 
 fn read_at_most(file: &File, buffer: &mut [u8], offset: u64) -> Result<usize, StoreError> {

@@ -335,3 +335,76 @@ fn bench_open_behind_many_sealed_segments() {
         elapsed.as_millis()
     );
 }
+
+/// Polls `sync` until its blocking part is done (it gave its lane back), checking at every poll
+/// that it is not over.
+async fn still_waiting_after_its_sync<F: std::future::Future + Unpin>(spool: &Spool, sync: &mut F) {
+    loop {
+        assert!(
+            futures::poll!(&mut *sync).is_pending(),
+            "over before a sync that took records before it"
+        );
+        if lock(&spool.lanes.free).len() == SYNC_LANES {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert!(futures::poll!(&mut *sync).is_pending());
+}
+
+/// Syncs on lanes of their own end in any order: each is over only once the syncs that took
+/// records before it are, whether it took records of its own or found none left (the sync on its
+/// way took them), and fails if one of those failed.
+#[tokio::test]
+async fn a_sync_is_over_only_after_the_syncs_that_took_records_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+    spool.append_claim(&claim(1, 1, 5)).unwrap();
+    // A sync on its way: it took the first claim, and has not synced yet.
+    let (first_turn, first) = spool.take_unsynced().unwrap();
+    let first = first.expect("a record to sync");
+
+    spool.append_claim(&claim(2, 2, 6)).unwrap();
+    let lane = spool.sync_lane().await;
+    let mut second = Box::pin(spool.sync_then(lane, || Ok(())));
+    still_waiting_after_its_sync(&spool, &mut second).await;
+    // Nothing left to take: it waits for the sync that took the last records.
+    let lane = spool.sync_lane().await;
+    let mut third = Box::pin(spool.sync_then(lane, || Ok(())));
+    still_waiting_after_its_sync(&spool, &mut third).await;
+
+    spool
+        .synced(first_turn, first.make_durable(dir.path(), 0))
+        .unwrap();
+    second.await.unwrap();
+    third.await.unwrap();
+
+    // The same, with the sync on its way failing.
+    spool.append_claim(&claim(3, 3, 7)).unwrap();
+    let (failing_turn, failing) = spool.take_unsynced().unwrap();
+    assert!(failing.is_some());
+    spool.append_claim(&claim(4, 4, 8)).unwrap();
+    let lane = spool.sync_lane().await;
+    let mut after = Box::pin(spool.sync_then(lane, || Ok(())));
+    still_waiting_after_its_sync(&spool, &mut after).await;
+    let lost = std::io::Error::other("the disk lost a page");
+    assert!(spool.synced(failing_turn, Err(lost)).is_err());
+    assert!(
+        after.await.is_err(),
+        "told durable after a failed sync before it"
+    );
+}
+
+/// Every turn up to one is over only once each has ended, in whatever order they did.
+#[tokio::test]
+async fn turns_are_over_in_order() {
+    let turns = Turns::default();
+    turns.end(2);
+    turns.end(3);
+    let mut second = Box::pin(turns.until_ended(2));
+    assert!(futures::poll!(&mut second).is_pending());
+    turns.end(1);
+    second.await;
+    turns.until_ended(3).await;
+    assert!(futures::poll!(Box::pin(turns.until_ended(4))).is_pending());
+}
