@@ -4,28 +4,23 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::spool::{Spool, SyncLane};
+use super::spool::Spool;
 use crate::store::{run_to_end, CommitCounter, StoreError};
 
 /// Group commit over the spool's sync and sled's flush.
 ///
-/// Each caller takes a ticket after its writes. A flush covers every ticket issued before it began:
-/// a caller whose ticket a flush on its way covers waits for it; the others take a lane of the
-/// spool (up to [`SYNC_LANES`](super::spool::SYNC_LANES) flushes run at once) and flush on behalf
-/// of every ticket not yet covered. Under load one fsync thus answers a whole batch of callbacks,
-/// and with one caller it costs nothing extra. Flushes are told done in the order they began (the
-/// spool's turns), so a ticket counted flushed is durable whichever flush ended first. Once a
-/// commit has failed, no later one succeeds until the store is opened again.
+/// Each caller takes a ticket after its writes, then waits its turn for the flush lock. Whoever
+/// holds the lock flushes on behalf of every ticket issued before the flush began; callers whose
+/// ticket a finished flush already covers return without flushing. Under load one fsync thus
+/// answers a whole batch of callbacks, and with one caller it costs nothing extra. Once a commit
+/// has failed, no later one succeeds until the store is opened again.
 pub(super) struct GroupCommit(Arc<Shared>);
 
 struct Shared {
     db: sled::Db,
     spool: Arc<Spool>,
     tickets_issued: AtomicU64,
-    /// The last ticket a flush that began covers.
-    tickets_started: AtomicU64,
-    /// The last ticket known durable. Every flush that ends, well or not, wakes its waiters.
-    tickets_flushed: tokio::sync::watch::Sender<u64>,
+    tickets_flushed: AtomicU64,
     done: CommitCounter,
     /// The data folder as it was opened: checked after every commit.
     folder: DataFolder,
@@ -33,6 +28,8 @@ struct Shared {
     /// again), or after a commit the data folder was gone or another one (what was committed is
     /// not where herald, or the next herald, will look for it).
     broken: AtomicBool,
+    /// Held while a flush runs; tokio's mutex is fair, so waiters are served in order.
+    flushing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl GroupCommit {
@@ -41,18 +38,18 @@ impl GroupCommit {
             db,
             spool,
             tickets_issued: AtomicU64::new(0),
-            tickets_started: AtomicU64::new(0),
-            tickets_flushed: tokio::sync::watch::Sender::new(0),
+            tickets_flushed: AtomicU64::new(0),
             done: CommitCounter::default(),
             folder: DataFolder::as_now(folder),
             broken: AtomicBool::new(false),
+            flushing: Arc::new(tokio::sync::Mutex::new(())),
         }))
     }
 
     /// Whether the store can commit no more until it is opened again: sled's flush failed, the
     /// data folder was gone or replaced after a commit, or a write or sync of the spool failed.
     pub(super) fn broken(&self) -> bool {
-        self.0.broken()
+        self.0.broken.load(Ordering::SeqCst) || self.0.spool.failed()
     }
 
     /// Commits done, and the time they took in all.
@@ -64,68 +61,42 @@ impl GroupCommit {
     pub(super) async fn commit(&self) -> Result<(), StoreError> {
         let shared = &self.0;
         let ticket = shared.tickets_issued.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut flushed = shared.tickets_flushed.subscribe();
-        loop {
-            if *flushed.borrow_and_update() >= ticket {
-                return Ok(());
-            }
-            // A commit failed since this caller wrote. Its write may have dropped the caller's
-            // records (a failed write drops the buffer), or its sync pages the disk lost (Linux
-            // reports a writeback error once): a later sync that finds nothing to do, or succeeds,
-            // cannot say they are on disk. Until the store is opened again, nothing is committed.
-            if shared.broken() {
-                return Err(earlier_failure());
-            }
-            if shared.tickets_started.load(Ordering::SeqCst) >= ticket {
-                // The sender is `shared`'s: it outlives the wait.
-                let _ = flushed.changed().await;
-                continue;
-            }
-            let lane = tokio::select! {
-                lane = shared.spool.sync_lane() => lane,
-                _ = flushed.changed() => continue,
-            };
-            gather(&shared.tickets_issued).await;
-            let covered = shared.tickets_issued.load(Ordering::SeqCst);
-            if shared.tickets_started.fetch_max(covered, Ordering::SeqCst) >= covered {
-                // A flush that began while this caller gathered covers it.
-                continue;
-            }
-            // Run to its end whatever becomes of this caller: the callers it covers wait for it.
-            return run_to_end(shared.clone().flush(lane, covered)).await;
+        let turn = shared.flushing.clone().lock_owned().await;
+        if shared.tickets_flushed.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
         }
+        // A commit failed since this caller wrote. Its write may have dropped the caller's
+        // records (a failed write drops the buffer), or its sync pages the disk lost (Linux
+        // reports a writeback error once): a later sync that finds nothing to do, or succeeds,
+        // cannot say they are on disk. Until the store is opened again, nothing is committed.
+        if self.broken() {
+            return Err(StoreError::Backend(
+                "an earlier commit failed: the store must be opened again".into(),
+            ));
+        }
+        gather(&shared.tickets_issued).await;
+        // Holding the turn until it ends: the next turn must find this flush done, not its share
+        // taken and nothing left to sync.
+        run_to_end(shared.clone().flush(turn)).await
     }
 }
 
 impl Shared {
-    fn broken(&self) -> bool {
-        self.broken.load(Ordering::SeqCst) || self.spool.failed()
-    }
-
-    /// Flushes on `lane` what tickets up to `covered` wrote.
-    async fn flush(self: Arc<Self>, lane: SyncLane, covered: u64) -> Result<(), StoreError> {
+    async fn flush(
+        self: Arc<Self>,
+        _turn: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
+        let covered = self.tickets_issued.load(Ordering::SeqCst);
         // sled's own `flush_async` would hop to one of its threads: flushed on the spool's
         // sync thread instead, with the folder check (below).
         let shared = self.clone();
-        let outcome = self
-            .spool
-            .sync_then(lane, move || shared.flush_sled_and_check_folder())
-            .await
-            .and_then(|()| match self.broken() {
-                // A flush before this one failed after its spool sync (sled, the folder).
-                true => Err(earlier_failure()),
-                false => Ok(()),
-            });
-        if outcome.is_ok() {
-            self.done.record(started);
-        }
-        self.tickets_flushed.send_modify(|flushed| {
-            if outcome.is_ok() {
-                *flushed = (*flushed).max(covered);
-            }
-        });
-        outcome
+        self.spool
+            .sync_then(move || shared.flush_sled_and_check_folder())
+            .await?;
+        self.done.record(started);
+        self.tickets_flushed.fetch_max(covered, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Runs on the commit's blocking thread once the spool is durable. The folder is checked
@@ -150,10 +121,6 @@ impl Shared {
         }
         Ok(())
     }
-}
-
-fn earlier_failure() -> StoreError {
-    StoreError::Backend("an earlier commit failed: the store must be opened again".into())
 }
 
 /// Lets callers that are ready to run finish their writes and join the coming flush: yields to the

@@ -13,8 +13,7 @@
 //!
 //! Writing: records are framed into a buffer and written to the segment being filled at every
 //! [`Spool::sync_then`] (the group commit), which then makes them durable with one `fdatasync`
-//! (into zeros written ahead, so that the file's size rarely changes: [`Writer::zeroed`]), on one
-//! of [`SYNC_LANES`] lanes: a sync may start while others are on their way. A
+//! (into zeros written ahead, so that the file's size rarely changes: [`Writer::zeroed`]). A
 //! segment is sealed when it reaches [`SEGMENT_BYTES`] or [`SEGMENT_RECORDS`]; once it is on disk
 //! its index file is written beside it, so that opening reads indexes, not payloads. Segments go
 //! as a whole, when nothing in them matters any more (`sweep`); an alert past the retention in a
@@ -55,15 +54,6 @@ const SEGMENT_RECORDS: u32 = 1 << 16;
 /// How far ahead of its records the segment being filled holds zeros (see [`Writer::zeroed`]).
 const ZEROED_AHEAD: u64 = 1024 * 1024;
 
-/// How many syncs may be on their way at once, each on a lane of its own ([`SyncLane`]).
-///
-/// Why more than one: callbacks that arrive while a sync is on its way wait for it to end before
-/// theirs can begin, and on a core that serves them between syncs the core then idles while the
-/// disk works (a quarter of the time in `bench/alternating.sh`). A disk takes several flushes at
-/// once, so a sync started beside the one on its way answers those callbacks sooner. Three lanes
-/// kept the bench's core busy; one more had nothing left to gain there.
-pub(super) const SYNC_LANES: usize = 3;
-
 /// Where a record is: its segment in the high 32 bits, its offset in the low 32.
 pub(super) type Position = u64;
 
@@ -78,9 +68,11 @@ fn segment_of(position: Position) -> u32 {
 pub(super) struct Spool {
     dir: PathBuf,
     writer: Mutex<Writer>,
-    lanes: Lanes,
-    /// Syncs end in any order; callers are told in the order the syncs took their records.
+    /// A sync of the group commit and one of [`Spool::sync_now`] may be on their way at once;
+    /// each is over once those that took records before it are.
     turns: Turns,
+    /// Held by [`Spool::sync_now`]: its callers sync one at a time.
+    sync_now_alone: Mutex<()>,
     state: RwLock<State>,
     alert_count: AtomicU64,
     /// A write or sync failed (a full disk): the store is opened again (`needs_reopening`),
@@ -92,7 +84,7 @@ pub(super) struct Spool {
 struct Writer {
     segment: u32,
     file: Arc<File>,
-    /// The segment's handles for syncing it, one per lane.
+    /// The segment's handles for syncing it.
     sync_handles: Arc<SyncHandles>,
     /// Bytes of records in the file.
     length: u64,
@@ -101,7 +93,11 @@ struct Writer {
     /// pages the page cache holds and leaves the file's size alone, so its `fdatasync` writes the
     /// data and flushes the disk's cache: two round trips to the disk instead of three with an
     /// append, whose new size must be written too (0.20–0.23 ms against 0.40 ms for 80 KiB on
-    /// the development machine).
+    /// the development machine). That is the gain of a commit into zeros; the commit that writes
+    /// the next megabyte of them pays for it (4.9 ms), and averaged over every commit, zeroing
+    /// ahead measured level with appending on a new data folder (README "Performance", sixth
+    /// session). Kept: no slower on average, and the median commit is quicker (0.65–0.76 ms
+    /// against 0.87–1.01 ms there).
     /// Zeros end a scan (`format::frame_header`): reopened, the segment is cut to its records.
     zeroed: u64,
     records: u32,
@@ -195,26 +191,29 @@ fn remove_segment_files(dir: &Path, segment: u32) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A segment's handles for syncing it: one per lane and one for [`Spool::sync_now`], each opened
-/// with the segment, before anything is written to it.
+/// A segment's handles for syncing it: one for the group commit's syncs and one for
+/// [`Spool::sync_now`]'s, each opened with the segment, before anything is written to it.
 ///
-/// Why not one handle shared: Linux tells of a page the disk failed to write once per open file
-/// description, to the first sync through it to look. Syncs on their way at once through the
-/// same handle could leave the one whose pages were lost succeeding while another failed. With a
-/// handle of its own, each sync hears of every failure since the handle's last sync.
-struct SyncHandles(Vec<File>);
+/// Why two: Linux tells of a page the disk failed to write once per open file description, to the
+/// first sync through it to look. A sweep's sync and a commit's, on their way at once through one
+/// handle, could leave the one whose pages were lost succeeding while the other failed. Through a
+/// handle of its own, each hears of every failure since that handle's last sync.
+struct SyncHandles {
+    commits: File,
+    outside: File,
+}
 
 impl SyncHandles {
     fn open(path: &Path) -> Result<Arc<SyncHandles>, StoreError> {
-        let handles = (0..=SYNC_LANES).map(|_| open_file(path));
-        Ok(Arc::new(SyncHandles(handles.collect::<Result<_, _>>()?)))
-    }
-
-    /// The handle of `lane`; [`SYNC_LANES`] is [`Spool::sync_now`]'s.
-    fn on(&self, lane: usize) -> &File {
-        &self.0[lane]
+        Ok(Arc::new(SyncHandles {
+            commits: open_file(path)?,
+            outside: open_file(path)?,
+        }))
     }
 }
+
+/// Which of a segment's [`SyncHandles`] a sync goes through.
+type Through = fn(&SyncHandles) -> &File;
 
 fn open_file(path: &Path) -> Result<File, StoreError> {
     std::fs::OpenOptions::new()
@@ -423,8 +422,8 @@ impl Spool {
                 last_turn: 0,
                 created: true,
             }),
-            lanes: Lanes::new(),
             turns: Turns::default(),
+            sync_now_alone: Mutex::new(()),
             state: RwLock::new(state),
             alert_count: AtomicU64::new(alert_count),
             failed: AtomicBool::new(false),
@@ -586,27 +585,23 @@ impl Spool {
         Ok(())
     }
 
-    /// Waits for a lane to sync on.
-    pub(super) async fn sync_lane(&self) -> SyncLane {
-        self.lanes.take().await
-    }
-
-    /// Writes what is buffered and makes every record written so far durable on `lane`, then runs
-    /// `then` on the same blocking thread (sled's flush: one hand-off for both, each costing a
-    /// context switch or two on a busy core). Sealed segments get their index file once they are
-    /// on disk. `then` runs only once this sync's records are durable; the call returns once the
-    /// syncs that took records before this one have ended too (or, with nothing left to take,
-    /// once the one that took the last records has), and fails if any of them failed.
-    pub(super) async fn sync_then<F>(&self, lane: SyncLane, then: F) -> Result<(), StoreError>
+    /// Writes what is buffered and makes every record written so far durable, then runs `then`
+    /// on the same blocking thread (sled's flush: one hand-off for both, each costing a context
+    /// switch or two on a busy core). Sealed segments get their index file once they are on disk.
+    /// `then` runs only once this sync's records are durable. The call returns once the syncs
+    /// that took records before this one (a sweep's, through [`Spool::sync_now`]) have ended too,
+    /// or, with nothing left to take, once the one that took the last records has; it fails if
+    /// any of them failed. The group commit's, one at a time.
+    pub(super) async fn sync_then<F>(&self, then: F) -> Result<(), StoreError>
     where
         F: FnOnce() -> Result<(), StoreError> + Send + 'static,
     {
         let (turn, unsynced) = self.take_unsynced()?;
+        let takes_its_turn = unsynced.is_some();
         let dir = self.dir.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let synced = unsynced.map(|unsynced| unsynced.make_durable(&dir, lane.index));
-            // The next sync may start on this lane while this one waits for its turn.
-            drop(lane);
+            let through: Through = |handles| &handles.commits;
+            let synced = unsynced.map(|unsynced| unsynced.make_durable(&dir, through));
             match synced {
                 // Its error is returned below, before `then`'s would be.
                 Some(Err(_)) => (synced, Ok(())),
@@ -619,14 +614,16 @@ impl Spool {
             Err(error) => {
                 // The sync may not have happened: nothing written since the last one is durable.
                 self.failed.store(true, Ordering::SeqCst);
-                self.turns.end(turn);
+                if takes_its_turn {
+                    self.turns.end(turn);
+                }
                 return Err(StoreError::Backend(Box::new(error)));
             }
         };
         if let Some(synced) = synced {
             self.synced(turn, synced)?;
         }
-        self.turns.until_ended(turn).await;
+        self.turns.until_over(turn).await;
         if self.failed() {
             return Err(StoreError::Backend(
                 "a sync of the spool failed: the store must be opened again".into(),
@@ -635,15 +632,14 @@ impl Spool {
         then
     }
 
-    /// [`Spool::sync_then`] for a caller outside the runtime (opening the store, the sweep). It
-    /// syncs on a handle of its own, one caller at a time, and does not wait for the syncs on
-    /// their way: what it needs durable is what it took.
+    /// [`Spool::sync_then`] for a caller outside the runtime (opening the store, the sweep), one
+    /// at a time. It does not wait for a commit's sync on its way: what it needs durable is what
+    /// it took.
     pub(super) fn sync_now(&self) -> Result<(), StoreError> {
-        let _alone = lock(&self.lanes.outside);
+        let _alone = lock(&self.sync_now_alone);
+        let through: Through = |handles| &handles.outside;
         match self.take_unsynced()? {
-            (turn, Some(unsynced)) => {
-                self.synced(turn, unsynced.make_durable(&self.dir, SYNC_LANES))
-            }
+            (turn, Some(unsynced)) => self.synced(turn, unsynced.make_durable(&self.dir, through)),
             (_, None) => Ok(()),
         }
     }
@@ -733,7 +729,10 @@ impl Spool {
         };
         let mut writer = self.writer();
         writer.file = Arc::new(null());
-        writer.sync_handles = Arc::new(SyncHandles((0..=SYNC_LANES).map(|_| null()).collect()));
+        writer.sync_handles = Arc::new(SyncHandles {
+            commits: null(),
+            outside: null(),
+        });
     }
 
     /// Whether every record appended so far has been handed to a sync.
@@ -1016,13 +1015,12 @@ struct Unsynced {
 }
 
 impl Unsynced {
-    /// Syncs through the handles of `lane`. Returns the index files written (segment and
-    /// content).
-    fn make_durable(self, dir: &Path, lane: usize) -> std::io::Result<Vec<(u32, Vec<u8>)>> {
+    /// Returns the index files written (segment and content).
+    fn make_durable(self, dir: &Path, through: Through) -> std::io::Result<Vec<(u32, Vec<u8>)>> {
         for (_, sealed_handles, _) in &self.sealed {
-            sealed_handles.on(lane).sync_data()?;
+            through(sealed_handles).sync_data()?;
         }
-        self.sync_handles.on(lane).sync_data()?;
+        through(&self.sync_handles).sync_data()?;
         if self.created {
             // Once a segment (which holds up to 64 MiB or 65,536 records; each start begins one).
             File::open(dir)?.sync_all()?;
@@ -1063,51 +1061,6 @@ fn zero_ahead(writer: &mut Writer) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The lanes syncs run on: [`SYNC_LANES`] of them for the group commit, taken in turn, and one
-/// for [`Spool::sync_now`].
-struct Lanes {
-    permits: Arc<tokio::sync::Semaphore>,
-    free: Arc<Mutex<Vec<usize>>>,
-    outside: Mutex<()>,
-}
-
-/// A lane taken for one sync: its handles are this sync's alone until it is dropped.
-pub(super) struct SyncLane {
-    index: usize,
-    free: Arc<Mutex<Vec<usize>>>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Lanes {
-    fn new() -> Lanes {
-        Lanes {
-            permits: Arc::new(tokio::sync::Semaphore::new(SYNC_LANES)),
-            free: Arc::new(Mutex::new((0..SYNC_LANES).collect())),
-            outside: Mutex::new(()),
-        }
-    }
-
-    async fn take(&self) -> SyncLane {
-        let permit = self.permits.clone().acquire_owned().await;
-        let permit = permit.expect("the spool never closes its lanes");
-        let index = lock(&self.free).pop();
-        let index = index.expect("a permit is held for every lane taken");
-        SyncLane {
-            index,
-            free: self.free.clone(),
-            _permit: permit,
-        }
-    }
-}
-
-impl Drop for SyncLane {
-    /// Gives the lane back before its permit (dropped after this), so that whoever the permit goes
-    /// to next finds it free.
-    fn drop(&mut self) {
-        lock(&self.free).push(self.index);
-    }
-}
-
 /// Locks `mutex`; what each one guards is consistent between statements, so a panic while it was
 /// held leaves nothing torn.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1117,7 +1070,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The turns of the syncs, in the order they took their records: turn `n` is over once every
-/// sync up to `n` has ended.
+/// sync up to `n` has ended (in whatever order they did).
 #[derive(Default)]
 struct Turns {
     /// The syncs that ended after one before them that has not.
@@ -1141,7 +1094,7 @@ impl Turns {
         });
     }
 
-    async fn until_ended(&self, turn: u64) {
+    async fn until_over(&self, turn: u64) {
         let mut over = self.over.subscribe();
         // The sender is `self`'s: it outlives the wait.
         let _ = over.wait_for(|over| *over >= turn).await;

@@ -336,57 +336,76 @@ fn bench_open_behind_many_sealed_segments() {
     );
 }
 
-/// Polls `sync` until its blocking part is done (it gave its lane back), checking at every poll
-/// that it is not over.
-async fn still_waiting_after_its_sync<F: std::future::Future + Unpin>(spool: &Spool, sync: &mut F) {
-    loop {
+/// A [`Spool::sync_then`] whose blocking part (its sync, then `then`) raises `done` at its end.
+fn sync_then_raising<'a>(
+    spool: &'a Spool,
+    done: &Arc<AtomicBool>,
+) -> std::pin::Pin<Box<impl std::future::Future<Output = Result<(), StoreError>> + 'a>> {
+    let done = done.clone();
+    Box::pin(spool.sync_then(move || {
+        done.store(true, Ordering::SeqCst);
+        Ok(())
+    }))
+}
+
+/// Polls `sync` until its blocking part is done, checking at every poll that it is not over.
+async fn still_waiting_after_its_sync<F: std::future::Future + Unpin>(
+    done: &AtomicBool,
+    sync: &mut F,
+) {
+    while !done.load(Ordering::SeqCst) {
         assert!(
             futures::poll!(&mut *sync).is_pending(),
             "over before a sync that took records before it"
         );
-        if lock(&spool.lanes.free).len() == SYNC_LANES {
-            break;
-        }
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     assert!(futures::poll!(&mut *sync).is_pending());
 }
 
-/// Syncs on lanes of their own end in any order: each is over only once the syncs that took
-/// records before it are, whether it took records of its own or found none left (the sync on its
-/// way took them), and fails if one of those failed.
+/// A commit's sync and a sweep's may be on their way at once and end in either order: each is
+/// over only once the syncs that took records before it are, whether it took records of its own
+/// or found none left (the sweep took the caller's), and fails if one of those failed.
 #[tokio::test]
 async fn a_sync_is_over_only_after_the_syncs_that_took_records_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), &HashMap::new()).unwrap();
+    let outside: Through = |handles| &handles.outside;
     spool.append_claim(&claim(1, 1, 5)).unwrap();
-    // A sync on its way: it took the first claim, and has not synced yet.
+    // A sweep's sync on its way: it took the first claim, and has not synced yet.
     let (first_turn, first) = spool.take_unsynced().unwrap();
     let first = first.expect("a record to sync");
 
-    spool.append_claim(&claim(2, 2, 6)).unwrap();
-    let lane = spool.sync_lane().await;
-    let mut second = Box::pin(spool.sync_then(lane, || Ok(())));
-    still_waiting_after_its_sync(&spool, &mut second).await;
-    // Nothing left to take: it waits for the sync that took the last records.
-    let lane = spool.sync_lane().await;
-    let mut third = Box::pin(spool.sync_then(lane, || Ok(())));
-    still_waiting_after_its_sync(&spool, &mut third).await;
-
+    // Nothing left to take: the commit waits for the sync that took the last records.
+    let done = Arc::new(AtomicBool::new(false));
+    let mut nothing_left = sync_then_raising(&spool, &done);
+    still_waiting_after_its_sync(&done, &mut nothing_left).await;
     spool
-        .synced(first_turn, first.make_durable(dir.path(), 0))
+        .synced(first_turn, first.make_durable(dir.path(), outside))
         .unwrap();
-    second.await.unwrap();
-    third.await.unwrap();
+    nothing_left.await.unwrap();
 
-    // The same, with the sync on its way failing.
+    // A record of its own, synced while the sweep's is on its way.
+    spool.append_claim(&claim(2, 2, 6)).unwrap();
+    let (second_turn, second) = spool.take_unsynced().unwrap();
     spool.append_claim(&claim(3, 3, 7)).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let mut its_own = sync_then_raising(&spool, &done);
+    still_waiting_after_its_sync(&done, &mut its_own).await;
+    let synced = second
+        .expect("a record to sync")
+        .make_durable(dir.path(), outside);
+    spool.synced(second_turn, synced).unwrap();
+    its_own.await.unwrap();
+
+    // The same, with the sweep's sync failing.
+    spool.append_claim(&claim(4, 4, 8)).unwrap();
     let (failing_turn, failing) = spool.take_unsynced().unwrap();
     assert!(failing.is_some());
-    spool.append_claim(&claim(4, 4, 8)).unwrap();
-    let lane = spool.sync_lane().await;
-    let mut after = Box::pin(spool.sync_then(lane, || Ok(())));
-    still_waiting_after_its_sync(&spool, &mut after).await;
+    spool.append_claim(&claim(5, 5, 9)).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let mut after = sync_then_raising(&spool, &done);
+    still_waiting_after_its_sync(&done, &mut after).await;
     let lost = std::io::Error::other("the disk lost a page");
     assert!(spool.synced(failing_turn, Err(lost)).is_err());
     assert!(
@@ -401,10 +420,10 @@ async fn turns_are_over_in_order() {
     let turns = Turns::default();
     turns.end(2);
     turns.end(3);
-    let mut second = Box::pin(turns.until_ended(2));
+    let mut second = Box::pin(turns.until_over(2));
     assert!(futures::poll!(&mut second).is_pending());
     turns.end(1);
     second.await;
-    turns.until_ended(3).await;
-    assert!(futures::poll!(Box::pin(turns.until_ended(4))).is_pending());
+    turns.until_over(3).await;
+    assert!(futures::poll!(Box::pin(turns.until_over(4))).is_pending());
 }
