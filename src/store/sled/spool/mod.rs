@@ -68,8 +68,8 @@ fn segment_of(position: Position) -> u32 {
 pub(super) struct Spool {
     dir: PathBuf,
     writer: Mutex<Writer>,
-    /// A sync of the group commit and one of [`Spool::sync_now`] may be on their way at once;
-    /// each is over once those that took records before it are.
+    /// A sync of the group commit and one of [`Spool::sync_now`] may be on their way at once: the
+    /// group commit's is over once every sync that took records before it has ended.
     turns: Turns,
     /// Held by [`Spool::sync_now`]: its callers sync one at a time.
     sync_now_alone: Mutex<()>,
@@ -591,7 +591,8 @@ impl Spool {
     /// `then` runs only once this sync's records are durable. The call returns once the syncs
     /// that took records before this one (a sweep's, through [`Spool::sync_now`]) have ended too,
     /// or, with nothing left to take, once the one that took the last records has; it fails if
-    /// any of them failed. The group commit's, one at a time.
+    /// any of them failed. Only the group commit calls it, one call at a time: its syncs share
+    /// one handle of each segment.
     pub(super) async fn sync_then<F>(&self, then: F) -> Result<(), StoreError>
     where
         F: FnOnce() -> Result<(), StoreError> + Send + 'static,
