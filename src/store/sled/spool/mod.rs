@@ -212,6 +212,12 @@ impl SyncHandles {
     }
 }
 
+/// The segment to fill next: its file (for writing and reading) and its handles for syncing.
+fn create_segment(dir: &Path, number: u32) -> Result<(Arc<File>, Arc<SyncHandles>), StoreError> {
+    let path = segment_path(dir, number);
+    Ok((Arc::new(open_file(&path)?), SyncHandles::open(&path)?))
+}
+
 /// Which of a segment's [`SyncHandles`] a sync goes through.
 type Through = fn(&SyncHandles) -> &File;
 
@@ -401,9 +407,7 @@ impl Spool {
             .chain(cursors_reach)
             .max()
             .map_or(1, |last| last + 1);
-        let path = segment_path(dir, next);
-        let file = Arc::new(open_file(&path)?);
-        let sync_handles = SyncHandles::open(&path)?;
+        let (file, sync_handles) = create_segment(dir, next)?;
         state.segments.insert(next, Segment::new(file.clone(), 0));
         Ok(Spool {
             dir: dir.to_path_buf(),
@@ -558,9 +562,7 @@ impl Spool {
             return Err(io_error(error));
         }
         let next = writer.segment + 1;
-        let path = segment_path(&self.dir, next);
-        let file = Arc::new(open_file(&path)?);
-        let sync_handles = SyncHandles::open(&path)?;
+        let (file, sync_handles) = create_segment(&self.dir, next)?;
         let others = std::mem::take(&mut writer.written);
         let mut state = self.write_state();
         state.sealed(writer.segment);
