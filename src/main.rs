@@ -14,9 +14,9 @@ use tikv_jemalloc_sys as _;
 ///   stayed resident and doubled the peak RSS.
 /// - Two arenas instead of four per core. Each arena keeps its own freed pages until they decay,
 ///   and threads take arenas in turn, so the blocking pool's threads spread a drain's churn over
-///   all of them: the peak RSS while draining 100,000 jobs was 34 MiB with the default and 25 MiB
-///   with one arena, at the same rate (`bench/delivery.sh`). Two keep a second core's allocations
-///   off the first one's lock.
+///   all of them: the peak RSS while draining 100,000 jobs (`bench/delivery.sh`) was 34–35 MiB with
+///   the default and 26 MiB with two arenas (25 MiB with one), at the same rate. Two rather than
+///   one keep a second core's allocations off the first one's lock.
 #[cfg(target_os = "linux")]
 #[no_mangle]
 #[used]
