@@ -13,8 +13,8 @@ use tikv_jemalloc_sys as _;
 ///   frees as fast as it allocates; with the default, the pages freed in the last ten seconds
 ///   stayed resident and doubled the peak RSS.
 /// - Two arenas instead of four per core. Each arena keeps its own freed pages until they decay,
-///   and threads take arenas in turn, so the blocking pool's threads spread a drain's churn over
-///   all of them: the peak RSS while draining 100,000 jobs (`bench/delivery.sh`) was 34–35 MiB with
+///   and threads take arenas in turn, so with eight a drain's freed pages were held by many of
+///   them at once: the peak RSS while draining 100,000 jobs (`bench/delivery.sh`) was 34–35 MiB with
 ///   the default and 26 MiB with two arenas (25 MiB with one), at the same rate. Two rather than
 ///   one keep a second core's allocations off the first one's lock.
 #[cfg(target_os = "linux")]
