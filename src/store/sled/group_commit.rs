@@ -101,7 +101,7 @@ impl Shared {
 
     /// Runs on the commit's blocking thread once the spool is durable. The folder is checked
     /// here, once per commit, not per callback (a `stat` costs ~6 µs in a virtual machine, a
-    /// sixth of a callback's CPU; README "Performance"). A folder gone by now fails the commit:
+    /// sixth of a callback's CPU; bench/RESULTS.md). A folder gone by now fails the commit:
     /// what it wrote is not where herald will look.
     fn flush_sled_and_check_folder(&self) -> Result<(), StoreError> {
         let flushed = self.db.flush();

@@ -95,7 +95,7 @@ struct Writer {
     /// append, whose new size must be written too (0.20–0.23 ms against 0.40 ms for 80 KiB on
     /// the development machine). That is the gain of a commit into zeros; the commit that writes
     /// the next megabyte of them pays for it (4.9 ms), and averaged over every commit, zeroing
-    /// ahead measured level with appending on a new data folder (README "Performance", sixth
+    /// ahead measured level with appending on a new data folder (bench/RESULTS.md, sixth
     /// session). Kept: no slower on average, and the median commit is quicker (0.65–0.76 ms
     /// against 0.87–1.01 ms there).
     /// Zeros end a scan (`format::frame_header`): reopened, the segment is cut to its records.
@@ -435,7 +435,6 @@ impl Spool {
     }
 
     fn writer(&self) -> MutexGuard<'_, Writer> {
-        // The writer's fields are consistent between statements; a panic cannot leave them torn.
         lock(&self.writer)
     }
 
@@ -615,11 +614,8 @@ impl Spool {
         let (synced, then) = match joined {
             Ok(outcome) => outcome,
             Err(error) => {
-                // The sync may not have happened: nothing written since the last one is durable.
-                self.failed.store(true, Ordering::SeqCst);
-                if takes_its_turn {
-                    self.turns.end(turn);
-                }
+                // The sync may not have happened.
+                self.sync_failed(takes_its_turn.then_some(turn));
                 return Err(StoreError::Backend(Box::new(error)));
             }
         };
@@ -671,6 +667,21 @@ impl Spool {
         ))
     }
 
+    /// A sync failed, or may not have run: nothing written since the last good one can be taken as
+    /// durable, and the store must be opened again. Ends `turn`, the sync's own if it took one,
+    /// once the failure is known.
+    fn sync_failed(&self, turn: Option<u64>) {
+        self.failed.store(true, Ordering::SeqCst);
+        {
+            let mut writer = self.writer();
+            writer.unsynced = true;
+            writer.created = true;
+        }
+        if let Some(turn) = turn {
+            self.turns.end(turn);
+        }
+    }
+
     /// After the sync of `turn`: the tables of segments whose index file is now written are read
     /// from it, and the turn ends (a failure is known before it does).
     fn synced(
@@ -681,14 +692,7 @@ impl Spool {
         let indexed = match outcome {
             Ok(indexed) => indexed,
             Err(error) => {
-                // Nothing written since the last good sync can be taken as durable.
-                self.failed.store(true, Ordering::SeqCst);
-                {
-                    let mut writer = self.writer();
-                    writer.unsynced = true;
-                    writer.created = true;
-                }
-                self.turns.end(turn);
+                self.sync_failed(Some(turn));
                 return Err(io_error(error));
             }
         };
